@@ -1,0 +1,102 @@
+"""flyautoscaler: autoscale Fly.io Machines from metrics.
+
+A typed Python port of ``superfly/fly-autoscaler`` that embeds in your service.
+The public API is what this module exports; everything in ``_modules`` is private.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flyautoscaler._errors import (
+    ConfigError,
+    ExprInfError,
+    ExpressionError,
+    ExprNaNError,
+    ExprRequiredError,
+    FlapsConflictError,
+    FlapsError,
+    FlapsNotFoundError,
+    FlapsRateLimitedError,
+    FlapsServerError,
+    FlapsTransportError,
+    FlyAutoscalerError,
+    MetricCollectionError,
+    NoMachineToCloneError,
+    ReconcileError,
+)
+from flyautoscaler._expr import Expression, compile_expression
+from flyautoscaler._models import (
+    App,
+    ImageRef,
+    LaunchMachineInput,
+    Machine,
+    MachineConfig,
+    MachineStartResponse,
+    MachineState,
+    Organization,
+    Release,
+    RemoveMachineInput,
+    StopMachineInput,
+)
+from flyautoscaler._names import expand_metric_query, format_wildcard_as_regexp
+from flyautoscaler._protocols import (
+    FlapsClient,
+    FlyClient,
+    MetricCollector,
+    NewFlapsClientFunc,
+)
+from flyautoscaler._reconciler import ActionFailure, Reconciler, ReconcileResult
+from flyautoscaler._stats import ReconcilerStats
+
+if TYPE_CHECKING:
+    __version__: str
+
+__all__ = [
+    "ActionFailure",
+    "App",
+    "ConfigError",
+    "ExprInfError",
+    "ExprNaNError",
+    "ExprRequiredError",
+    "Expression",
+    "ExpressionError",
+    "FlapsClient",
+    "FlapsConflictError",
+    "FlapsError",
+    "FlapsNotFoundError",
+    "FlapsRateLimitedError",
+    "FlapsServerError",
+    "FlapsTransportError",
+    "FlyAutoscalerError",
+    "FlyClient",
+    "ImageRef",
+    "LaunchMachineInput",
+    "Machine",
+    "MachineConfig",
+    "MachineStartResponse",
+    "MachineState",
+    "MetricCollectionError",
+    "MetricCollector",
+    "NewFlapsClientFunc",
+    "NoMachineToCloneError",
+    "Organization",
+    "ReconcileError",
+    "ReconcileResult",
+    "Reconciler",
+    "ReconcilerStats",
+    "Release",
+    "RemoveMachineInput",
+    "StopMachineInput",
+    "compile_expression",
+    "expand_metric_query",
+    "format_wildcard_as_regexp",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415 - only when asked
+
+        return version("flyautoscaler")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

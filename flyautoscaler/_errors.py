@@ -1,0 +1,276 @@
+"""Every exception flyautoscaler raises.
+
+The tree::
+
+    FlyAutoscalerError                    root; ``transient`` says whether a retry may help
+    ├── ConfigError (also ValueError)     bad configuration: which field, which value
+    ├── ExpressionError (also ValueError) a count expression cannot be compiled or evaluated
+    │   ├── ExprRequiredError             an expression was required but is empty
+    │   ├── ExprNaNError                  the result is NaN
+    │   └── ExprInfError                  the result is +Inf or -Inf
+    ├── MetricCollectionError             a collector failed; names the collector
+    ├── ReconcileError                    a pass could not act at all
+    │   └── NoMachineToCloneError         scale-up with no Machine to clone
+    └── FlapsError                        the Machines API answered with an error
+        ├── FlapsNotFoundError            404
+        ├── FlapsConflictError            409 and 412 (leases, state, versions)
+        ├── FlapsRateLimitedError         429, with ``retry_after`` seconds
+        ├── FlapsServerError              5xx
+        └── FlapsTransportError           no answer: connection refused, reset, timeout
+
+No exception message, ``repr`` or log line made from these carries a token:
+server messages pass through :func:`redact` and are truncated.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "ConfigError",
+    "ExprInfError",
+    "ExprNaNError",
+    "ExprRequiredError",
+    "ExpressionError",
+    "FlapsConflictError",
+    "FlapsError",
+    "FlapsNotFoundError",
+    "FlapsRateLimitedError",
+    "FlapsServerError",
+    "FlapsTransportError",
+    "FlyAutoscalerError",
+    "MetricCollectionError",
+    "NoMachineToCloneError",
+    "ReconcileError",
+    "redact",
+]
+
+#: Longest server message kept in a :class:`FlapsError`, in characters.
+MAX_SERVER_MESSAGE = 500
+
+# Authorization schemes followed by a credential, and bare Fly macaroons.
+_SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|flyv1)(\s+)[^\s,;\"']+(?:,[^\s,;\"']+)*")
+_MACAROON = re.compile(r"\b(fm1[ra]|fm2)_[A-Za-z0-9+/=_\-]+")
+_REDACTED = "[REDACTED]"
+
+
+def redact(text: str) -> str:
+    """Return *text* with credentials replaced by ``[REDACTED]``.
+
+    Removes what follows a ``Bearer`` or ``FlyV1`` scheme and any Fly macaroon
+    (``fm1r_``, ``fm1a_``, ``fm2_`` prefixes), wherever they appear.
+
+    Args:
+        text: Any text that may have come from a server or a user.
+
+    Returns:
+        The text with every credential replaced.
+    """
+    text = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
+    return _MACAROON.sub(_REDACTED, text)
+
+
+def _truncate(text: str, limit: int = MAX_SERVER_MESSAGE) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+class FlyAutoscalerError(Exception):
+    """Root of every error raised by flyautoscaler."""
+
+    #: Whether retrying the same call later may succeed.
+    transient: bool = False
+
+
+class ConfigError(FlyAutoscalerError, ValueError):
+    """The configuration is invalid.
+
+    Args:
+        message: What is wrong: which field, which value, what is allowed.
+        field: The offending field, when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ExpressionError(FlyAutoscalerError, ValueError):
+    """A count expression cannot be compiled or evaluated.
+
+    Args:
+        message: What is wrong, naming the offending name or position.
+        expression: The expression's source text.
+        position: Zero-based character offset of the problem, when known.
+    """
+
+    def __init__(
+        self, message: str, *, expression: str = "", position: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.expression = expression
+        self.position = position
+
+
+class ExprRequiredError(ExpressionError):
+    """An expression is required here but is empty."""
+
+    def __init__(
+        self,
+        message: str = "expression required",
+        *,
+        expression: str = "",
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message, expression=expression, position=position)
+
+
+class ExprNaNError(ExpressionError):
+    """The expression evaluated to NaN."""
+
+    def __init__(
+        self,
+        message: str = "expression returned NaN",
+        *,
+        expression: str = "",
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message, expression=expression, position=position)
+
+
+class ExprInfError(ExpressionError):
+    """The expression evaluated to +Inf or -Inf."""
+
+    def __init__(
+        self,
+        message: str = "expression returned Inf",
+        *,
+        expression: str = "",
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message, expression=expression, position=position)
+
+
+class MetricCollectionError(FlyAutoscalerError):
+    """A metric collector failed.
+
+    Args:
+        collector: The collector's ``name`` (the metric it provides).
+        message: What went wrong.
+        transient: Whether a later collection may succeed (default true).
+    """
+
+    def __init__(self, collector: str, message: str, *, transient: bool = True) -> None:
+        super().__init__(f"collect metric ({collector!r}): {redact(message)}")
+        self.collector = collector
+        self.transient = transient
+
+
+class ReconcileError(FlyAutoscalerError):
+    """A reconcile pass could not act at all."""
+
+
+class NoMachineToCloneError(ReconcileError):
+    """Scale-up needs a Machine of the watched group to clone, and there is none."""
+
+    def __init__(
+        self, message: str = "no machine available to clone for scale up"
+    ) -> None:
+        super().__init__(message)
+
+
+class FlapsError(FlyAutoscalerError):
+    """The Machines API ("flaps") answered with an error, or did not answer.
+
+    Args:
+        message: The server's ``message`` or ``error`` field, or a description
+            of the failure; redacted and truncated here.
+        status: HTTP status code, or ``None`` when there was no answer.
+        method: HTTP method of the request.
+        url: URL of the request (never carries credentials).
+        request_id: The ``fly-request-id`` response header, when present.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str = "",
+        url: str = "",
+        request_id: str = "",
+    ) -> None:
+        self.message = _truncate(redact(message))
+        self.status = status
+        self.method = method
+        self.url = redact(url)
+        self.request_id = request_id
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = " ".join(part for part in (self.method, self.url) if part)
+        status = f"{self.status}" if self.status is not None else "no response"
+        text = f"{where}: {status}" if where else status
+        if self.message:
+            text += f": {self.message}"
+        if self.request_id:
+            text += f" (fly-request-id {self.request_id})"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status={self.status!r}, "
+            f"method={self.method!r}, url={self.url!r}, "
+            f"request_id={self.request_id!r})"
+        )
+
+
+class FlapsNotFoundError(FlapsError):
+    """404: the app or Machine does not exist."""
+
+
+class FlapsConflictError(FlapsError):
+    """409 or 412: a lease is held, or the Machine is in the wrong state or version."""
+
+
+class FlapsRateLimitedError(FlapsError):
+    """429: too many requests.
+
+    Args:
+        message: See :class:`FlapsError`.
+        retry_after: Seconds the server asked to wait (``Retry-After``), if it said.
+        status: See :class:`FlapsError` (default 429).
+        method: See :class:`FlapsError`.
+        url: See :class:`FlapsError`.
+        request_id: See :class:`FlapsError`.
+    """
+
+    transient = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        method: str = "",
+        url: str = "",
+        request_id: str = "",
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            message, status=status, method=method, url=url, request_id=request_id
+        )
+
+
+class FlapsServerError(FlapsError):
+    """5xx: the server failed."""
+
+    transient = True
+
+
+class FlapsTransportError(FlapsError):
+    """No usable answer: connection refused or reset, DNS failure, timeout."""
+
+    transient = True

@@ -1,0 +1,102 @@
+"""The seams: what flyautoscaler needs from the Fly APIs and from metric sources.
+
+Each is a :class:`typing.Protocol`; implementations need not inherit from it.
+Callers pass every argument positionally, so implementations may name their
+parameters freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeAlias
+
+from flyautoscaler._models import (
+    App,
+    LaunchMachineInput,
+    Machine,
+    MachineStartResponse,
+    Organization,
+    Release,
+    RemoveMachineInput,
+    StopMachineInput,
+)
+
+__all__ = ["FlapsClient", "FlyClient", "MetricCollector", "NewFlapsClientFunc"]
+
+
+class FlapsClient(Protocol):
+    """The Machines API ("flaps") for one app.
+
+    Methods raise :class:`~flyautoscaler.FlapsError` (or any exception) on
+    failure; the reconciler counts and reports the failure and goes on.
+    """
+
+    def list(self, state: str = "") -> list[Machine]:
+        """Return the app's Machines (all of them when *state* is empty)."""
+        ...
+
+    def launch(self, launch_input: LaunchMachineInput) -> Machine:
+        """Create a Machine and return it."""
+        ...
+
+    def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
+        """Destroy a Machine (killing it first when ``remove_input.kill``)."""
+        ...
+
+    def start(self, machine_id: str, nonce: str = "") -> MachineStartResponse:
+        """Start a stopped (or resume a suspended) Machine."""
+        ...
+
+    def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
+        """Stop a started Machine."""
+        ...
+
+
+class FlyClient(Protocol):
+    """Organization, app and release look-ups (Fly's GraphQL API)."""
+
+    def get_organization_by_slug(self, slug: str) -> Organization:
+        """Return the organization named *slug*."""
+        ...
+
+    def get_apps_for_organization(self, org_id: str) -> list[App]:
+        """Return every app of the organization whose id is *org_id*."""
+        ...
+
+    def get_app_current_release_machines(self, app_name: str) -> Release | None:
+        """Return the app's current release, or ``None`` when it has none."""
+        ...
+
+
+class MetricCollector(Protocol):
+    """A source of one metric value per app.
+
+    Subclass it with a class attribute, or satisfy it structurally::
+
+        class QueueDepth(MetricCollector):
+            name = "queue_depth"
+
+            def collect_metric(self, app_name: str) -> float:
+                return float(redis.llen(f"{app_name}:jobs"))
+    """
+
+    @property
+    def name(self) -> str:
+        """The metric's name, as count expressions refer to it.
+
+        A plain (class) attribute satisfies this as well as a property.
+        """
+        ...
+
+    def collect_metric(self, app_name: str) -> float:
+        """Return the metric's current value for *app_name*.
+
+        Raises:
+            Exception: Any failure; the reconciler wraps it in
+                :class:`~flyautoscaler.MetricCollectionError` naming the collector.
+        """
+        ...
+
+
+#: Builds the :class:`FlapsClient` for an app, given the app's name.
+NewFlapsClientFunc: TypeAlias = Callable[[str], FlapsClient]

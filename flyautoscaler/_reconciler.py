@@ -1,0 +1,607 @@
+"""One app's autoscaling: collect metrics, evaluate targets, act on Machines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Final, Literal
+
+from attrs import define, evolve, field, frozen
+
+from flyautoscaler._errors import (
+    FlyAutoscalerError,
+    MetricCollectionError,
+    NoMachineToCloneError,
+    ReconcileError,
+    redact,
+)
+from flyautoscaler._expr import compile_expression
+from flyautoscaler._models import (
+    DEFAULT_PROCESS_GROUP,
+    HOST_STATUS_OK,
+    LaunchMachineInput,
+    Machine,
+    MachineConfig,
+    MachineState,
+    RemoveMachineInput,
+    StopMachineInput,
+)
+from flyautoscaler._protocols import FlapsClient, MetricCollector
+from flyautoscaler._stats import ReconcilerStats
+
+__all__ = ["ActionFailure", "ReconcileResult", "Reconciler"]
+
+logger = logging.getLogger("flyautoscaler.reconciler")
+
+#: How many times one missing Machine's create is tried within a pass.
+DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
+
+Action = Literal["create", "destroy", "start", "stop"]
+
+# States of Machines on their way out: not counted, never acted on.
+_GONE: Final = frozenset(
+    {
+        MachineState.DESTROYING,
+        MachineState.DESTROYED,
+        MachineState.REPLACED,
+        MachineState.MIGRATED,
+    }
+)
+# States counted as started: already running or about to be (no overshoot).
+_RUNNING: Final = frozenset(
+    {MachineState.STARTED, MachineState.STARTING, MachineState.RESTARTING}
+)
+# Start candidates, in order of preference.
+_STARTABLE: Final = (MachineState.STOPPED, MachineState.SUSPENDED, MachineState.CREATED)
+# Destroy candidates, in order of preference: idle first, running last.
+_DESTROY_ORDER: Final = (
+    MachineState.FAILED,
+    MachineState.STOPPED,
+    MachineState.SUSPENDED,
+    MachineState.CREATED,
+)
+
+_DONE_COUNTERS: Final[dict[Action, str]] = {
+    "create": "machine_created",
+    "destroy": "machine_destroyed",
+    "start": "machine_started",
+    "stop": "machine_stopped",
+}
+
+_COUNT_NAMES: Final = {
+    "min_created_machine_n": "min created machine count",
+    "max_created_machine_n": "max created machine count",
+    "min_started_machine_n": "min started machine count",
+    "max_started_machine_n": "max started machine count",
+}
+
+
+@frozen
+class ActionFailure:
+    """One Machine action that failed during a pass.
+
+    Attributes:
+        action: ``"create"``, ``"destroy"``, ``"start"`` or ``"stop"``.
+        machine_id: The Machine acted on (``""`` for a create).
+        error: What the client raised.
+    """
+
+    action: Action
+    machine_id: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        target = f" {self.machine_id}" if self.machine_id else ""
+        return f"{self.action}{target}: {redact(str(self.error))}"
+
+
+@frozen
+class ReconcileResult:
+    """What one :meth:`Reconciler.reconcile` pass saw and did.
+
+    Attributes:
+        app_name: The app reconciled.
+        min_created / max_created / min_started / max_started: The evaluated
+            targets (``None`` where the expression is unset).
+        created_count / started_count: The watched group's counts when the pass
+            listed the Machines.
+        created / destroyed / started / stopped: Ids of the Machines acted on
+            successfully, in order.
+        failures: Every failed action.
+        gave_up_creating: Launch failed for one missing Machine every time it
+            was tried, so the pass stopped creating.
+        timed_out: The deadline passed before every planned action started.
+    """
+
+    app_name: str
+    min_created: int | None
+    max_created: int | None
+    min_started: int | None
+    max_started: int | None
+    created_count: int
+    started_count: int
+    created: tuple[str, ...] = ()
+    destroyed: tuple[str, ...] = ()
+    started: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    failures: tuple[ActionFailure, ...] = ()
+    gave_up_creating: bool = False
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when every planned action was made and none failed."""
+        return not (self.failures or self.gave_up_creating or self.timed_out)
+
+    @property
+    def scaled(self) -> bool:
+        """True when at least one Machine was created, destroyed, started or stopped."""
+        return bool(self.created or self.destroyed or self.started or self.stopped)
+
+
+@define
+class _Fleet:
+    """The watched group's Machines during a pass, updated as actions succeed."""
+
+    machines: list[Machine]
+
+    def created_count(self) -> int:
+        return len(self.machines)
+
+    def running(self) -> list[Machine]:
+        return [m for m in self.machines if m.state in _RUNNING]
+
+    def in_states(self, states: Iterable[str]) -> list[Machine]:
+        ordered: list[Machine] = []
+        for state in states:
+            ordered.extend(
+                sorted((m for m in self.machines if m.state == state), key=_by_id)
+            )
+        return ordered
+
+    def replace(self, machine: Machine) -> None:
+        self.machines = [machine if m.id == machine.id else m for m in self.machines]
+
+    def remove(self, machine_id: str) -> None:
+        self.machines = [m for m in self.machines if m.id != machine_id]
+
+
+def _by_id(machine: Machine) -> str:
+    return machine.id
+
+
+@define
+class _Pass:
+    """Mutable record of one pass, frozen into a ReconcileResult at the end."""
+
+    deadline: float | None
+    clock: Callable[[], float]
+    created: list[str] = field(factory=list)
+    destroyed: list[str] = field(factory=list)
+    started: list[str] = field(factory=list)
+    stopped: list[str] = field(factory=list)
+    failures: list[ActionFailure] = field(factory=list)
+    gave_up_creating: bool = False
+    timed_out: bool = False
+
+    def may_act(self) -> bool:
+        """Return False (and remember why) once the deadline has passed."""
+        if self.deadline is not None and self.clock() >= self.deadline:
+            self.timed_out = True
+        return not self.timed_out
+
+
+@define
+class Reconciler:
+    """Scales one app's Machines to the targets its count expressions give.
+
+    Every field may be set at construction or later. A reconciler is used by
+    one thread at a time (the pool guarantees it); its :attr:`stats` may be
+    shared.
+
+    Attributes:
+        client: Machines API client for :attr:`app_name`.
+        app_name: The app reconciled.
+        regions: Regions to create Machines in, round-robin; empty means the
+            region of the Machine cloned.
+        process_group: The process group watched (default ``"app"``).
+        min_created_machine_n: Expression for the least number of created
+            Machines (``""`` = unset). Likewise the three below.
+        max_created_machine_n: Expression for the most created Machines.
+        min_started_machine_n: Expression for the least started Machines.
+        max_started_machine_n: Expression for the most started Machines.
+        initial_machine_state: ``"started"`` (default) or ``"stopped"``: the
+            state new Machines are created in.
+        collectors: Metric sources; each value is stored under its ``name``.
+        stats: Counters of what passes did.
+        max_create_attempts: Tries per missing Machine in one pass.
+        clock: Monotonic clock for deadlines (injectable for tests).
+    """
+
+    client: FlapsClient | None = None
+    app_name: str = ""
+    regions: list[str] = field(factory=list)
+    process_group: str = DEFAULT_PROCESS_GROUP
+    min_created_machine_n: str = ""
+    max_created_machine_n: str = ""
+    min_started_machine_n: str = ""
+    max_started_machine_n: str = ""
+    initial_machine_state: str = MachineState.STARTED
+    collectors: list[MetricCollector] = field(factory=list)
+    stats: ReconcilerStats = field(factory=ReconcilerStats)
+    max_create_attempts: int = DEFAULT_MAX_CREATE_ATTEMPTS
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    _metrics: dict[str, float] = field(init=False, factory=dict, repr=False)
+    _region_seq: int = field(init=False, default=0, repr=False)
+    _region_lock: threading.Lock = field(init=False, factory=threading.Lock, repr=False)
+
+    # --- metrics ---------------------------------------------------------------
+
+    def next_region(self) -> str:
+        """Return the next region of :attr:`regions`, round-robin, or ``""``."""
+        if not self.regions:
+            return ""
+        with self._region_lock:
+            self._region_seq += 1
+            seq = self._region_seq
+        return self.regions[(seq - 1) % len(self.regions)]
+
+    def value(self, name: str) -> float | None:
+        """Return the metric *name*'s value, or ``None`` if it has none."""
+        return self._metrics.get(name)
+
+    def set_value(self, name: str, value: float) -> None:
+        """Set the metric *name* to *value*."""
+        self._metrics[name] = float(value)
+
+    def collect_metrics(self) -> None:
+        """Clear the metrics, then ask every collector for its value.
+
+        Every collector is asked even when one fails, so the others' values are
+        there; the first failure is then raised.
+
+        Raises:
+            MetricCollectionError: A collector raised or returned a non-number;
+                the error names it.
+        """
+        self._metrics = {}
+        first: MetricCollectionError | None = None
+        for collector in self.collectors:
+            name = collector.name
+            try:
+                value = collector.collect_metric(self.app_name)
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise TypeError(
+                        f"collect_metric returned {type(value).__name__}, "
+                        "not a number"
+                    )
+            except MetricCollectionError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - any collector failure is reported
+                error = MetricCollectionError(name, f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+            else:
+                self.set_value(name, value)
+                continue
+            logger.warning(
+                "metrics.collect_failed",
+                extra={"app": self.app_name, "collector": name, "error": str(error)},
+            )
+            first = first or error
+        if first is not None:
+            raise first
+
+    # --- targets ---------------------------------------------------------------
+
+    def _calc(self, attr: str) -> int | None:
+        source: str = getattr(self, attr)
+        if not source:
+            return None
+        try:
+            return compile_expression(source).evaluate_int(self._metrics)
+        except FlyAutoscalerError as exc:
+            exc.add_note(f"while computing the {_COUNT_NAMES[attr]}")
+            raise
+
+    def calc_min_created_machine_n(self) -> int | None:
+        """Return the least number of created Machines (at least 1), or ``None``.
+
+        Raises:
+            ExpressionError: The expression cannot be evaluated (NaN and
+                Inf raise :class:`ExprNaNError` / :class:`ExprInfError`).
+        """
+        value = self._calc("min_created_machine_n")
+        return None if value is None else max(1, value)
+
+    def calc_max_created_machine_n(self) -> int | None:
+        """Return the most created Machines (at least 1), or ``None``.
+
+        Raises:
+            ExpressionError: See :meth:`calc_min_created_machine_n`.
+        """
+        value = self._calc("max_created_machine_n")
+        return None if value is None else max(1, value)
+
+    def calc_min_started_machine_n(self) -> int | None:
+        """Return the least number of started Machines, or ``None``.
+
+        Raises:
+            ExpressionError: See :meth:`calc_min_created_machine_n`.
+        """
+        return self._calc("min_started_machine_n")
+
+    def calc_max_started_machine_n(self) -> int | None:
+        """Return the most started Machines, or ``None``.
+
+        Raises:
+            ExpressionError: See :meth:`calc_min_created_machine_n`.
+        """
+        return self._calc("max_started_machine_n")
+
+    def validate(self) -> None:
+        """Compile every expression and check it only uses the collectors' names.
+
+        Call it at start-up so that a typo fails before anything runs.
+
+        Raises:
+            ExpressionError: An expression does not compile or names a metric
+                no collector provides.
+            ReconcileError: ``initial_machine_state`` is neither ``"started"``
+                nor ``"stopped"``.
+        """
+        if self.initial_machine_state not in {MachineState.STARTED, MachineState.STOPPED}:
+            raise ReconcileError(
+                "initial machine state must be either 'started' or 'stopped', "
+                f"got {self.initial_machine_state!r}"
+            )
+        names = [c.name for c in self.collectors]
+        for attr, label in _COUNT_NAMES.items():
+            source: str = getattr(self, attr)
+            if source:
+                try:
+                    compile_expression(source, names)
+                except FlyAutoscalerError as exc:
+                    exc.add_note(f"in the {label} expression")
+                    raise
+
+    # --- the pass --------------------------------------------------------------
+
+    def reconcile(self, *, deadline: float | None = None) -> ReconcileResult:
+        """Run one pass: evaluate the targets, list the Machines, act.
+
+        The created count is brought inside [min, max] first (create or
+        destroy), then the started count, on the fleet as it is after the first
+        step. A failed action is counted, logged and reported in the result; it
+        never stops the other actions. Every loop is bounded.
+
+        Args:
+            deadline: A time on :attr:`clock` (``time.monotonic`` by default)
+                after which no new action starts; the result then says
+                ``timed_out``. ``None`` means no deadline.
+
+        Returns:
+            What the pass saw and did.
+
+        Raises:
+            ExpressionError: A target expression failed.
+            NoMachineToCloneError: Machines must be created and the group has
+                none with a config to clone.
+            ReconcileError: :attr:`client` is not set.
+            Exception: Whatever the client's ``list`` raised.
+        """
+        targets = (
+            self.calc_min_created_machine_n(),
+            self.calc_max_created_machine_n(),
+            self.calc_min_started_machine_n(),
+            self.calc_max_started_machine_n(),
+        )
+        min_created, max_created, min_started, max_started = targets
+        client = self._require_client()
+        fleet = _Fleet(self._watched(client.list("")))
+        created_count = fleet.created_count()
+        started_count = len(fleet.running())
+        logger.info(
+            "reconcile.pass",
+            extra={
+                "app": self.app_name,
+                "current": {"created": created_count, "started": started_count},
+                "target": {
+                    "created": {"min": min_created, "max": max_created},
+                    "started": {"min": min_started, "max": max_started},
+                },
+            },
+        )
+        record = _Pass(deadline=deadline, clock=self.clock)
+        if min_created is not None and created_count < min_created:
+            self._create(client, fleet, min_created - created_count, record)
+        elif max_created is not None and created_count > max_created:
+            self._destroy(client, fleet, created_count - max_created, record)
+
+        running = len(fleet.running())
+        if min_started is not None and running < min_started:
+            self._start(client, fleet, min_started - running, record)
+        elif max_started is not None and running > max_started:
+            self._stop(client, fleet, running - max_started, record)
+
+        if not (record.created or record.destroyed or record.started or record.stopped):
+            if not (record.failures or record.gave_up_creating or record.timed_out):
+                self.stats.incr("no_scale")
+        result = ReconcileResult(
+            app_name=self.app_name,
+            min_created=min_created,
+            max_created=max_created,
+            min_started=min_started,
+            max_started=max_started,
+            created_count=created_count,
+            started_count=started_count,
+            created=tuple(record.created),
+            destroyed=tuple(record.destroyed),
+            started=tuple(record.started),
+            stopped=tuple(record.stopped),
+            failures=tuple(record.failures),
+            gave_up_creating=record.gave_up_creating,
+            timed_out=record.timed_out,
+        )
+        if not result.ok:
+            logger.warning(
+                "reconcile.incomplete",
+                extra={
+                    "app": self.app_name,
+                    "failures": [str(f) for f in result.failures],
+                    "gave_up_creating": result.gave_up_creating,
+                    "timed_out": result.timed_out,
+                },
+            )
+        return result
+
+    def _require_client(self) -> FlapsClient:
+        if self.client is None:
+            raise ReconcileError(f"reconciler for app {self.app_name!r} has no client")
+        return self.client
+
+    def _watched(self, machines: list[Machine]) -> list[Machine]:
+        reachable = [m for m in machines if m.host_status == HOST_STATUS_OK]
+        if len(reachable) < len(machines):
+            logger.warning(
+                "reconcile.unreachable_machines",
+                extra={"app": self.app_name, "count": len(machines) - len(reachable)},
+            )
+        return [
+            m
+            for m in reachable
+            if m.process_group() == self.process_group and m.state not in _GONE
+        ]
+
+    def _fail(self, record: _Pass, action: Action, machine_id: str, exc: Exception) -> None:
+        self.stats.incr(f"machine_{action}_failed")
+        record.failures.append(ActionFailure(action, machine_id, exc))
+        logger.error(
+            f"machine.{action}_failed",
+            extra={
+                "app": self.app_name,
+                "machine_id": machine_id,
+                "error": redact(f"{type(exc).__name__}: {exc}"),
+            },
+        )
+
+    def _done(self, action: Action, machine: Machine) -> None:
+        self.stats.incr(_DONE_COUNTERS[action])
+        logger.info(
+            f"machine.{action}",
+            extra={"app": self.app_name, "machine_id": machine.id, "region": machine.region},
+        )
+
+    def _clone_source(self, fleet: _Fleet) -> tuple[Machine, MachineConfig]:
+        with_config = [m for m in fleet.machines if m.config is not None]
+        started = [m for m in with_config if m.state == MachineState.STARTED]
+        candidates = started or with_config
+        if not candidates:
+            raise NoMachineToCloneError
+        source = candidates[0]
+        config = source.config
+        assert config is not None  # noqa: S101 - filtered above
+        image = source.full_image_ref() if source.image_ref is not None else ""
+        if not source.image_ref or not source.image_ref.repository:
+            image = config.image
+        return source, config.clone(image=image)
+
+    def _create(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+        source, config = self._clone_source(fleet)
+        self.stats.incr("bulk_create")
+        logger.info(
+            "reconcile.bulk_create",
+            extra={"app": self.app_name, "n": n, "source_machine_id": source.id},
+        )
+        skip_launch = self.initial_machine_state == MachineState.STOPPED
+        for _ in range(n):
+            for attempt in range(1, max(1, self.max_create_attempts) + 1):
+                if not record.may_act():
+                    return
+                launch = LaunchMachineInput(
+                    config=config,
+                    region=self.next_region() or source.region,
+                    skip_launch=skip_launch,
+                )
+                try:
+                    machine = client.launch(launch)
+                except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                    self._fail(record, "create", "", exc)
+                    continue
+                self._done("create", machine)
+                record.created.append(machine.id)
+                fleet.machines.append(machine)
+                break
+            else:
+                logger.error(
+                    "reconcile.create_gave_up",
+                    extra={"app": self.app_name, "attempts": attempt},
+                )
+                record.gave_up_creating = True
+                return
+
+    def _destroy(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+        self.stats.incr("bulk_destroy")
+        logger.info("reconcile.bulk_destroy", extra={"app": self.app_name, "n": n})
+        candidates = fleet.in_states(_DESTROY_ORDER) + [
+            m for m in fleet.machines if m.state not in _DESTROY_ORDER
+        ]
+        remaining = n
+        for machine in candidates:
+            # Never below one Machine: it is the clone source of every scale-up.
+            if remaining <= 0 or fleet.created_count() <= 1 or not record.may_act():
+                return
+            remaining -= 1  # a failure counts too: never destroy more than asked
+            try:
+                client.destroy(RemoveMachineInput(machine.id, kill=True), "")
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                self._fail(record, "destroy", machine.id, exc)
+                continue
+            self._done("destroy", machine)
+            record.destroyed.append(machine.id)
+            fleet.remove(machine.id)
+
+    def _start(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+        self.stats.incr("bulk_start")
+        candidates = fleet.in_states(_STARTABLE)
+        logger.info("reconcile.bulk_start", extra={"app": self.app_name, "n": n})
+        if len(candidates) < n:
+            logger.warning(
+                "reconcile.not_enough_stopped",
+                extra={"app": self.app_name, "wanted": n, "available": len(candidates)},
+            )
+        remaining = n
+        for machine in candidates:
+            if remaining <= 0 or not record.may_act():
+                return
+            try:
+                client.start(machine.id, "")
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                self._fail(record, "start", machine.id, exc)
+                continue
+            self._done("start", machine)
+            record.started.append(machine.id)
+            fleet.replace(_with_state(machine, MachineState.STARTED))
+            remaining -= 1
+
+    def _stop(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+        self.stats.incr("bulk_stop")
+        logger.info("reconcile.bulk_stop", extra={"app": self.app_name, "n": n})
+        remaining = n
+        for machine in fleet.in_states([MachineState.STARTED]):
+            if remaining <= 0 or not record.may_act():
+                return
+            try:
+                client.stop(StopMachineInput(machine.id), "")
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                self._fail(record, "stop", machine.id, exc)
+                continue
+            self._done("stop", machine)
+            record.stopped.append(machine.id)
+            fleet.replace(_with_state(machine, MachineState.STOPPED))
+            remaining -= 1
+
+
+def _with_state(machine: Machine, state: str) -> Machine:
+    return evolve(machine, state=state)

@@ -1,0 +1,472 @@
+"""In-memory fakes of every seam, for your tests and ours.
+
+- :class:`FakeFlapsClient`: a Machines API for one app, with a Machine table,
+  real state transitions, a call log and injectable failures.
+- :class:`FakeFlyClient`: organizations, apps and releases.
+- :class:`StaticCollector` and :class:`CallableCollector`: metric sources.
+
+Every fake is safe to use from several threads at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from attrs import define, evolve, field, frozen
+
+from flyautoscaler._errors import (
+    FlapsConflictError,
+    FlapsError,
+    FlapsNotFoundError,
+    FlyAutoscalerError,
+)
+from flyautoscaler._models import (
+    HOST_STATUS_OK,
+    App,
+    ImageRef,
+    LaunchMachineInput,
+    Machine,
+    MachineStartResponse,
+    MachineState,
+    Organization,
+    Release,
+    RemoveMachineInput,
+    StopMachineInput,
+)
+
+__all__ = [
+    "Call",
+    "CallableCollector",
+    "FakeFlapsClient",
+    "FakeFlyClient",
+    "StaticCollector",
+    "parse_image_ref",
+]
+
+_IMAGE: Final = re.compile(
+    r"^(?:(?P<registry>[^/]+\.[^/]+|localhost(?::\d+)?)/)?"
+    r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>.+))?$"
+)
+
+
+def parse_image_ref(image: str) -> ImageRef:
+    """Split ``registry/repository:tag@digest`` into an :class:`ImageRef`."""
+    match = _IMAGE.match(image)
+    if match is None:
+        return ImageRef(repository=image)
+    return ImageRef(
+        registry=match.group("registry") or "",
+        repository=match.group("repository") or "",
+        tag=match.group("tag") or "",
+        digest=match.group("digest") or "",
+    )
+
+
+@frozen
+class Call:
+    """One call a fake received.
+
+    Attributes:
+        method: The method's name (``"list"``, ``"launch"``, ...).
+        args: Its arguments, as passed.
+    """
+
+    method: str
+    args: tuple[object, ...]
+
+
+@define
+class _Failure:
+    error: BaseException
+    remaining: int | None  # None: forever
+    key: str | None
+
+
+@define
+class _FailurePlan:
+    """Failures injected per method, optionally per Machine id or app name."""
+
+    _failures: dict[str, list[_Failure]] = field(factory=dict)
+
+    def add(self, method: str, error: BaseException, times: int | None, key: str | None) -> None:
+        self._failures.setdefault(method, []).append(_Failure(error, times, key))
+
+    def clear(self) -> None:
+        self._failures.clear()
+
+    def take(self, method: str, key: str) -> BaseException | None:
+        for failure in self._failures.get(method, []):
+            if failure.key is not None and failure.key != key:
+                continue
+            if failure.remaining is not None:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._failures[method].remove(failure)
+            return failure.error
+        return None
+
+
+@define
+class _Recorder:
+    """The lock, call log, failure plan and in-flight count every fake shares."""
+
+    before_call: Callable[[str, tuple[object, ...]], None] | None = None
+    lock: threading.RLock = field(factory=threading.RLock)
+    calls: list[Call] = field(factory=list)
+    plan: _FailurePlan = field(factory=_FailurePlan)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def enter(self, method: str, key: str, args: tuple[object, ...]) -> None:
+        with self.lock:
+            self.calls.append(Call(method, args))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            error = self.plan.take(method, key)
+        try:
+            if self.before_call is not None:
+                self.before_call(method, args)
+            if error is not None:
+                raise error
+        except BaseException:
+            self.leave()
+            raise
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+class _Fake:
+    """Call log and failure injection, shared by the fakes."""
+
+    def __init__(self, before_call: Callable[[str, tuple[object, ...]], None] | None) -> None:
+        self._rec = _Recorder(before_call=before_call)
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every call received, oldest first (a copy)."""
+        with self._rec.lock:
+            return list(self._rec.calls)
+
+    def call_count(self, method: str) -> int:
+        """Return how many times *method* was called."""
+        return sum(1 for c in self.calls if c.method == method)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls that were ever running at the same time."""
+        return self._rec.max_in_flight
+
+    def fail(
+        self,
+        method: str,
+        error: BaseException | None = None,
+        *,
+        times: int | None = 1,
+        key: str | None = None,
+    ) -> None:
+        """Make the next *times* calls of *method* raise *error*.
+
+        Args:
+            method: The method's name, e.g. ``"launch"`` or ``"start"``.
+            error: What to raise (default: a 500 :class:`FlapsError`).
+            times: How many calls fail; ``None`` means every call from now on.
+            key: Only calls about this Machine id (or app name for
+                :class:`FakeFlyClient`) fail.
+        """
+        if error is None:
+            error = FlapsError("injected failure", status=500, method=method)
+        with self._rec.lock:
+            self._rec.plan.add(method, error, times, key)
+
+    def clear_failures(self) -> None:
+        """Forget every injected failure."""
+        with self._rec.lock:
+            self._rec.plan.clear()
+
+
+class FakeFlapsClient(_Fake):
+    """An in-memory Machines API for one app.
+
+    Machines move through real states: ``launch`` makes a ``started`` Machine
+    (``created`` with ``skip_launch``), ``start`` moves a stopped, suspended or
+    created Machine to ``started``, ``stop`` moves a started one to
+    ``stopped``, ``destroy`` removes it (a running Machine only with ``kill``).
+    Wrong transitions raise :class:`~flyautoscaler.FlapsConflictError`; unknown
+    ids raise :class:`~flyautoscaler.FlapsNotFoundError`.
+
+    Args:
+        machines: The app's Machines to begin with.
+        app_name: The app's name (used in error messages).
+        region: Region of launched Machines when the input names none.
+        before_call: Called as ``before_call(method, args)`` at the start of
+            every call, outside the fake's lock: block on an event there to
+            make calls slow, or record timing.
+    """
+
+    def __init__(
+        self,
+        machines: Iterable[Machine] = (),
+        *,
+        app_name: str = "app",
+        region: str = "iad",
+        before_call: Callable[[str, tuple[object, ...]], None] | None = None,
+    ) -> None:
+        super().__init__(before_call)
+        self.app_name = app_name
+        self.region = region
+        self._machines: dict[str, Machine] = {m.id: m for m in machines}
+        self._ids = itertools.count(1)
+
+    @property
+    def machines(self) -> list[Machine]:
+        """The Machines now in the table, in creation order."""
+        with self._rec.lock:
+            return list(self._machines.values())
+
+    def machine(self, machine_id: str) -> Machine:
+        """Return one Machine.
+
+        Raises:
+            FlapsNotFoundError: No such Machine.
+        """
+        with self._rec.lock:
+            return self._get(machine_id, "get")
+
+    def count(self, state: str | None = None) -> int:
+        """Return how many Machines there are (in *state*, when given)."""
+        return sum(1 for m in self.machines if state is None or m.state == state)
+
+    def add(self, machine: Machine) -> None:
+        """Put *machine* in the table (replacing one with the same id)."""
+        with self._rec.lock:
+            self._machines[machine.id] = machine
+
+    def _get(self, machine_id: str, method: str) -> Machine:
+        try:
+            return self._machines[machine_id]
+        except KeyError:
+            raise FlapsNotFoundError(
+                "machine not found",
+                status=404,
+                method=method,
+                url=f"/v1/apps/{self.app_name}/machines/{machine_id}",
+            ) from None
+
+    def _conflict(self, machine: Machine, method: str, message: str) -> FlapsError:
+        return FlapsConflictError(
+            message,
+            status=409,
+            method=method,
+            url=f"/v1/apps/{self.app_name}/machines/{machine.id}",
+        )
+
+    def list(self, state: str = "") -> list[Machine]:
+        """Return the Machines, optionally only those in the comma-separated *state*."""
+        self._rec.enter("list", self.app_name, (state,))
+        try:
+            wanted = {s for s in state.split(",") if s}
+            with self._rec.lock:
+                return [m for m in self._machines.values() if not wanted or m.state in wanted]
+        finally:
+            self._rec.leave()
+
+    def launch(self, launch_input: LaunchMachineInput) -> Machine:
+        """Create a Machine from *launch_input* and return it."""
+        self._rec.enter("launch", self.app_name, (launch_input,))
+        try:
+            with self._rec.lock:
+                seq = next(self._ids)
+                config = launch_input.config.clone()
+                machine = Machine(
+                    id=f"f{seq:013x}",
+                    name=launch_input.name or f"fake-machine-{seq}",
+                    state=MachineState.CREATED
+                    if launch_input.skip_launch
+                    else MachineState.STARTED,
+                    region=launch_input.region or self.region,
+                    instance_id=f"{seq:026d}",
+                    image_ref=parse_image_ref(config.image),
+                    config=config,
+                    host_status=HOST_STATUS_OK,
+                )
+                self._machines[machine.id] = machine
+                return machine
+        finally:
+            self._rec.leave()
+
+    def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
+        """Remove a Machine; a running one only with ``kill``."""
+        self._rec.enter("destroy", remove_input.id, (remove_input, nonce))
+        try:
+            with self._rec.lock:
+                machine = self._get(remove_input.id, "DELETE")
+                if machine.state in {MachineState.STARTED, MachineState.STARTING} and not remove_input.kill:
+                    raise self._conflict(
+                        machine, "DELETE", "unable to destroy machine, not currently stopped"
+                    )
+                del self._machines[machine.id]
+        finally:
+            self._rec.leave()
+
+    def start(self, machine_id: str, nonce: str = "") -> MachineStartResponse:
+        """Start a stopped, suspended or created Machine."""
+        self._rec.enter("start", machine_id, (machine_id, nonce))
+        try:
+            with self._rec.lock:
+                machine = self._get(machine_id, "POST")
+                startable = {
+                    MachineState.STOPPED,
+                    MachineState.SUSPENDED,
+                    MachineState.CREATED,
+                    MachineState.STARTED,
+                }
+                if machine.state not in startable:
+                    raise self._conflict(
+                        machine, "POST", f"machine is {machine.state}, cannot start"
+                    )
+                self._machines[machine_id] = evolve(machine, state=MachineState.STARTED)
+                return MachineStartResponse(previous_state=machine.state)
+        finally:
+            self._rec.leave()
+
+    def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
+        """Stop a started Machine (stopping a stopped one does nothing)."""
+        self._rec.enter("stop", stop_input.id, (stop_input, nonce))
+        try:
+            with self._rec.lock:
+                machine = self._get(stop_input.id, "POST")
+                if machine.state in {MachineState.STOPPED, MachineState.CREATED}:
+                    return
+                if machine.state not in {MachineState.STARTED, MachineState.STARTING}:
+                    raise self._conflict(
+                        machine, "POST", f"machine is {machine.state}, cannot stop"
+                    )
+                self._machines[machine.id] = evolve(machine, state=MachineState.STOPPED)
+        finally:
+            self._rec.leave()
+
+
+class FakeFlyClient(_Fake):
+    """In-memory organizations, apps and current releases.
+
+    Args:
+        before_call: See :class:`FakeFlapsClient`.
+    """
+
+    def __init__(
+        self, *, before_call: Callable[[str, tuple[object, ...]], None] | None = None
+    ) -> None:
+        super().__init__(before_call)
+        self._orgs: dict[str, Organization] = {}
+        self._apps: dict[str, list[App]] = {}
+        self._releases: dict[str, Release] = {}
+
+    def add_organization(self, slug: str, org_id: str = "", name: str = "") -> Organization:
+        """Add an organization and return it (its id defaults to ``org-<slug>``)."""
+        org = Organization(id=org_id or f"org-{slug}", slug=slug, name=name or slug)
+        with self._rec.lock:
+            self._orgs[slug] = org
+            self._apps.setdefault(org.id, [])
+        return org
+
+    def add_app(self, name: str, org_slug: str, *, release_status: str | None = None) -> App:
+        """Add an app to an organization (created if new), with an optional release."""
+        with self._rec.lock:
+            org = self._orgs.get(org_slug) or self.add_organization(org_slug)
+            app = App(name=name, id=f"app-{name}", organization_slug=org.slug, deployed=True)
+            self._apps[org.id].append(app)
+        if release_status is not None:
+            self.set_release(name, release_status)
+        return app
+
+    def remove_app(self, name: str) -> None:
+        """Remove an app from every organization."""
+        with self._rec.lock:
+            for org_id, apps in self._apps.items():
+                self._apps[org_id] = [a for a in apps if a.name != name]
+            self._releases.pop(name, None)
+
+    def set_release(self, app_name: str, status: str | None) -> None:
+        """Set the app's current release status; ``None`` removes the release."""
+        with self._rec.lock:
+            if status is None:
+                self._releases.pop(app_name, None)
+            else:
+                self._releases[app_name] = Release(status=status, id=f"rel-{app_name}")
+
+    def get_organization_by_slug(self, slug: str) -> Organization:
+        """Return the organization.
+
+        Raises:
+            FlyAutoscalerError: No organization has that slug.
+        """
+        self._rec.enter("get_organization_by_slug", slug, (slug,))
+        try:
+            with self._rec.lock:
+                org = self._orgs.get(slug)
+            if org is None:
+                raise FlyAutoscalerError(f"organization not found: {slug!r}")
+            return org
+        finally:
+            self._rec.leave()
+
+    def get_apps_for_organization(self, org_id: str) -> list[App]:
+        """Return the organization's apps."""
+        self._rec.enter("get_apps_for_organization", org_id, (org_id,))
+        try:
+            with self._rec.lock:
+                return list(self._apps.get(org_id, []))
+        finally:
+            self._rec.leave()
+
+    def get_app_current_release_machines(self, app_name: str) -> Release | None:
+        """Return the app's current release, or ``None``."""
+        self._rec.enter("get_app_current_release_machines", app_name, (app_name,))
+        try:
+            with self._rec.lock:
+                return self._releases.get(app_name)
+        finally:
+            self._rec.leave()
+
+
+@define
+class StaticCollector:
+    """A metric collector returning :attr:`value` (change it at any time).
+
+    Attributes:
+        name: The metric's name.
+        value: What :meth:`collect_metric` returns.
+        calls: The app names it was asked for, in order.
+    """
+
+    name: str
+    value: float = 0.0
+    calls: list[str] = field(factory=list, repr=False)
+
+    def collect_metric(self, app_name: str) -> float:
+        """Return :attr:`value`."""
+        self.calls.append(app_name)
+        return self.value
+
+
+@define
+class CallableCollector:
+    """A metric collector that calls ``func(app_name)`` for each value.
+
+    Attributes:
+        name: The metric's name.
+        func: Returns the value for an app; may raise to simulate a failure.
+    """
+
+    name: str
+    func: Callable[[str], float]
+
+    def collect_metric(self, app_name: str) -> float:
+        """Return ``func(app_name)``."""
+        return self.func(app_name)
