@@ -70,6 +70,18 @@ _DONE_COUNTERS: Final[dict[Action, str]] = {
     "stop": "machine_stopped",
 }
 
+# Log event names: (action, succeeded) -> event.
+_EVENTS: Final[dict[tuple[Action, bool], str]] = {
+    ("create", True): "machine.create",
+    ("create", False): "machine.create_failed",
+    ("destroy", True): "machine.destroy",
+    ("destroy", False): "machine.destroy_failed",
+    ("start", True): "machine.start",
+    ("start", False): "machine.start_failed",
+    ("stop", True): "machine.stop",
+    ("stop", False): "machine.stop_failed",
+}
+
 _COUNT_NAMES: Final = {
     "min_created_machine_n": "min created machine count",
     "max_created_machine_n": "max created machine count",
@@ -272,19 +284,20 @@ class Reconciler:
             name = collector.name
             try:
                 value = collector.collect_metric(self.app_name)
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise TypeError(
-                        f"collect_metric returned {type(value).__name__}, "
-                        "not a number"
-                    )
             except MetricCollectionError as exc:
                 error = exc
             except Exception as exc:  # noqa: BLE001 - any collector failure is reported
                 error = MetricCollectionError(name, f"{type(exc).__name__}: {exc}")
                 error.__cause__ = exc
             else:
-                self.set_value(name, value)
-                continue
+                if not isinstance(value, bool) and isinstance(value, int | float):
+                    self.set_value(name, value)
+                    continue
+                error = MetricCollectionError(
+                    name,
+                    f"collect_metric returned {type(value).__name__}, not a number",
+                    transient=False,
+                )
             logger.warning(
                 "metrics.collect_failed",
                 extra={"app": self.app_name, "collector": name, "error": str(error)},
@@ -351,7 +364,10 @@ class Reconciler:
             ReconcileError: ``initial_machine_state`` is neither ``"started"``
                 nor ``"stopped"``.
         """
-        if self.initial_machine_state not in {MachineState.STARTED, MachineState.STOPPED}:
+        if self.initial_machine_state not in {
+            MachineState.STARTED,
+            MachineState.STOPPED,
+        }:
             raise ReconcileError(
                 "initial machine state must be either 'started' or 'stopped', "
                 f"got {self.initial_machine_state!r}"
@@ -398,6 +414,8 @@ class Reconciler:
             self.calc_max_started_machine_n(),
         )
         min_created, max_created, min_started, max_started = targets
+        max_created = self._max_at_least_min("created", min_created, max_created)
+        max_started = self._max_at_least_min("started", min_started, max_started)
         client = self._require_client()
         fleet = _Fleet(self._watched(client.list("")))
         created_count = fleet.created_count()
@@ -425,9 +443,10 @@ class Reconciler:
         elif max_started is not None and running > max_started:
             self._stop(client, fleet, running - max_started, record)
 
-        if not (record.created or record.destroyed or record.started or record.stopped):
-            if not (record.failures or record.gave_up_creating or record.timed_out):
-                self.stats.incr("no_scale")
+        acted = record.created or record.destroyed or record.started or record.stopped
+        troubled = record.failures or record.gave_up_creating or record.timed_out
+        if not (acted or troubled):
+            self.stats.incr("no_scale")
         result = ReconcileResult(
             app_name=self.app_name,
             min_created=min_created,
@@ -456,6 +475,18 @@ class Reconciler:
             )
         return result
 
+    def _max_at_least_min(
+        self, kind: str, low: int | None, high: int | None
+    ) -> int | None:
+        """Return *high*, raised to *low* when the band is inverted (min wins)."""
+        if low is None or high is None or high >= low:
+            return high
+        logger.warning(
+            "reconcile.min_above_max",
+            extra={"app": self.app_name, "kind": kind, "min": low, "max": high},
+        )
+        return low
+
     def _require_client(self) -> FlapsClient:
         if self.client is None:
             raise ReconcileError(f"reconciler for app {self.app_name!r} has no client")
@@ -474,11 +505,13 @@ class Reconciler:
             if m.process_group() == self.process_group and m.state not in _GONE
         ]
 
-    def _fail(self, record: _Pass, action: Action, machine_id: str, exc: Exception) -> None:
+    def _fail(
+        self, record: _Pass, action: Action, machine_id: str, exc: Exception
+    ) -> None:
         self.stats.incr(f"machine_{action}_failed")
         record.failures.append(ActionFailure(action, machine_id, exc))
         logger.error(
-            f"machine.{action}_failed",
+            _EVENTS[action, False],
             extra={
                 "app": self.app_name,
                 "machine_id": machine_id,
@@ -489,8 +522,12 @@ class Reconciler:
     def _done(self, action: Action, machine: Machine) -> None:
         self.stats.incr(_DONE_COUNTERS[action])
         logger.info(
-            f"machine.{action}",
-            extra={"app": self.app_name, "machine_id": machine.id, "region": machine.region},
+            _EVENTS[action, True],
+            extra={
+                "app": self.app_name,
+                "machine_id": machine.id,
+                "region": machine.region,
+            },
         )
 
     def _clone_source(self, fleet: _Fleet) -> tuple[Machine, MachineConfig]:
@@ -507,7 +544,9 @@ class Reconciler:
             image = config.image
         return source, config.clone(image=image)
 
-    def _create(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+    def _create(
+        self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass
+    ) -> None:
         source, config = self._clone_source(fleet)
         self.stats.incr("bulk_create")
         logger.info(
@@ -516,7 +555,8 @@ class Reconciler:
         )
         skip_launch = self.initial_machine_state == MachineState.STOPPED
         for _ in range(n):
-            for attempt in range(1, max(1, self.max_create_attempts) + 1):
+            attempts = max(1, self.max_create_attempts)
+            for _attempt in range(attempts):
                 if not record.may_act():
                     return
                 launch = LaunchMachineInput(
@@ -536,12 +576,14 @@ class Reconciler:
             else:
                 logger.error(
                     "reconcile.create_gave_up",
-                    extra={"app": self.app_name, "attempts": attempt},
+                    extra={"app": self.app_name, "attempts": attempts},
                 )
                 record.gave_up_creating = True
                 return
 
-    def _destroy(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+    def _destroy(
+        self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass
+    ) -> None:
         self.stats.incr("bulk_destroy")
         logger.info("reconcile.bulk_destroy", extra={"app": self.app_name, "n": n})
         candidates = fleet.in_states(_DESTROY_ORDER) + [

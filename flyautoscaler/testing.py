@@ -10,10 +10,11 @@ Every fake is safe to use from several threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from attrs import define, evolve, field, frozen
@@ -92,7 +93,9 @@ class _FailurePlan:
 
     _failures: dict[str, list[_Failure]] = field(factory=dict)
 
-    def add(self, method: str, error: BaseException, times: int | None, key: str | None) -> None:
+    def add(
+        self, method: str, error: BaseException, times: int | None, key: str | None
+    ) -> None:
         self._failures.setdefault(method, []).append(_Failure(error, times, key))
 
     def clear(self) -> None:
@@ -121,7 +124,9 @@ class _Recorder:
     in_flight: int = 0
     max_in_flight: int = 0
 
-    def enter(self, method: str, key: str, args: tuple[object, ...]) -> None:
+    @contextlib.contextmanager
+    def call(self, method: str, key: str, args: tuple[object, ...]) -> Iterator[None]:
+        """Record a call, run the hook, raise an injected failure, count in-flight."""
         with self.lock:
             self.calls.append(Call(method, args))
             self.in_flight += 1
@@ -132,19 +137,18 @@ class _Recorder:
                 self.before_call(method, args)
             if error is not None:
                 raise error
-        except BaseException:
-            self.leave()
-            raise
-
-    def leave(self) -> None:
-        with self.lock:
-            self.in_flight -= 1
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
 
 class _Fake:
     """Call log and failure injection, shared by the fakes."""
 
-    def __init__(self, before_call: Callable[[str, tuple[object, ...]], None] | None) -> None:
+    def __init__(
+        self, before_call: Callable[[str, tuple[object, ...]], None] | None
+    ) -> None:
         self._rec = _Recorder(before_call=before_call)
 
     @property
@@ -268,88 +272,81 @@ class FakeFlapsClient(_Fake):
 
     def list(self, state: str = "") -> list[Machine]:
         """Return the Machines, optionally only those in the comma-separated *state*."""
-        self._rec.enter("list", self.app_name, (state,))
-        try:
+        with self._rec.call("list", self.app_name, (state,)):
             wanted = {s for s in state.split(",") if s}
             with self._rec.lock:
-                return [m for m in self._machines.values() if not wanted or m.state in wanted]
-        finally:
-            self._rec.leave()
+                return [
+                    m
+                    for m in self._machines.values()
+                    if not wanted or m.state in wanted
+                ]
 
     def launch(self, launch_input: LaunchMachineInput) -> Machine:
         """Create a Machine from *launch_input* and return it."""
-        self._rec.enter("launch", self.app_name, (launch_input,))
-        try:
-            with self._rec.lock:
-                seq = next(self._ids)
-                config = launch_input.config.clone()
-                machine = Machine(
-                    id=f"f{seq:013x}",
-                    name=launch_input.name or f"fake-machine-{seq}",
-                    state=MachineState.CREATED
-                    if launch_input.skip_launch
-                    else MachineState.STARTED,
-                    region=launch_input.region or self.region,
-                    instance_id=f"{seq:026d}",
-                    image_ref=parse_image_ref(config.image),
-                    config=config,
-                    host_status=HOST_STATUS_OK,
-                )
-                self._machines[machine.id] = machine
-                return machine
-        finally:
-            self._rec.leave()
+        with self._rec.call("launch", self.app_name, (launch_input,)), self._rec.lock:
+            seq = next(self._ids)
+            config = launch_input.config.clone()
+            machine = Machine(
+                id=f"f{seq:013x}",
+                name=launch_input.name or f"fake-machine-{seq}",
+                state=MachineState.CREATED
+                if launch_input.skip_launch
+                else MachineState.STARTED,
+                region=launch_input.region or self.region,
+                instance_id=f"{seq:026d}",
+                image_ref=parse_image_ref(config.image),
+                config=config,
+                host_status=HOST_STATUS_OK,
+            )
+            self._machines[machine.id] = machine
+            return machine
 
     def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
         """Remove a Machine; a running one only with ``kill``."""
-        self._rec.enter("destroy", remove_input.id, (remove_input, nonce))
-        try:
-            with self._rec.lock:
-                machine = self._get(remove_input.id, "DELETE")
-                if machine.state in {MachineState.STARTED, MachineState.STARTING} and not remove_input.kill:
-                    raise self._conflict(
-                        machine, "DELETE", "unable to destroy machine, not currently stopped"
-                    )
-                del self._machines[machine.id]
-        finally:
-            self._rec.leave()
+        with (
+            self._rec.call("destroy", remove_input.id, (remove_input, nonce)),
+            self._rec.lock,
+        ):
+            machine = self._get(remove_input.id, "DELETE")
+            if (
+                machine.state in {MachineState.STARTED, MachineState.STARTING}
+                and not remove_input.kill
+            ):
+                raise self._conflict(
+                    machine,
+                    "DELETE",
+                    "unable to destroy machine, not currently stopped",
+                )
+            del self._machines[machine.id]
 
     def start(self, machine_id: str, nonce: str = "") -> MachineStartResponse:
         """Start a stopped, suspended or created Machine."""
-        self._rec.enter("start", machine_id, (machine_id, nonce))
-        try:
-            with self._rec.lock:
-                machine = self._get(machine_id, "POST")
-                startable = {
-                    MachineState.STOPPED,
-                    MachineState.SUSPENDED,
-                    MachineState.CREATED,
-                    MachineState.STARTED,
-                }
-                if machine.state not in startable:
-                    raise self._conflict(
-                        machine, "POST", f"machine is {machine.state}, cannot start"
-                    )
-                self._machines[machine_id] = evolve(machine, state=MachineState.STARTED)
-                return MachineStartResponse(previous_state=machine.state)
-        finally:
-            self._rec.leave()
+        with self._rec.call("start", machine_id, (machine_id, nonce)), self._rec.lock:
+            machine = self._get(machine_id, "POST")
+            startable = {
+                MachineState.STOPPED,
+                MachineState.SUSPENDED,
+                MachineState.CREATED,
+                MachineState.STARTED,
+            }
+            if machine.state not in startable:
+                raise self._conflict(
+                    machine, "POST", f"machine is {machine.state}, cannot start"
+                )
+            self._machines[machine_id] = evolve(machine, state=MachineState.STARTED)
+            return MachineStartResponse(previous_state=machine.state)
 
     def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
         """Stop a started Machine (stopping a stopped one does nothing)."""
-        self._rec.enter("stop", stop_input.id, (stop_input, nonce))
-        try:
-            with self._rec.lock:
-                machine = self._get(stop_input.id, "POST")
-                if machine.state in {MachineState.STOPPED, MachineState.CREATED}:
-                    return
-                if machine.state not in {MachineState.STARTED, MachineState.STARTING}:
-                    raise self._conflict(
-                        machine, "POST", f"machine is {machine.state}, cannot stop"
-                    )
-                self._machines[machine.id] = evolve(machine, state=MachineState.STOPPED)
-        finally:
-            self._rec.leave()
+        with self._rec.call("stop", stop_input.id, (stop_input, nonce)), self._rec.lock:
+            machine = self._get(stop_input.id, "POST")
+            if machine.state in {MachineState.STOPPED, MachineState.CREATED}:
+                return
+            if machine.state not in {MachineState.STARTED, MachineState.STARTING}:
+                raise self._conflict(
+                    machine, "POST", f"machine is {machine.state}, cannot stop"
+                )
+            self._machines[machine.id] = evolve(machine, state=MachineState.STOPPED)
 
 
 class FakeFlyClient(_Fake):
@@ -367,7 +364,9 @@ class FakeFlyClient(_Fake):
         self._apps: dict[str, list[App]] = {}
         self._releases: dict[str, Release] = {}
 
-    def add_organization(self, slug: str, org_id: str = "", name: str = "") -> Organization:
+    def add_organization(
+        self, slug: str, org_id: str = "", name: str = ""
+    ) -> Organization:
         """Add an organization and return it (its id defaults to ``org-<slug>``)."""
         org = Organization(id=org_id or f"org-{slug}", slug=slug, name=name or slug)
         with self._rec.lock:
@@ -375,11 +374,15 @@ class FakeFlyClient(_Fake):
             self._apps.setdefault(org.id, [])
         return org
 
-    def add_app(self, name: str, org_slug: str, *, release_status: str | None = None) -> App:
+    def add_app(
+        self, name: str, org_slug: str, *, release_status: str | None = None
+    ) -> App:
         """Add an app to an organization (created if new), with an optional release."""
         with self._rec.lock:
             org = self._orgs.get(org_slug) or self.add_organization(org_slug)
-            app = App(name=name, id=f"app-{name}", organization_slug=org.slug, deployed=True)
+            app = App(
+                name=name, id=f"app-{name}", organization_slug=org.slug, deployed=True
+            )
             self._apps[org.id].append(app)
         if release_status is not None:
             self.set_release(name, release_status)
@@ -406,33 +409,27 @@ class FakeFlyClient(_Fake):
         Raises:
             FlyAutoscalerError: No organization has that slug.
         """
-        self._rec.enter("get_organization_by_slug", slug, (slug,))
-        try:
-            with self._rec.lock:
-                org = self._orgs.get(slug)
+        with self._rec.call("get_organization_by_slug", slug, (slug,)), self._rec.lock:
+            org = self._orgs.get(slug)
             if org is None:
                 raise FlyAutoscalerError(f"organization not found: {slug!r}")
             return org
-        finally:
-            self._rec.leave()
 
     def get_apps_for_organization(self, org_id: str) -> list[App]:
         """Return the organization's apps."""
-        self._rec.enter("get_apps_for_organization", org_id, (org_id,))
-        try:
-            with self._rec.lock:
-                return list(self._apps.get(org_id, []))
-        finally:
-            self._rec.leave()
+        with (
+            self._rec.call("get_apps_for_organization", org_id, (org_id,)),
+            self._rec.lock,
+        ):
+            return list(self._apps.get(org_id, []))
 
     def get_app_current_release_machines(self, app_name: str) -> Release | None:
         """Return the app's current release, or ``None``."""
-        self._rec.enter("get_app_current_release_machines", app_name, (app_name,))
-        try:
-            with self._rec.lock:
-                return self._releases.get(app_name)
-        finally:
-            self._rec.leave()
+        with (
+            self._rec.call("get_app_current_release_machines", app_name, (app_name,)),
+            self._rec.lock,
+        ):
+            return self._releases.get(app_name)
 
 
 @define

@@ -1,0 +1,126 @@
+"""Type-checked by `mypy --strict`: the public API as users write it.
+
+Every shipped implementation and fake is assigned to its Protocol type, so a
+signature drifting from its Protocol fails the type check (Go's
+``var _ I = (*T)(nil)``).
+"""
+
+from __future__ import annotations
+
+import flyautoscaler as fas
+from flyautoscaler.testing import (
+    CallableCollector,
+    FakeFlapsClient,
+    FakeFlyClient,
+    StaticCollector,
+)
+
+# --- Protocols ---
+
+flaps: fas.FlapsClient = FakeFlapsClient([fas.Machine(id="1", state="stopped")])
+fly: fas.FlyClient = FakeFlyClient()
+static: fas.MetricCollector = StaticCollector("queue_depth", 3.0)
+func: fas.MetricCollector = CallableCollector(
+    "queue_depth", lambda app: float(len(app))
+)
+
+
+def new_flaps_client(app_name: str) -> fas.FlapsClient:
+    return FakeFlapsClient(app_name=app_name)
+
+
+factory: fas.NewFlapsClientFunc = new_flaps_client
+
+
+class QueueDepth(fas.MetricCollector):
+    """A user's collector: a subclass with a class attribute name."""
+
+    name = "queue_depth"
+
+    def collect_metric(self, app_name: str) -> float:
+        return 1.0 if app_name else 0.0
+
+
+class PropertyCollector:
+    """A structural collector whose name is a read-only property."""
+
+    @property
+    def name(self) -> str:
+        return "jobs"
+
+    def collect_metric(self, app_name: str) -> float:
+        return 2.0
+
+
+subclassed: fas.MetricCollector = QueueDepth()
+structural: fas.MetricCollector = PropertyCollector()
+
+# --- Reconciler ---
+
+r = fas.Reconciler()
+r.client = flaps
+r.app_name = "my-app"
+r.regions = ["iad", "ord"]
+r.process_group = "worker"
+r.min_created_machine_n = "1"
+r.max_created_machine_n = "10"
+r.min_started_machine_n = "ceil(queue_depth / 10)"
+r.max_started_machine_n = r.min_started_machine_n
+r.initial_machine_state = "stopped"
+r.collectors = [subclassed, structural, static]
+region: str = r.next_region()
+value: float | None = r.value("queue_depth")
+r.set_value("queue_depth", 3)
+r.validate()
+r.collect_metrics()
+targets: list[int | None] = [
+    r.calc_min_created_machine_n(),
+    r.calc_max_created_machine_n(),
+    r.calc_min_started_machine_n(),
+    r.calc_max_started_machine_n(),
+]
+result: fas.ReconcileResult = r.reconcile(deadline=None)
+ok: bool = result.ok and result.scaled
+failures: tuple[fas.ActionFailure, ...] = result.failures
+stats: fas.ReconcilerStats = r.stats
+started: int = stats.machine_started + stats.bulk_start + stats.no_scale
+
+# --- Expressions and helpers ---
+
+expression: fas.Expression = fas.compile_expression("x ^ 2", ["x"])
+number: float = expression.evaluate({"x": 2.0})
+count: int = expression.evaluate_int({"x": 2.0})
+query: str = fas.expand_metric_query("sum(queue{app='$APP_NAME'})", "my-app")
+pattern: str = fas.format_wildcard_as_regexp("my-app-*")
+
+# --- Models ---
+
+machine = fas.Machine.from_api({"id": "1", "config": {"image": "nginx"}})
+config: fas.MachineConfig | None = machine.config
+group: str = machine.process_group()
+image: str = machine.full_image_ref()
+launch = fas.LaunchMachineInput(config=fas.MachineConfig(image="nginx"), region="iad")
+body: dict[str, object] = launch.to_api()
+stop = fas.StopMachineInput("1", signal="SIGTERM", timeout=10.0)
+remove = fas.RemoveMachineInput("1", kill=True)
+response = fas.MachineStartResponse()
+org = fas.Organization(id="o1", slug="personal", name="Personal")
+app = fas.App(name="my-app")
+release: fas.Release | None = fly.get_app_current_release_machines("my-app")
+state: str = fas.MachineState.STARTED
+
+# --- Errors ---
+
+try:
+    r.reconcile()
+except fas.FlapsRateLimitedError as exc:
+    retry_after: float | None = exc.retry_after
+except fas.FlapsError as exc:
+    status: int | None = exc.status
+    transient: bool = exc.transient
+except fas.MetricCollectionError as exc:
+    collector: str = exc.collector
+except fas.ExpressionError as exc:
+    position: int | None = exc.position
+except fas.FlyAutoscalerError:
+    pass
