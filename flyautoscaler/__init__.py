@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from flyautoscaler._errors import (
     ConfigError,
-    ExprInfError,
     ExpressionError,
+    ExprInfError,
     ExprNaNError,
     ExprRequiredError,
     FlapsConflictError,
