@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import flyautoscaler as fas
 import pytest
-from flyautoscaler.testing import CallableCollector, FakeFlapsClient, StaticCollector
 
+import flyautoscaler as fas
 from factories import IMAGE_REF, machine
+from flyautoscaler.testing import CallableCollector, FakeFlapsClient, StaticCollector
 
 
 def reconciler(client: FakeFlapsClient, **fields: object) -> fas.Reconciler:

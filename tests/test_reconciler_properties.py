@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import flyautoscaler as fas
-from flyautoscaler.testing import FakeFlapsClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+import flyautoscaler as fas
 from factories import machine
+from flyautoscaler.testing import FakeFlapsClient
 
 STATES = [
     "started",
