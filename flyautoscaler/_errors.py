@@ -2,9 +2,9 @@
 
 The tree::
 
-    FlyAutoscalerError                    root; ``transient`` says whether a retry may help
-    ├── ConfigError (also ValueError)     bad configuration: which field, which value
-    ├── ExpressionError (also ValueError) a count expression cannot be compiled or evaluated
+    FlyAutoscalerError                    root; ``transient``: may a retry help?
+    ├── ConfigError (also ValueError)     bad configuration: which field and value
+    ├── ExpressionError (also ValueError) a count expression does not compile or run
     │   ├── ExprRequiredError             an expression was required but is empty
     │   ├── ExprNaNError                  the result is NaN
     │   └── ExprInfError                  the result is +Inf or -Inf
@@ -49,7 +49,9 @@ __all__ = [
 MAX_SERVER_MESSAGE = 500
 
 # Authorization schemes followed by a credential, and bare Fly macaroons.
-_SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|flyv1)(\s+)[^\s,;\"']+(?:,[^\s,;\"']+)*")
+_SCHEME_TOKEN = re.compile(
+    r"(?i)\b(bearer|flyv1)(\s+|(?:%20)+|\++)[^\s,;&\"']+(?:,[^\s,;&\"']+)*"
+)
 _MACAROON = re.compile(r"\b(fm1[ra]|fm2)_[A-Za-z0-9+/=_\-]+")
 _REDACTED = "[REDACTED]"
 
@@ -81,6 +83,10 @@ class FlyAutoscalerError(Exception):
 
     #: Whether retrying the same call later may succeed.
     transient: bool = False
+
+    def __init__(self, *args: object) -> None:
+        # Every message passes through redact(), whatever subclass builds it.
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(FlyAutoscalerError, ValueError):
@@ -248,7 +254,7 @@ class FlapsRateLimitedError(FlapsError):
 
     transient = True
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - FlapsError's fields plus retry_after
         self,
         message: str,
         *,

@@ -22,8 +22,8 @@ import simpleeval
 from attrs import field, frozen
 
 from flyautoscaler._errors import (
-    ExprInfError,
     ExpressionError,
+    ExprInfError,
     ExprNaNError,
     ExprRequiredError,
 )
@@ -49,7 +49,7 @@ _TOKEN = re.compile(
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\*\*|==|!=|<=|>=|&&|\|\||[-+*/%^<>!?:(),])
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 
 # Binary operators: precedence (higher binds tighter) and right-associativity,
@@ -288,14 +288,15 @@ class _Parser:
             return node
         return self.primary()
 
-    def primary(self) -> ast.expr:
+    def primary(self) -> ast.expr:  # noqa: RET503 - unexpected() never returns
         token = self.token
         if token.kind == "number":
             self.advance()
             try:
-                return ast.Constant(value=float(token.text.replace("_", "")))
+                value = float(token.text.replace("_", ""))
             except ValueError:
                 self.fail(f"invalid number {token.text!r}", token)
+            return ast.Constant(value=value)
         if token.text == "(":
             self.advance()
             inner = self.ternary()
@@ -452,7 +453,12 @@ def round_half_away_from_zero(value: float) -> float:
     """
     if not math.isfinite(value):
         return value
-    return math.copysign(math.floor(abs(value) + 0.5), value)
+    # Not floor(|v| + 0.5): that addition rounds, so 0.49999999999999994 and odd
+    # integers above 2**52 would come out one too high. v - trunc(v) is exact.
+    whole = float(math.trunc(value))
+    if abs(value - whole) >= 0.5:
+        whole += math.copysign(1.0, value)
+    return math.copysign(whole, value)
 
 
 def _finite_int(fn: Callable[[float], int]) -> Callable[[float], float]:
@@ -537,9 +543,7 @@ class Expression:
         missing = sorted(self.names.difference(values))
         if missing:
             known = ", ".join(sorted(values)) or "none"
-            _fail(
-                f"unknown name {missing[0]!r} (known metrics: {known})", self.source
-            )
+            _fail(f"unknown name {missing[0]!r} (known metrics: {known})", self.source)
         names = {name: float(values[name]) for name in self.names}
         evaluator = _Evaluator(operators=_OPERATORS, functions=FUNCTIONS, names=names)
         try:
@@ -549,7 +553,10 @@ class Expression:
         except simpleeval.InvalidExpression as exc:  # pragma: no cover - defensive
             _fail(f"cannot evaluate: {exc}", self.source)
         if isinstance(result, bool) or not isinstance(result, float):
-            _fail(f"expression must produce a number, got {_describe(result)}", self.source)
+            _fail(
+                f"expression must produce a number, got {_describe(result)}",
+                self.source,
+            )
         return result
 
     def evaluate_int(self, values: Mapping[str, float]) -> int:
@@ -576,9 +583,7 @@ class Expression:
         unknown = sorted(self.names - known_set)
         if unknown:
             listed = ", ".join(sorted(known_set)) or "none"
-            _fail(
-                f"unknown name {unknown[0]!r} (known metrics: {listed})", self.source
-            )
+            _fail(f"unknown name {unknown[0]!r} (known metrics: {listed})", self.source)
 
 
 @functools.lru_cache(maxsize=512)

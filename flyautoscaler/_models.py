@@ -210,6 +210,9 @@ _MACHINE_KNOWN = frozenset(
     }
 )
 
+# Object fields to_api() omits when unset; a received null is kept in ``extra``.
+_MACHINE_NULLABLE = ("image_ref", "config", "incomplete_config")
+
 
 @frozen
 class Machine:
@@ -232,7 +235,8 @@ class Machine:
     nonce: str = field(default="", repr=False)
     events: list[JSON] = field(factory=list, eq=False, repr=False)
     checks: list[JSON] = field(factory=list, eq=False, repr=False)
-    #: Every other field of the Machine JSON, as received.
+    #: Every other field of the Machine JSON, as received (and the object
+    #: fields that came as ``null``, so that ``to_api()`` sends them back).
     extra: JSON = field(factory=dict, eq=False, repr=False)
 
     @classmethod
@@ -269,9 +273,14 @@ class Machine:
             created_at=_str(payload.get("created_at")),
             updated_at=_str(payload.get("updated_at")),
             nonce=_str(payload.get("nonce")),
-            events=[_obj(e) for e in payload.get("events") or () if isinstance(e, Mapping)],
-            checks=[_obj(c) for c in payload.get("checks") or () if isinstance(c, Mapping)],
-            extra=_extra(payload, _MACHINE_KNOWN),
+            events=[
+                _obj(e) for e in payload.get("events") or () if isinstance(e, Mapping)
+            ],
+            checks=[
+                _obj(c) for c in payload.get("checks") or () if isinstance(c, Mapping)
+            ],
+            extra=_extra(payload, _MACHINE_KNOWN)
+            | {k: None for k in _MACHINE_NULLABLE if payload.get(k, 0) is None},
         )
 
     def to_api(self) -> JSON:
@@ -298,7 +307,8 @@ class Machine:
             out["nonce"] = self.nonce
         out["events"] = copy.deepcopy(self.events)
         out["checks"] = copy.deepcopy(self.checks)
-        out.update(copy.deepcopy(self.extra))
+        for key, value in self.extra.items():
+            out.setdefault(key, copy.deepcopy(value))
         return out
 
     def effective_config(self) -> MachineConfig | None:
@@ -358,7 +368,7 @@ class LaunchMachineInput:
 
 
 def format_go_duration(seconds: float) -> str:
-    """Return *seconds* as a Go duration string (``"10s"``, ``"1.5s"``, ``"0s"``)."""
+    """Return *seconds* as a Go duration string (``"10s"``, ``"1500ms"``, ``"0s"``)."""
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"duration must be a finite number >= 0, got {seconds!r}")
     if seconds == int(seconds):

@@ -18,11 +18,11 @@ _SECRET_PARTS: Final = ("TOKEN", "SECRET", "PASSWORD", "KEY")
 
 
 def format_wildcard_as_regexp(pattern: str) -> str:
-    """Turn an app-name wildcard into an anchored regular expression.
+    r"""Turn an app-name wildcard into an anchored regular expression.
 
     ``*`` matches any run of characters; everything else is literal. Gives the
     same strings as the Go original: ``"" -> ".*"``, ``"*" -> "^.*$"``,
-    ``"my-app-*" -> "^my-app-.*$"``, ``"my-[app]*" -> r"^my-\\[app\\].*$"``.
+    ``"my-app-*" -> "^my-app-.*$"``, ``"my-[app]*" -> r"^my-\[app\].*$"``.
     """
     if not pattern:
         return ".*"

@@ -102,7 +102,7 @@ class ActionFailure:
 
     action: Action
     machine_id: str
-    error: BaseException
+    error: BaseException = field(repr=lambda e: redact(repr(e)))
 
     def __str__(self) -> str:
         target = f" {self.machine_id}" if self.machine_id else ""

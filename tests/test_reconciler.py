@@ -596,6 +596,7 @@ def test_failure_log_names_machine_and_hides_tokens(caplog: pytest.LogCaptureFix
     assert failed[0].app == "my-app"  # type: ignore[attr-defined]
     assert "s3cr3t" not in failed[0].error  # type: ignore[attr-defined]
     assert "s3cr3t" not in str(result.failures[0])
+    assert "s3cr3t" not in repr(result)
     assert "s3cr3t" not in caplog.text
 
 
