@@ -25,7 +25,12 @@ from flyautoscaler._errors import (
     NoMachineToCloneError,
     ReconcileError,
 )
-from flyautoscaler._expr import Expression, compile_expression
+from flyautoscaler._expr import (
+    MAX_EXPRESSION_DEPTH,
+    MAX_EXPRESSION_LENGTH,
+    Expression,
+    compile_expression,
+)
 from flyautoscaler._models import (
     App,
     ImageRef,
@@ -53,6 +58,8 @@ if TYPE_CHECKING:
     __version__: str
 
 __all__ = [
+    "MAX_EXPRESSION_DEPTH",
+    "MAX_EXPRESSION_LENGTH",
     "ActionFailure",
     "App",
     "ConfigError",

@@ -45,7 +45,7 @@ MAX_EXPRESSION_DEPTH: Final = 100
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<number>(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+  | (?P<number>(?:\d+(?:_\d+)*(?:\.(?:\d+(?:_\d+)*)?)?|\.\d+(?:_\d+)*)(?:[eE][+-]?\d+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\*\*|==|!=|<=|>=|&&|\|\||[-+*/%^<>!?:(),])
     """,
@@ -488,6 +488,11 @@ def _variadic(name: str, fn: Callable[[list[float]], float]) -> Callable[..., fl
     return call
 
 
+def _nan_or(fn: Callable[[list[float]], float], values: list[float]) -> float:
+    """Apply min or max, but NaN if any value is NaN (as Go's math.Min/Max)."""
+    return math.nan if any(math.isnan(v) for v in values) else fn(values)
+
+
 #: The functions an expression may call, by name.
 FUNCTIONS: Final[dict[str, Callable[..., float]]] = {
     "abs": _unary_function("abs", abs),
@@ -496,8 +501,8 @@ FUNCTIONS: Final[dict[str, Callable[..., float]]] = {
     "round": _unary_function("round", round_half_away_from_zero),
     "int": _unary_function("int", _finite_int(math.trunc)),
     "float": _unary_function("float", float),
-    "min": _variadic("min", min),
-    "max": _variadic("max", max),
+    "min": _variadic("min", lambda xs: _nan_or(min, xs)),
+    "max": _variadic("max", lambda xs: _nan_or(max, xs)),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Final, Literal
 from attrs import define, evolve, field, frozen
 
 from flyautoscaler._errors import (
+    ConfigError,
     FlyAutoscalerError,
     MetricCollectionError,
     NoMachineToCloneError,
@@ -58,6 +59,7 @@ _STARTABLE: Final = (MachineState.STOPPED, MachineState.SUSPENDED, MachineState.
 # Destroy candidates, in order of preference: idle first, running last.
 _DESTROY_ORDER: Final = (
     MachineState.FAILED,
+    MachineState.LAUNCH_FAILED,
     MachineState.STOPPED,
     MachineState.SUSPENDED,
     MachineState.CREATED,
@@ -115,12 +117,16 @@ class ReconcileResult:
 
     Attributes:
         app_name: The app reconciled.
-        min_created / max_created / min_started / max_started: The evaluated
-            targets (``None`` where the expression is unset).
-        created_count / started_count: The watched group's counts when the pass
-            listed the Machines.
-        created / destroyed / started / stopped: Ids of the Machines acted on
-            successfully, in order.
+        min_created: The evaluated min created count (``None``: unset).
+        max_created: The evaluated max created count (``None``: unset).
+        min_started: The evaluated min started count (``None``: unset).
+        max_started: The evaluated max started count (``None``: unset).
+        created_count: The watched group's created count when listed.
+        started_count: The watched group's started count when listed.
+        created: Ids of the Machines created, in order.
+        destroyed: Ids of the Machines destroyed, in order.
+        started: Ids of the Machines started, in order.
+        stopped: Ids of the Machines stopped, in order.
         failures: Every failed action.
         gave_up_creating: Launch failed for one missing Machine every time it
             was tried, so the pass stopped creating.
@@ -361,16 +367,17 @@ class Reconciler:
         Raises:
             ExpressionError: An expression does not compile or names a metric
                 no collector provides.
-            ReconcileError: ``initial_machine_state`` is neither ``"started"``
+            ConfigError: ``initial_machine_state`` is neither ``"started"``
                 nor ``"stopped"``.
         """
         if self.initial_machine_state not in {
             MachineState.STARTED,
             MachineState.STOPPED,
         }:
-            raise ReconcileError(
+            raise ConfigError(
                 "initial machine state must be either 'started' or 'stopped', "
-                f"got {self.initial_machine_state!r}"
+                f"got {self.initial_machine_state!r}",
+                field="initial_machine_state",
             )
         names = [c.name for c in self.collectors]
         for attr, label in _COUNT_NAMES.items():

@@ -31,11 +31,11 @@ class ReconcilerStats:
     increment takes a lock, every read is a plain attribute read.
 
     Attributes:
-        bulk_create: Passes that created Machines.
-        bulk_destroy: Passes that destroyed Machines.
-        bulk_start: Passes that started Machines.
-        bulk_stop: Passes that stopped Machines.
-        no_scale: Passes that had nothing to do.
+        bulk_create: Passes that set out to create Machines; failed calls too.
+        bulk_destroy: Passes that set out to destroy Machines; failed calls too.
+        bulk_start: Passes that set out to start Machines; failed calls too.
+        bulk_stop: Passes that set out to stop Machines; failed calls too.
+        no_scale: Passes that had nothing to do and met no failure.
         machine_created: Machines created.
         machine_create_failed: Failed create calls.
         machine_destroyed: Machines destroyed.

@@ -637,3 +637,23 @@ def test_random_tokens_only_raise_expression_error(source):
 def test_spaced_random_tokens_only_raise_expression_error(source):
     """Space-separated language tokens compile or raise only ExpressionError."""
     _compile_or_expression_error(source)
+
+
+@pytest.mark.parametrize("source", ["max(0 / 0, 1)", "max(1, 0 / 0)", "min(2, 0 / 0)"])
+def test_min_max_propagate_nan(source):
+    """min and max are NaN when any argument is NaN, whatever the order."""
+    with pytest.raises(fas.ExprNaNError):
+        fas.compile_expression(source).evaluate_int({})
+
+
+@pytest.mark.parametrize("source", ["1_", "1__0", "1_.5", "2 + 3_"])
+def test_malformed_underscores_rejected(source):
+    """Underscores only separate digit groups: 1_000 works, 1_ and 1__0 do not."""
+    with pytest.raises(fas.ExpressionError):
+        fas.compile_expression(source).evaluate({"_1": 1.0})
+
+
+def test_limits_are_public():
+    """The length and depth limits are exported."""
+    assert fas.MAX_EXPRESSION_LENGTH == 2000
+    assert fas.MAX_EXPRESSION_DEPTH == 100

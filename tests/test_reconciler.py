@@ -305,7 +305,7 @@ def test_validate_rejects_unknown_metric():
 def test_validate_rejects_bad_initial_state():
     """validate() rejects an initial state other than started/stopped."""
     r = fas.Reconciler(initial_machine_state="suspended")
-    with pytest.raises(fas.ReconcileError, match="'started' or 'stopped'"):
+    with pytest.raises(fas.ConfigError, match="'started' or 'stopped'"):
         r.validate()
 
 
@@ -511,11 +511,12 @@ def test_destroy_order_and_kill():
             machine("c", "suspended"),
             machine("d", "stopped"),
             machine("e", "failed"),
+            machine("f", "launch_failed"),
         ]
     )
     r = reconciler(client, max_created_machine_n="1")
     result = r.reconcile()
-    assert result.destroyed == ("e", "d", "c", "b")
+    assert result.destroyed == ("e", "f", "d", "c", "b")
     assert all(
         c.args[0].kill  # type: ignore[attr-defined]
         for c in client.calls

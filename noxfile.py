@@ -1,0 +1,59 @@
+"""Development sessions: ``python3 -m nox`` runs every check; ``-s NAME`` one.
+
+Every session installs from PyPI only. Virtualenvs are reused between runs, and each
+run reinstalls the package (it is installed, not linked, so the tests see what a
+user gets). ``-R`` also skips the installs: faster, but the package then stays as
+it was last installed.
+"""
+
+from __future__ import annotations
+
+import nox
+
+PYTHON = "3.11"
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite; extra arguments go to pytest (``-- -k reconcile``)."""
+    session.install(".[tests]")
+    # pytest exits 5 when it collects no test: that is a failure here too.
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Lint and check the formatting of every Python file."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package, then the public API as a user sees it."""
+    session.install(".[tests,typing]")
+    session.run("mypy", "--strict", "flyautoscaler")
+    session.run("mypy", "--strict", "tests/typing/api.py")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs; any Sphinx warning fails the build."""
+    session.install(".[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (not part of the default sessions)."""
+    session.install(".")
+    session.run("python", "benchmarks/expressions.py", *session.posargs)
