@@ -45,6 +45,7 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._names import expand_metric_query, format_wildcard_as_regexp
+from flyautoscaler._pool import AppStatus, PoolState, ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
     FlyClient,
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_EXPRESSION_LENGTH",
     "ActionFailure",
     "App",
+    "AppStatus",
     "ConfigError",
     "ExprInfError",
     "ExprNaNError",
@@ -88,9 +90,11 @@ __all__ = [
     "NewFlapsClientFunc",
     "NoMachineToCloneError",
     "Organization",
+    "PoolState",
     "ReconcileError",
     "ReconcileResult",
     "Reconciler",
+    "ReconcilerPool",
     "ReconcilerStats",
     "Release",
     "RemoveMachineInput",

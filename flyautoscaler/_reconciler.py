@@ -196,6 +196,7 @@ class _Pass:
 
     deadline: float | None
     clock: Callable[[], float]
+    cancel: threading.Event | None = None
     created: list[str] = field(factory=list)
     destroyed: list[str] = field(factory=list)
     started: list[str] = field(factory=list)
@@ -205,8 +206,10 @@ class _Pass:
     timed_out: bool = False
 
     def may_act(self) -> bool:
-        """Return False (and remember why) once the deadline has passed."""
+        """Return False (and remember why) once the deadline passed or on cancel."""
         if self.deadline is not None and self.clock() >= self.deadline:
+            self.timed_out = True
+        if self.cancel is not None and self.cancel.is_set():
             self.timed_out = True
         return not self.timed_out
 
@@ -391,7 +394,12 @@ class Reconciler:
 
     # --- the pass --------------------------------------------------------------
 
-    def reconcile(self, *, deadline: float | None = None) -> ReconcileResult:
+    def reconcile(
+        self,
+        *,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ReconcileResult:
         """Run one pass: evaluate the targets, list the Machines, act.
 
         The created count is brought inside [min, max] first (create or
@@ -403,6 +411,8 @@ class Reconciler:
             deadline: A time on :attr:`clock` (``time.monotonic`` by default)
                 after which no new action starts; the result then says
                 ``timed_out``. ``None`` means no deadline.
+            cancel: When this event is set, no new action starts either (the
+                pool sets it on ``close()``); the result then says ``timed_out``.
 
         Returns:
             What the pass saw and did.
@@ -438,7 +448,7 @@ class Reconciler:
                 },
             },
         )
-        record = _Pass(deadline=deadline, clock=self.clock)
+        record = _Pass(deadline=deadline, clock=self.clock, cancel=cancel)
         if min_created is not None and created_count < min_created:
             self._create(client, fleet, min_created - created_count, record)
         elif max_created is not None and created_count > max_created:

@@ -1,4 +1,4 @@
-"""Type-checked by `mypy --strict`: the public API as users write it.
+"""Type-checked by `mypy --strict` (never run): the public API as users write it.
 
 Every shipped implementation and fake is assigned to its Protocol type, so a
 signature drifting from its Protocol fails the type check (Go's
@@ -124,3 +124,26 @@ except fas.ExpressionError as exc:
     position: int | None = exc.position
 except fas.FlyAutoscalerError:
     pass
+
+# --- The pool ---
+
+
+def new_reconciler() -> fas.Reconciler:
+    return fas.Reconciler(collectors=[QueueDepth()], min_started_machine_n="1")
+
+
+pool = fas.ReconcilerPool(fly, concurrency=4)
+pool.app_name = "my-app-*"
+pool.organization_slug = "personal"
+pool.new_flaps_client = factory
+pool.new_reconciler = new_reconciler
+pool.reconcile_interval = 15.0
+pool.reconcile_timeout = 30.0
+pool.app_list_refresh_interval = 60.0
+pool_stats: fas.ReconcilerStats = pool.stats
+with pool as opened:
+    state_now: fas.PoolState = opened.state
+    statuses: dict[str, fas.AppStatus] = opened.app_status()
+    names: list[str] = opened.app_names()
+    reached: bool = opened.wait_for_passes(1, timeout=1.0)
+pool.close()

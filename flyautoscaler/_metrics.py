@@ -1,0 +1,173 @@
+"""Prometheus series of a reconciler pool (prometheus-client, on a given registry).
+
+Nothing is registered at import time: :meth:`ReconcilerPool.register_prom_metrics`
+registers one custom collector that reads the pool's counters when scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+    UnknownMetricFamily,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+if TYPE_CHECKING:
+    from flyautoscaler._pool import ReconcilerPool
+
+__all__ = ["PoolCollector", "register_prom_metrics"]
+
+# Upstream's series (exact names and labels, untyped so no "_total" is added),
+# plus the create/destroy counters upstream collected but never exported:
+# name -> (help, {status label value: stats counter}).
+_STATUS_SERIES: Final[dict[str, tuple[str, dict[str, str]]]] = {
+    "fas_machine_start_count": (
+        "Machines started (ok) and failed start calls (failed).",
+        {"ok": "machine_started", "failed": "machine_start_failed"},
+    ),
+    "fas_machine_stop_count": (
+        "Machines stopped (ok) and failed stop calls (failed).",
+        {"ok": "machine_stopped", "failed": "machine_stop_failed"},
+    ),
+    "fas_machine_create_count": (
+        "Machines created (ok) and failed create calls (failed).",
+        {"ok": "machine_created", "failed": "machine_create_failed"},
+    ),
+    "fas_machine_destroy_count": (
+        "Machines destroyed (ok) and failed destroy calls (failed).",
+        {"ok": "machine_destroyed", "failed": "machine_destroy_failed"},
+    ),
+    "fas_reconcile_count": (
+        "Reconcile passes by outcome: create, destroy, start, stop, no_scale.",
+        {
+            "create": "bulk_create",
+            "destroy": "bulk_destroy",
+            "start": "bulk_start",
+            "stop": "bulk_stop",
+            "no_scale": "no_scale",
+        },
+    ),
+}
+
+
+class PoolCollector(Collector):
+    """Exposes a :class:`ReconcilerPool`'s counters and per-app state."""
+
+    def __init__(self, pool: ReconcilerPool) -> None:
+        self._pool = pool
+
+    def describe(self) -> Iterator[Metric]:
+        """Yield every family without samples (for duplicate detection)."""
+        yield from self._families(with_samples=False)
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every family with the pool's current values."""
+        yield from self._families(with_samples=True)
+
+    def _families(self, *, with_samples: bool) -> Iterator[Metric]:  # noqa: C901 - one flat list of series
+        stats = self._pool.stats.snapshot() if with_samples else {}
+        apps = self._pool.app_status() if with_samples else {}
+
+        for name, (help_text, by_status) in _STATUS_SERIES.items():
+            family = UnknownMetricFamily(name, help_text, labels=["status"])
+            for status, counter in by_status.items():
+                if with_samples:
+                    family.add_metric([status], float(stats[counter]))
+            yield family
+
+        managed = GaugeMetricFamily("fas_apps", "Apps under management.")
+        if with_samples:
+            managed.add_metric([], float(len(apps)))
+        yield managed
+
+        passes = CounterMetricFamily(
+            "fas_app_reconcile_passes", "Reconcile passes run, per app.", labels=["app"]
+        )
+        skipped = CounterMetricFamily(
+            "fas_app_reconcile_skipped",
+            "Passes skipped because a deploy was running, per app.",
+            labels=["app"],
+        )
+        errors = CounterMetricFamily(
+            "fas_app_reconcile_errors",
+            "Failed passes per app and kind (release, collect, expression, api, "
+            "action, timeout, reconcile, internal).",
+            labels=["app", "kind"],
+        )
+        duration = SummaryMetricFamily(
+            "fas_app_reconcile_duration_seconds",
+            "Time spent in reconcile passes, per app.",
+            labels=["app"],
+        )
+        last_duration = GaugeMetricFamily(
+            "fas_app_reconcile_last_duration_seconds",
+            "Duration of the last pass, per app.",
+            labels=["app"],
+        )
+        lag = GaugeMetricFamily(
+            "fas_app_reconcile_lag_seconds",
+            "How late the last pass started after it was due, per app.",
+            labels=["app"],
+        )
+        values = GaugeMetricFamily(
+            "fas_app_metric_value",
+            "Last collected value of each metric, per app.",
+            labels=["app", "metric"],
+        )
+        targets = GaugeMetricFamily(
+            "fas_app_target_machines",
+            "Target Machine counts of the last pass (unset bounds are absent).",
+            labels=["app", "kind", "bound"],
+        )
+        current = GaugeMetricFamily(
+            "fas_app_current_machines",
+            "Created and started Machines of the watched group, as last listed.",
+            labels=["app", "kind"],
+        )
+        for name, app in sorted(apps.items()):
+            passes.add_metric([name], float(app.passes))
+            skipped.add_metric([name], float(app.skipped))
+            for kind, count in app.errors.items():
+                errors.add_metric([name, kind], float(count))
+            duration.add_metric(
+                [name], count_value=app.passes, sum_value=app.duration_sum
+            )
+            last_duration.add_metric([name], app.last_duration)
+            lag.add_metric([name], app.last_lag)
+            for metric, value in sorted(app.metrics.items()):
+                values.add_metric([name, metric], value)
+            result = app.last_result
+            if result is None:
+                continue
+            bounds = {
+                ("created", "min"): result.min_created,
+                ("created", "max"): result.max_created,
+                ("started", "min"): result.min_started,
+                ("started", "max"): result.max_started,
+            }
+            for (kind, bound), target in bounds.items():
+                if target is not None:
+                    targets.add_metric([name, kind, bound], float(target))
+            current.add_metric([name, "created"], float(result.created_count))
+            current.add_metric([name, "started"], float(result.started_count))
+        yield from (passes, skipped, errors, duration, last_duration, lag)
+        yield from (values, targets, current)
+
+
+def register_prom_metrics(
+    pool: ReconcilerPool, registry: CollectorRegistry
+) -> PoolCollector:
+    """Register *pool*'s series on *registry* and return the collector.
+
+    Raises:
+        ValueError: The registry already has these series (registered twice).
+    """
+    collector = PoolCollector(pool)
+    registry.register(collector)
+    return collector

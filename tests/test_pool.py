@@ -1,0 +1,597 @@
+"""ReconcilerPool: scheduling, safety, lifecycle and metrics (against the fakes)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
+
+import flyautoscaler as fas
+from factories import machine
+from flyautoscaler.testing import (
+    CallableCollector,
+    FakeFlapsClient,
+    FakeFlyClient,
+    StaticCollector,
+)
+
+WAIT = 20.0  # generous deadline for anything that should happen within a few passes
+FAST = 0.005  # a reconcile interval that keeps passes coming
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+    """Poll *predicate* until it holds or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        pause.wait(0.002)
+    return predicate()
+
+
+def settle(pool: fas.ReconcilerPool, passes: int = 3) -> None:
+    """Wait until *passes* more passes have completed after this call."""
+    assert pool.wait_for_passes(pool.pass_count + passes, WAIT)
+
+
+def slow(seconds: float) -> Callable[[str, tuple[object, ...]], None]:
+    """Return a before_call hook that makes every call take *seconds*."""
+    pause = threading.Event()
+
+    def hook(method: str, args: tuple[object, ...]) -> None:
+        pause.wait(seconds)
+
+    return hook
+
+
+@pytest.fixture
+def pools() -> Iterator[list[fas.ReconcilerPool]]:
+    """Close every pool a test made, and check no worker thread is left."""
+    made: list[fas.ReconcilerPool] = []
+    yield made
+    for pool in made:
+        pool.close()
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("flyauto")]
+    assert leftover == []
+
+
+def org_with_apps(*names: str, release: str | None = "complete") -> FakeFlyClient:
+    """Return a FakeFlyClient with org 'myorg' holding *names*."""
+    fly = FakeFlyClient()
+    fly.add_organization("myorg", org_id="123")
+    for name in names:
+        fly.add_app(name, "myorg", release_status=release)
+    return fly
+
+
+def make_pool(
+    pools: list[fas.ReconcilerPool],
+    fly: FakeFlyClient | None,
+    clients: dict[str, FakeFlapsClient] | Callable[[str], fas.FlapsClient],
+    *,
+    collectors: Callable[[], list[fas.MetricCollector]] = list,
+    target: str = "",
+    **fields: object,
+) -> fas.ReconcilerPool:
+    """Build a pool over the fakes; *target* sets min and max started."""
+
+    def new_reconciler() -> fas.Reconciler:
+        return fas.Reconciler(
+            min_started_machine_n=target,
+            max_started_machine_n=target,
+            collectors=collectors(),
+        )
+
+    pool = fas.ReconcilerPool(fly, concurrency=fields.pop("concurrency", 1))  # type: ignore[arg-type]
+    pool.new_flaps_client = (
+        clients.__getitem__ if isinstance(clients, dict) else clients
+    )
+    pool.new_reconciler = new_reconciler
+    pool.reconcile_interval = FAST
+    for name, value in fields.items():
+        setattr(pool, name, value)
+    pools.append(pool)
+    return pool
+
+
+# --- the Go suite's pool scenario ---------------------------------------------------
+
+
+def test_go_pool_scenario(pools):
+    """Wildcard my-app-* in myorg: started count follows 0, 2, 4, 10 (capped), 0."""
+    client = FakeFlapsClient([machine(str(i), "stopped") for i in range(1, 5)])
+    fly = org_with_apps("other-app", "my-app-1")
+    target = StaticCollector("target", 0.0)
+    pool = make_pool(
+        pools,
+        fly,
+        {"my-app-1": client},
+        collectors=lambda: [target],
+        target="target",
+        app_name="my-app-*",
+        organization_slug="myorg",
+    )
+    pool.open()
+    for value, expected in [(0, 0), (2, 2), (4, 4), (10, 4), (0, 0)]:
+        target.value = float(value)
+        settle(pool)
+        assert client.count("started") == expected, value
+    assert pool.app_names() == ["my-app-1"]
+    assert set(target.calls) == {"my-app-1"}
+
+
+def test_single_app_needs_no_organization(pools):
+    """A name without '*' is managed alone, without org look-ups."""
+    client = FakeFlapsClient([machine("1", "stopped"), machine("2", "stopped")])
+    fly = FakeFlyClient()
+    pool = make_pool(pools, fly, {"my-app": client}, target="2", app_name="my-app")
+    pool.open()
+    assert wait_until(lambda: client.count("started") == 2)
+    assert fly.call_count("get_organization_by_slug") == 0
+    assert fly.call_count("get_app_current_release_machines") >= 1
+
+
+def test_single_app_without_fly_client(pools):
+    """Without a fly client there is no release gate; a single app still runs."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    pool = make_pool(pools, None, {"a": client}, target="1", app_name="a")
+    pool.open()
+    assert wait_until(lambda: client.count("started") == 1)
+
+
+# --- safety -------------------------------------------------------------------------
+
+
+def test_no_overlapping_passes_under_stress(pools):
+    """One app, slow client, 4 workers, tiny interval: one pass in flight at most."""
+    client = FakeFlapsClient(
+        [machine(str(i), "stopped") for i in range(1, 5)], before_call=slow(0.003)
+    )
+    active = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def depth(app: str) -> float:
+        with lock:
+            active["now"] += 1
+            active["max"] = max(active["max"], active["now"])
+        threading.Event().wait(0.003)
+        with lock:
+            active["now"] -= 1
+        return 2.0
+
+    pool = make_pool(
+        pools,
+        org_with_apps("my-app-1"),
+        {"my-app-1": client},
+        collectors=lambda: [CallableCollector("depth", depth)],
+        target="depth",
+        app_name="my-app-*",
+        organization_slug="myorg",
+        concurrency=4,
+        reconcile_interval=0.0001,
+    )
+    pool.open()
+    settle(pool, 30)
+    assert client.max_in_flight == 1
+    assert active["max"] == 1
+
+
+def test_release_gate_skips_running_deploys(pools):
+    """An app whose current release is running is skipped until it completes."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    fly = org_with_apps("my-app-1", release="running")
+    pool = make_pool(
+        pools,
+        fly,
+        {"my-app-1": client},
+        target="1",
+        app_name="my-app-*",
+        organization_slug="myorg",
+    )
+    pool.open()
+    settle(pool, 5)
+    assert client.call_count("list") == 0
+    assert pool.app_status()["my-app-1"].skipped >= 5
+    fly.set_release("my-app-1", "complete")
+    assert wait_until(lambda: client.count("started") == 1)
+
+
+def test_missing_release_is_not_an_error(pools):
+    """An app without any release is reconciled normally."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    pool = make_pool(
+        pools,
+        org_with_apps("my-app-1", release=None),
+        {"my-app-1": client},
+        target="1",
+        app_name="my-app-*",
+        organization_slug="myorg",
+    )
+    pool.open()
+    assert wait_until(lambda: client.count("started") == 1)
+    assert pool.app_status()["my-app-1"].errors["release"] == 0
+
+
+def test_release_lookup_failure_skips_and_counts(pools):
+    """A failing release look-up skips the pass, counts it, and the worker lives on."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    fly = org_with_apps("my-app-1")
+    fly.fail("get_app_current_release_machines", times=3)
+    pool = make_pool(
+        pools,
+        fly,
+        {"my-app-1": client},
+        target="1",
+        app_name="my-app-*",
+        organization_slug="myorg",
+    )
+    pool.open()
+    assert wait_until(lambda: client.count("started") == 1)
+    assert pool.app_status()["my-app-1"].errors["release"] == 3
+
+
+def test_failing_collector_does_not_affect_other_apps(pools, caplog):
+    """A collector failing for one app is logged and counted; the other app scales."""
+    caplog.set_level(logging.ERROR, logger="flyautoscaler")
+    clients = {
+        "my-app-a": FakeFlapsClient([machine("1", "stopped")]),
+        "my-app-b": FakeFlapsClient([machine("1", "stopped")]),
+    }
+
+    def depth(app: str) -> float:
+        if app == "my-app-a":
+            raise ConnectionError("redis down")
+        return 1.0
+
+    pool = make_pool(
+        pools,
+        org_with_apps(*clients),
+        clients,
+        collectors=lambda: [CallableCollector("depth", depth)],
+        target="depth",
+        app_name="my-app-*",
+        organization_slug="myorg",
+        concurrency=2,
+    )
+    pool.open()
+    assert wait_until(lambda: clients["my-app-b"].count("started") == 1)
+    assert wait_until(lambda: pool.app_status()["my-app-a"].errors["collect"] >= 2)
+    assert clients["my-app-a"].count("started") == 0
+    failed = [r for r in caplog.records if r.getMessage() == "pool.pass_failed"]
+    assert failed
+    assert {r.app for r in failed} == {"my-app-a"}  # type: ignore[attr-defined]
+    assert all(r.kind == "collect" for r in failed)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("setup", "kind"),
+    [
+        (lambda c: c.fail("list", times=None), "api"),
+        (lambda c: c.fail("start", times=None), "action"),
+    ],
+)
+def test_api_failures_are_counted(pools, setup, kind):
+    """Failing Machines API calls are counted by kind; the worker keeps going."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    setup(client)
+    pool = make_pool(pools, None, {"a": client}, target="1", app_name="a")
+    pool.open()
+    assert wait_until(lambda: pool.app_status()["a"].errors[kind] >= 3)
+
+
+def test_expression_failure_is_counted(pools):
+    """An expression failing at run time (NaN) is counted, not fatal."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [StaticCollector("x", float("nan"))],
+        target="x",
+        app_name="a",
+    )
+    pool.open()
+    assert wait_until(lambda: pool.app_status()["a"].errors["expression"] >= 2)
+
+
+def test_pass_timeout(pools):
+    """A pass over its timeout starts no action and is reported as timed out."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    skew = [0.0]
+
+    def clock() -> float:
+        return time.monotonic() + skew[0]
+
+    def depth(app: str) -> float:
+        skew[0] += 100.0  # collecting takes "100 seconds"
+        return 1.0
+
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [CallableCollector("depth", depth)],
+        target="depth",
+        app_name="a",
+        clock=clock,
+        reconcile_timeout=30.0,
+    )
+    pool.open()
+    assert wait_until(lambda: pool.app_status()["a"].errors["timeout"] >= 2)
+    assert client.call_count("start") == 0
+
+
+# --- the app list -------------------------------------------------------------------
+
+
+def test_app_list_refresh_adds_and_removes_apps(pools):
+    """Refreshing picks up new matching apps and drops deleted ones."""
+    clients = {
+        n: FakeFlapsClient([machine("1", "stopped")]) for n in ("my-app-1", "my-app-2")
+    }
+    fly = org_with_apps("my-app-1", "other")
+    pool = make_pool(
+        pools,
+        fly,
+        clients,
+        target="1",
+        app_name="my-app-*",
+        organization_slug="myorg",
+        app_list_refresh_interval=3600.0,
+    )
+    pool.open()
+    assert wait_until(lambda: pool.app_names() == ["my-app-1"])
+    fly.add_app("my-app-2", "myorg", release_status="complete")
+    pool.refresh_app_list()
+    assert pool.app_names() == ["my-app-1", "my-app-2"]
+    assert wait_until(lambda: clients["my-app-2"].count("started") == 1)
+    fly.remove_app("my-app-1")
+    pool.refresh_app_list()
+    assert pool.app_names() == ["my-app-2"]
+    calls = clients["my-app-1"].call_count("list")
+    settle(pool, 5)
+    assert (
+        clients["my-app-1"].call_count("list") <= calls + 1
+    )  # at most the one in flight
+
+
+def test_failed_refresh_keeps_the_list(pools, caplog):
+    """A failing app-list look-up keeps the apps already managed."""
+    caplog.set_level(logging.ERROR, logger="flyautoscaler")
+    fly = org_with_apps("my-app-1")
+    pool = make_pool(
+        pools,
+        fly,
+        {"my-app-1": FakeFlapsClient([machine("1", "started")])},
+        app_name="my-app-*",
+        organization_slug="myorg",
+        app_list_refresh_interval=3600.0,
+    )
+    pool.open()
+    assert wait_until(lambda: pool.app_names() == ["my-app-1"])
+    fly.fail("get_apps_for_organization")
+    pool.refresh_app_list()
+    assert pool.app_names() == ["my-app-1"]
+    assert "pool.app_list_refresh_failed" in caplog.text
+
+
+def test_one_app_client_failure_does_not_abort_refresh(pools):
+    """An app whose client cannot be built is skipped; the others are managed."""
+    good = FakeFlapsClient([machine("1", "started")])
+
+    def new_client(name: str) -> fas.FlapsClient:
+        if name == "my-app-bad":
+            raise fas.FlapsError("no token for this app")
+        return good
+
+    pool = make_pool(
+        pools,
+        org_with_apps("my-app-bad", "my-app-good"),
+        new_client,
+        app_name="my-app-*",
+        organization_slug="myorg",
+        app_list_refresh_interval=3600.0,
+    )
+    pool.open()
+    assert wait_until(lambda: pool.app_names() == ["my-app-good"])
+
+
+def test_many_apps_are_served_fairly(pools):
+    """With more apps than workers, every app gets passes and lag is observable."""
+    names = [f"my-app-{i}" for i in range(12)]
+    clients = {
+        n: FakeFlapsClient([machine("1", "started")], before_call=slow(0.002))
+        for n in names
+    }
+    pool = make_pool(
+        pools,
+        org_with_apps(*names),
+        clients,
+        app_name="my-app-*",
+        organization_slug="myorg",
+        concurrency=3,
+        reconcile_interval=0.0001,
+    )
+    pool.open()
+    settle(pool, 120)
+    status = pool.app_status()
+    passes = [s.passes for s in status.values()]
+    assert len(passes) == 12
+    # Longest-waiting app first: no app falls far behind the others.
+    assert min(passes) >= 5
+    assert min(passes) >= max(passes) / 2
+    # The work exceeds the workers, so passes start late, and that shows.
+    assert max(s.last_lag for s in status.values()) > 0
+
+
+# --- lifecycle ----------------------------------------------------------------------
+
+
+def test_open_twice_and_reopen_raise(pools):
+    """Opening an open or closed pool raises a clear error."""
+    pool = make_pool(pools, None, {"a": FakeFlapsClient()}, app_name="a")
+    assert pool.state is fas.PoolState.NEW
+    pool.open()
+    assert pool.state is fas.PoolState.RUNNING
+    with pytest.raises(RuntimeError, match="running"):
+        pool.open()
+    pool.close()
+    assert pool.state is fas.PoolState.CLOSED
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.open()
+    pool.close()  # idempotent
+
+
+def test_close_without_open(pools):
+    """close() on a pool never opened is fine, and it cannot be opened after."""
+    pool = make_pool(pools, None, {}, app_name="a")
+    pool.close()
+    pool.close()
+    with pytest.raises(RuntimeError):
+        pool.open()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "match"),
+    [
+        ({"app_name": ""}, fas.ConfigError, "app name required"),
+        ({"app_name": "my-*"}, fas.ConfigError, "organization required"),
+        (
+            {"app_name": "a", "reconcile_interval": 0},
+            fas.ConfigError,
+            "reconcile_interval",
+        ),
+        ({"app_name": "a", "target": "typo + 1"}, fas.ExpressionError, "typo"),
+    ],
+)
+def test_open_validates(pools, fields, error, match):
+    """open() refuses a bad configuration, and close() after that is safe."""
+    pool = make_pool(pools, FakeFlyClient(), {"a": FakeFlapsClient()}, **fields)
+    with pytest.raises(error, match=match):
+        pool.open()
+    assert pool.state is fas.PoolState.NEW
+    pool.close()
+
+
+def test_open_needs_a_flaps_client_constructor(pools):
+    """Without new_flaps_client, open() says what is missing."""
+    pool = fas.ReconcilerPool(None)
+    pool.app_name = "a"
+    pools.append(pool)
+    with pytest.raises(fas.ConfigError, match="flaps client constructor"):
+        pool.open()
+
+
+def test_context_manager(pools):
+    """'with pool:' opens and closes it."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    pool = make_pool(pools, None, {"a": client}, target="1", app_name="a")
+    with pool:
+        assert wait_until(lambda: client.count("started") == 1)
+    assert pool.state is fas.PoolState.CLOSED
+
+
+def test_close_wakes_idle_workers_at_once(pools):
+    """close() returns promptly even with a long interval (workers wait on an event)."""
+    pool = make_pool(
+        pools,
+        org_with_apps("my-app-1"),
+        {"my-app-1": FakeFlapsClient([machine("1", "started")])},
+        app_name="my-app-*",
+        organization_slug="myorg",
+        concurrency=4,
+        reconcile_interval=3600.0,
+    )
+    pool.open()
+    assert pool.wait_for_passes(1, WAIT)
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < WAIT / 4
+
+
+def test_close_while_a_pass_runs(pools):
+    """close() waits for the pass in flight, which starts no new action."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hook(method: str, args: tuple[object, ...]) -> None:
+        if method == "start":
+            entered.set()
+            release.wait(WAIT)
+
+    client = FakeFlapsClient(
+        [machine(str(i), "stopped") for i in range(1, 6)], before_call=hook
+    )
+    pool = make_pool(pools, None, {"a": client}, target="5", app_name="a")
+    pool.open()
+    assert entered.wait(WAIT)
+    closer = threading.Thread(target=pool.close)
+    closer.start()
+    assert wait_until(lambda: pool.state is fas.PoolState.CLOSED)
+    release.set()
+    closer.join(WAIT)
+    assert not closer.is_alive()
+    assert client.call_count("start") == 1
+    result = pool.app_status()["a"].last_result
+    assert result is not None
+    assert result.timed_out
+
+
+# --- metrics and logs ---------------------------------------------------------------
+
+
+def test_prometheus_series(pools):
+    """Upstream's series keep their names; per-app series carry the app label."""
+    client = FakeFlapsClient([machine("1", "stopped"), machine("2", "stopped")])
+    client.fail("start", key="1")
+    registry = CollectorRegistry()
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [StaticCollector("depth", 1.0)],
+        target="depth",
+        app_name="a",
+    )
+    pool.register_prom_metrics(registry)
+    pool.open()
+    assert wait_until(lambda: client.count("started") == 1)
+    settle(pool, 2)
+    pool.close()
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    stats = pool.stats
+    assert value("fas_machine_start_count", status="ok") == stats.machine_started == 1
+    assert value("fas_machine_start_count", status="failed") == 1
+    assert value("fas_machine_stop_count", status="ok") == 0
+    assert value("fas_machine_create_count", status="ok") == 0
+    assert value("fas_machine_destroy_count", status="failed") == 0
+    assert value("fas_reconcile_count", status="start") == stats.bulk_start
+    assert value("fas_reconcile_count", status="no_scale") == stats.no_scale >= 1
+    assert value("fas_apps") == 1
+    assert value("fas_app_metric_value", app="a", metric="depth") == 1.0
+    assert value("fas_app_target_machines", app="a", kind="started", bound="min") == 1
+    assert (
+        value("fas_app_target_machines", app="a", kind="created", bound="min") is None
+    )
+    assert value("fas_app_current_machines", app="a", kind="started") == 1
+    assert value("fas_app_reconcile_errors_total", app="a", kind="action") == 1
+    passes = pool.app_status()["a"].passes
+    assert value("fas_app_reconcile_passes_total", app="a") == passes
+    assert value("fas_app_reconcile_duration_seconds_count", app="a") == passes
+    assert value("fas_app_reconcile_lag_seconds", app="a") is not None
+    with pytest.raises(ValueError, match="Duplicated"):
+        pool.register_prom_metrics(registry)
+
+
+def test_nothing_registered_at_import():
+    """Importing flyautoscaler registers nothing on the default registry."""
+    names = {m.name for m in REGISTRY.collect()}
+    assert not any(n.startswith("fas_") for n in names)
