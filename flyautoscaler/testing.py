@@ -3,6 +3,8 @@
 - :class:`FakeFlapsClient`: a Machines API for one app, with a Machine table,
   real state transitions, a call log and injectable failures.
 - :class:`FakeFlyClient`: organizations, apps and releases.
+- :class:`FakeMachinesServer`: both of the above over real HTTP on 127.0.0.1,
+  for the HTTP clients, with auth, rate limits, latency and faults.
 - :class:`StaticCollector` and :class:`CallableCollector`: metric sources.
 
 Every fake is safe to use from several threads at once.
@@ -12,9 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Final
 
 from attrs import define, evolve, field, frozen
@@ -25,6 +31,7 @@ from flyautoscaler._errors import (
     FlapsNotFoundError,
     FlyAutoscalerError,
 )
+from flyautoscaler._fake_server import FakeMachinesServer, RequestRecord
 from flyautoscaler._models import (
     HOST_STATUS_OK,
     App,
@@ -44,6 +51,9 @@ __all__ = [
     "CallableCollector",
     "FakeFlapsClient",
     "FakeFlyClient",
+    "FakeMachinesServer",
+    "Lease",
+    "RequestRecord",
     "StaticCollector",
     "parse_image_ref",
 ]
@@ -194,6 +204,60 @@ class _Fake:
             self._rec.plan.clear()
 
 
+#: Who holds the leases a fake hands out (the ``owner`` of a :class:`Lease`).
+LEASE_OWNER: Final = "fake@tokens.fly.io"
+
+# States a Machine passes through on its way to another one (DOCS machine-states).
+_TRANSIENT: Final = frozenset(
+    {
+        MachineState.STARTING,
+        MachineState.STOPPING,
+        MachineState.RESTARTING,
+        MachineState.SUSPENDING,
+        MachineState.UPDATING,
+        MachineState.REPLACING,
+        MachineState.DESTROYING,
+        "creating",
+    }
+)
+
+
+@frozen
+class Lease:
+    """A lease on a Machine: who holds it and until when.
+
+    Attributes:
+        nonce: The secret that proves the holder; send it as the
+            ``fly-machine-lease-nonce`` header (or the ``nonce`` argument).
+        expires_at: When the lease ends, in Unix seconds.
+        owner: Who holds it.
+        description: What the holder said it was for.
+        version: The lease's version.
+    """
+
+    nonce: str = field(repr=False)
+    expires_at: int
+    owner: str = LEASE_OWNER
+    description: str = ""
+    version: str = ""
+
+    def to_api(self) -> dict[str, object]:
+        """Return the ``data`` object of the lease endpoints."""
+        return {
+            "nonce": self.nonce,
+            "expires_at": self.expires_at,
+            "owner": self.owner,
+            "description": self.description,
+            "version": self.version,
+        }
+
+
+@define
+class _HeldLease:
+    lease: Lease
+    expires: float  # on the fake's clock
+
+
 class FakeFlapsClient(_Fake):
     """An in-memory Machines API for one app.
 
@@ -204,6 +268,12 @@ class FakeFlapsClient(_Fake):
     Wrong transitions raise :class:`~flyautoscaler.FlapsConflictError`; unknown
     ids raise :class:`~flyautoscaler.FlapsNotFoundError`.
 
+    With a ``transition_delay``, starting goes through ``starting`` and stopping
+    through ``stopping``: the Machine reaches ``started`` or ``stopped`` once
+    ``clock()`` has advanced by the delay (checked on every call, no thread).
+    A Machine may be leased (:meth:`acquire_lease`); start, stop and destroy of
+    a leased Machine then need the lease's nonce.
+
     Args:
         machines: The app's Machines to begin with.
         app_name: The app's name (used in error messages).
@@ -211,27 +281,48 @@ class FakeFlapsClient(_Fake):
         before_call: Called as ``before_call(method, args)`` at the start of
             every call, outside the fake's lock: block on an event there to
             make calls slow, or record timing.
+        transition_delay: Seconds (on ``clock``) a Machine spends in
+            ``starting`` or ``stopping``; 0 (the default) moves it at once.
+        clock: Returns the current time in seconds; inject one to move
+            Machines and expire leases without sleeping.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options of a test double
         self,
         machines: Iterable[Machine] = (),
         *,
         app_name: str = "app",
         region: str = "iad",
         before_call: Callable[[str, tuple[object, ...]], None] | None = None,
+        transition_delay: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(before_call)
+        if not math.isfinite(transition_delay) or transition_delay < 0:
+            raise ValueError(f"transition_delay must be >= 0, got {transition_delay}")
         self.app_name = app_name
         self.region = region
+        self.transition_delay = transition_delay
+        self._clock = clock
         self._machines: dict[str, Machine] = {m.id: m for m in machines}
+        self._destroyed: dict[str, Machine] = {}
+        self._pending: dict[str, tuple[float, str]] = {}  # id -> (due, state)
+        self._leases: dict[str, _HeldLease] = {}
+        self._changed = threading.Condition(self._rec.lock)
         self._ids = itertools.count(1)
 
     @property
     def machines(self) -> list[Machine]:
         """The Machines now in the table, in creation order."""
         with self._rec.lock:
+            self._settle()
             return list(self._machines.values())
+
+    @property
+    def destroyed(self) -> list[Machine]:
+        """The Machines destroyed so far (state ``destroyed``), oldest first."""
+        with self._rec.lock:
+            return list(self._destroyed.values())
 
     def machine(self, machine_id: str) -> Machine:
         """Return one Machine.
@@ -240,6 +331,7 @@ class FakeFlapsClient(_Fake):
             FlapsNotFoundError: No such Machine.
         """
         with self._rec.lock:
+            self._settle()
             return self._get(machine_id, "get")
 
     def count(self, state: str | None = None) -> int:
@@ -249,7 +341,44 @@ class FakeFlapsClient(_Fake):
     def add(self, machine: Machine) -> None:
         """Put *machine* in the table (replacing one with the same id)."""
         with self._rec.lock:
+            self._pending.pop(machine.id, None)
             self._machines[machine.id] = machine
+            self._changed.notify_all()
+
+    def wake(self) -> None:
+        """Apply the transitions that are due by ``clock()`` and wake :meth:`wait`.
+
+        Call it after advancing an injected clock while another thread waits.
+        """
+        with self._rec.lock:
+            self._settle()
+            self._changed.notify_all()
+
+    def _settle(self) -> None:
+        """Finish the delayed transitions that are due (call with the lock held)."""
+        if not self._pending:
+            return
+        now = self._clock()
+        due = [(i, s) for i, (at, s) in self._pending.items() if at <= now]
+        for machine_id, state in due:
+            del self._pending[machine_id]
+            machine = self._machines.get(machine_id)
+            if machine is not None:
+                self._machines[machine_id] = evolve(machine, state=state)
+        if due:
+            self._changed.notify_all()
+
+    def _move(self, machine: Machine, transient: str, final: str) -> Machine:
+        """Move *machine* to *final*, through *transient* when there is a delay."""
+        self._pending.pop(machine.id, None)
+        if self.transition_delay > 0:
+            moved = evolve(machine, state=transient)
+            self._pending[machine.id] = (self._clock() + self.transition_delay, final)
+        else:
+            moved = evolve(machine, state=final)
+        self._machines[machine.id] = moved
+        self._changed.notify_all()
+        return moved
 
     def _get(self, machine_id: str, method: str) -> Machine:
         try:
@@ -270,28 +399,32 @@ class FakeFlapsClient(_Fake):
             url=f"/v1/apps/{self.app_name}/machines/{machine.id}",
         )
 
-    def list(self, state: str = "") -> list[Machine]:
-        """Return the Machines, optionally only those in the comma-separated *state*."""
+    def list(self, state: str = "", *, include_deleted: bool = False) -> list[Machine]:
+        """Return the Machines, optionally only those in the comma-separated *state*.
+
+        Args:
+            state: Comma-separated states to keep; ``""`` keeps every state.
+            include_deleted: Also return the destroyed Machines (after the others).
+        """
         with self._rec.call("list", self.app_name, (state,)):
             wanted = {s for s in state.split(",") if s}
             with self._rec.lock:
-                return [
-                    m
-                    for m in self._machines.values()
-                    if not wanted or m.state in wanted
-                ]
+                self._settle()
+                found = list(self._machines.values())
+                if include_deleted:
+                    found += self._destroyed.values()
+                return [m for m in found if not wanted or m.state in wanted]
 
     def launch(self, launch_input: LaunchMachineInput) -> Machine:
         """Create a Machine from *launch_input* and return it."""
         with self._rec.call("launch", self.app_name, (launch_input,)), self._rec.lock:
+            self._settle()
             seq = next(self._ids)
             config = launch_input.config.clone()
             machine = Machine(
                 id=f"f{seq:013x}",
                 name=launch_input.name or f"fake-machine-{seq}",
-                state=MachineState.CREATED
-                if launch_input.skip_launch
-                else MachineState.STARTED,
+                state=MachineState.CREATED,
                 region=launch_input.region or self.region,
                 instance_id=f"{seq:026d}",
                 image_ref=parse_image_ref(config.image),
@@ -299,7 +432,10 @@ class FakeFlapsClient(_Fake):
                 host_status=HOST_STATUS_OK,
             )
             self._machines[machine.id] = machine
-            return machine
+            if launch_input.skip_launch:
+                self._changed.notify_all()
+                return machine
+            return self._move(machine, MachineState.STARTING, MachineState.STARTED)
 
     def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
         """Remove a Machine; a running one only with ``kill``."""
@@ -307,7 +443,9 @@ class FakeFlapsClient(_Fake):
             self._rec.call("destroy", remove_input.id, (remove_input, nonce)),
             self._rec.lock,
         ):
+            self._settle()
             machine = self._get(remove_input.id, "DELETE")
+            self._check_lease(machine, nonce, "DELETE")
             if (
                 machine.state in {MachineState.STARTED, MachineState.STARTING}
                 and not remove_input.kill
@@ -318,11 +456,17 @@ class FakeFlapsClient(_Fake):
                     "unable to destroy machine, not currently stopped",
                 )
             del self._machines[machine.id]
+            self._pending.pop(machine.id, None)
+            self._leases.pop(machine.id, None)
+            self._destroyed[machine.id] = evolve(machine, state=MachineState.DESTROYED)
+            self._changed.notify_all()
 
     def start(self, machine_id: str, nonce: str = "") -> MachineStartResponse:
         """Start a stopped, suspended or created Machine."""
         with self._rec.call("start", machine_id, (machine_id, nonce)), self._rec.lock:
+            self._settle()
             machine = self._get(machine_id, "POST")
+            self._check_lease(machine, nonce, "POST")
             startable = {
                 MachineState.STOPPED,
                 MachineState.SUSPENDED,
@@ -333,20 +477,172 @@ class FakeFlapsClient(_Fake):
                 raise self._conflict(
                     machine, "POST", f"machine is {machine.state}, cannot start"
                 )
-            self._machines[machine_id] = evolve(machine, state=MachineState.STARTED)
+            if machine.state != MachineState.STARTED:
+                self._move(machine, MachineState.STARTING, MachineState.STARTED)
             return MachineStartResponse(previous_state=machine.state)
 
     def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
         """Stop a started Machine (stopping a stopped one does nothing)."""
         with self._rec.call("stop", stop_input.id, (stop_input, nonce)), self._rec.lock:
+            self._settle()
             machine = self._get(stop_input.id, "POST")
+            self._check_lease(machine, nonce, "POST")
             if machine.state in {MachineState.STOPPED, MachineState.CREATED}:
                 return
             if machine.state not in {MachineState.STARTED, MachineState.STARTING}:
                 raise self._conflict(
                     machine, "POST", f"machine is {machine.state}, cannot stop"
                 )
-            self._machines[machine.id] = evolve(machine, state=MachineState.STOPPED)
+            self._move(machine, MachineState.STOPPING, MachineState.STOPPED)
+
+    def wait(
+        self,
+        machine_id: str,
+        state: str | Iterable[str] = MachineState.STARTED,
+        timeout: float = 60.0,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Machine | None:
+        """Block until the Machine is in *state*, or *timeout* passes.
+
+        The timeout runs both on the fake's clock and in real time, whichever
+        ends first, so a test with an injected clock can end a wait by advancing
+        the clock and calling :meth:`wake`. Waiting for ``destroyed`` ends when
+        the Machine is destroyed; ``settled`` means any non-transient state.
+
+        Args:
+            machine_id: The Machine to watch.
+            state: One state, or several (any of them ends the wait).
+            timeout: Longest wait, in seconds.
+            cancel: Ends the wait early (returning ``None``) once set and the
+                fake is woken (:meth:`wake`).
+
+        Returns:
+            The Machine in the wanted state, or ``None`` on timeout or cancel.
+
+        Raises:
+            FlapsNotFoundError: No such Machine (or it was destroyed and
+                ``destroyed`` is not wanted).
+        """
+        wanted = {state} if isinstance(state, str) else set(state)
+        with self._rec.call("wait", machine_id, (machine_id, state, timeout)):
+            real_deadline = time.monotonic() + timeout
+            with self._changed:
+                deadline = self._clock() + timeout
+                while True:
+                    self._settle()
+                    machine = self._machines.get(machine_id)
+                    if machine is None and MachineState.DESTROYED in wanted:
+                        machine = self._destroyed.get(machine_id)
+                    if machine is None:
+                        machine = self._get(machine_id, "GET")  # raises not found
+                    if machine.state in wanted or (
+                        "settled" in wanted and machine.state not in _TRANSIENT
+                    ):
+                        return machine
+                    now, real_now = self._clock(), time.monotonic()
+                    if now >= deadline or real_now >= real_deadline:
+                        return None
+                    if cancel is not None and cancel.is_set():
+                        return None
+                    pause = real_deadline - real_now
+                    if machine_id in self._pending:
+                        pause = min(pause, self._pending[machine_id][0] - now)
+                    self._changed.wait(pause)
+
+    # --- leases ---
+
+    def _active_lease(self, machine_id: str) -> Lease | None:
+        held = self._leases.get(machine_id)
+        if held is None:
+            return None
+        if held.expires <= self._clock():
+            del self._leases[machine_id]
+            return None
+        return held.lease
+
+    def _held_by(self, machine: Machine, lease: Lease) -> str:
+        expires = datetime.fromtimestamp(lease.expires_at, UTC).isoformat()
+        return (
+            f"machine ID {machine.id} lease currently held by {lease.owner}, "
+            f"expires at {expires}"
+        )
+
+    def _check_lease(self, machine: Machine, nonce: str, method: str) -> None:
+        lease = self._active_lease(machine.id)
+        if lease is not None and nonce != lease.nonce:
+            raise self._conflict(
+                machine, method, f"aborted: {self._held_by(machine, lease)}"
+            )
+
+    def acquire_lease(
+        self,
+        machine_id: str,
+        ttl: float = 30.0,
+        *,
+        description: str = "",
+        nonce: str = "",
+    ) -> Lease:
+        """Take a lease on a Machine, or refresh the one whose *nonce* you hold.
+
+        Args:
+            machine_id: The Machine to lease.
+            ttl: How long the lease lasts, in seconds (on the fake's clock).
+            description: What the lease is for.
+            nonce: The nonce of a lease you hold, to refresh it.
+
+        Returns:
+            The lease, with a new nonce unless it was refreshed.
+
+        Raises:
+            FlapsNotFoundError: No such Machine.
+            FlapsConflictError: Someone else holds an unexpired lease.
+        """
+        with (
+            self._rec.call("acquire_lease", machine_id, (machine_id, ttl, nonce)),
+            self._rec.lock,
+        ):
+            machine = self._get(machine_id, "POST")
+            current = self._active_lease(machine_id)
+            if current is not None and nonce != current.nonce:
+                raise self._conflict(machine, "POST", self._held_by(machine, current))
+            lease = Lease(
+                nonce=current.nonce if current is not None else uuid.uuid4().hex,
+                expires_at=math.ceil(time.time() + ttl),
+                description=description,
+                version=uuid.uuid4().hex[:26],
+            )
+            self._leases[machine_id] = _HeldLease(lease, self._clock() + ttl)
+            return lease
+
+    def get_lease(self, machine_id: str) -> Lease | None:
+        """Return the Machine's unexpired lease, or ``None``.
+
+        Raises:
+            FlapsNotFoundError: No such Machine.
+        """
+        with self._rec.call("get_lease", machine_id, (machine_id,)), self._rec.lock:
+            self._get(machine_id, "GET")
+            return self._active_lease(machine_id)
+
+    def release_lease(self, machine_id: str, nonce: str) -> None:
+        """Release the Machine's lease (releasing no lease does nothing).
+
+        Raises:
+            FlapsNotFoundError: No such Machine.
+            FlapsConflictError: The lease is held under another nonce.
+        """
+        with (
+            self._rec.call("release_lease", machine_id, (machine_id, nonce)),
+            self._rec.lock,
+        ):
+            machine = self._get(machine_id, "DELETE")
+            current = self._active_lease(machine_id)
+            if current is None:
+                return
+            if nonce != current.nonce:
+                raise self._conflict(machine, "DELETE", self._held_by(machine, current))
+            del self._leases[machine_id]
 
 
 class FakeFlyClient(_Fake):
@@ -402,6 +698,11 @@ class FakeFlyClient(_Fake):
                 self._releases.pop(app_name, None)
             else:
                 self._releases[app_name] = Release(status=status, id=f"rel-{app_name}")
+
+    def organization(self, slug: str) -> Organization | None:
+        """Return the organization with *slug*, or ``None`` (not a recorded call)."""
+        with self._rec.lock:
+            return self._orgs.get(slug)
 
     def get_organization_by_slug(self, slug: str) -> Organization:
         """Return the organization.

@@ -12,6 +12,7 @@ from flyautoscaler.testing import (
     CallableCollector,
     FakeFlapsClient,
     FakeFlyClient,
+    FakeMachinesServer,
     StaticCollector,
 )
 
@@ -147,3 +148,9 @@ with pool as opened:
     names: list[str] = opened.app_names()
     reached: bool = opened.wait_for_passes(1, timeout=1.0)
 pool.close()
+
+# --- The HTTP fake ---
+
+server = FakeMachinesServer(token="t")  # noqa: S106 - a fake server's token
+table: fas.FlapsClient = server.add_app("my-app", machines=[fas.Machine(id="1")])
+server_url: str = server.url
