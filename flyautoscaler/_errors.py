@@ -11,12 +11,13 @@ The tree::
     ├── MetricCollectionError             a collector failed; names the collector
     ├── ReconcileError                    a pass could not act at all
     │   └── NoMachineToCloneError         scale-up with no Machine to clone
-    └── FlapsError                        the Machines API answered with an error
-        ├── FlapsNotFoundError            404
-        ├── FlapsConflictError            409 and 412 (leases, state, versions)
-        ├── FlapsRateLimitedError         429, with ``retry_after`` seconds
-        ├── FlapsServerError              5xx
-        └── FlapsTransportError           no answer: connection refused, reset, timeout
+    ├── FlapsError                        the Machines API answered with an error
+    │   ├── FlapsNotFoundError            404
+    │   ├── FlapsConflictError            409 and 412 (leases, state, versions)
+    │   ├── FlapsRateLimitedError         429, with ``retry_after`` seconds
+    │   ├── FlapsServerError              5xx
+    │   └── FlapsTransportError           no answer: connection refused, reset, timeout
+    └── FlyAPIError                       the GraphQL API failed; carries ``code``
 
 No exception message, ``repr`` or log line made from these carries a token:
 server messages pass through :func:`redact` and are truncated.
@@ -38,6 +39,7 @@ __all__ = [
     "FlapsRateLimitedError",
     "FlapsServerError",
     "FlapsTransportError",
+    "FlyAPIError",
     "FlyAutoscalerError",
     "MetricCollectionError",
     "NoMachineToCloneError",
@@ -280,3 +282,73 @@ class FlapsTransportError(FlapsError):
     """No usable answer: connection refused or reset, DNS failure, timeout."""
 
     transient = True
+
+
+class FlyAPIError(FlyAutoscalerError):
+    """Fly's GraphQL API answered with an error, or did not answer.
+
+    Args:
+        message: The first GraphQL error's ``message``, or a description of the
+            failure; redacted and truncated here.
+        code: The first GraphQL error's ``extensions.code`` (``NOT_FOUND``,
+            ``UNAUTHORIZED``, ...), or ``""``.
+        status: HTTP status code, or ``None`` when there was no answer.
+        operation: The query that failed (``GetOrganizationBySlug``, ...).
+        url: URL of the request (never carries credentials).
+        request_id: The ``fly-request-id`` response header, when present.
+        transient: Whether a retry may help; by default true for the codes in
+            :attr:`TRANSIENT_CODES`, for HTTP 429 and 5xx, and when there was
+            no answer at all.
+    """
+
+    #: GraphQL error codes that say "try again later".
+    TRANSIENT_CODES = frozenset(
+        {"SERVER_ERROR", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "MAINTENANCE"}
+    )
+
+    def __init__(  # noqa: PLR0913 - the fields of the failure
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int | None = None,
+        operation: str = "",
+        url: str = "",
+        request_id: str = "",
+        transient: bool | None = None,
+    ) -> None:
+        self.message = _truncate(redact(message))
+        self.code = code
+        self.status = status
+        self.operation = operation
+        self.url = redact(url)
+        self.request_id = request_id
+        if transient is None:
+            transient = (
+                code in self.TRANSIENT_CODES
+                or status is None
+                or status == 429
+                or status >= 500
+            )
+        self.transient = transient
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [part for part in (self.operation, self.code) if part]
+        if self.status is None:
+            parts.append("no response")
+        elif self.status != 200:
+            parts.append(str(self.status))
+        if self.message:
+            parts.append(self.message)
+        text = ": ".join(parts)
+        if self.request_id:
+            text += f" (fly-request-id {self.request_id})"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, code={self.code!r}, "
+            f"status={self.status!r}, operation={self.operation!r}, "
+            f"url={self.url!r}, request_id={self.request_id!r})"
+        )

@@ -8,6 +8,7 @@ signature drifting from its Protocol fails the type check (Go's
 from __future__ import annotations
 
 import flyautoscaler as fas
+from flyautoscaler.fly import FlapsHTTPClient, FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import (
     CallableCollector,
     FakeFlapsClient,
@@ -154,3 +155,9 @@ pool.close()
 server = FakeMachinesServer(token="t")  # noqa: S106 - a fake server's token
 table: fas.FlapsClient = server.add_app("my-app", machines=[fas.Machine(id="1")])
 server_url: str = server.url
+
+# --- The HTTP clients ---
+
+http_flaps: fas.FlapsClient = FlapsHTTPClient("my-app", "fo1_token")
+http_fly: fas.FlyClient = FlyGraphQLClient("fo1_token")
+http_factory: fas.NewFlapsClientFunc = new_flaps_client_func("fo1_token")

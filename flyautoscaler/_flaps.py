@@ -1,0 +1,254 @@
+"""The Machines API ("flaps") client: ``flyautoscaler.fly.FlapsHTTPClient``."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+from attrs import field, frozen
+
+from flyautoscaler._errors import (
+    FlapsConflictError,
+    FlapsError,
+    FlapsNotFoundError,
+    FlapsRateLimitedError,
+    FlapsServerError,
+    FlapsTransportError,
+)
+from flyautoscaler._http import (
+    DEFAULT_TIMEOUT,
+    Lifecycle,
+    RetryPolicy,
+    Sender,
+    SessionPool,
+    check_base_url,
+    check_timeout,
+    decode_json,
+    default_user_agent,
+    encode_json,
+    flaps_authorization,
+    make_sender,
+    parse_retry_after,
+    request_headers,
+    request_id,
+    scrub,
+    server_message,
+)
+from flyautoscaler._models import (
+    LaunchMachineInput,
+    Machine,
+    MachineStartResponse,
+    RemoveMachineInput,
+    StopMachineInput,
+)
+
+__all__ = ["DEFAULT_FLAPS_BASE_URL", "FlapsHTTPClient"]
+
+#: The public Machines API.
+DEFAULT_FLAPS_BASE_URL = "https://api.machines.dev"
+
+
+@frozen(eq=False)
+class FlapsHTTPClient(Lifecycle):
+    """The Machines API for one app, over HTTP.
+
+    Thread-safe: each thread uses its own :class:`requests.Session`.
+
+    Args:
+        app_name: The app whose Machines this client manages.
+        token: A Fly API token (see :func:`flaps_authorization`); never shown.
+        base_url: The Machines API (default ``https://api.machines.dev``).
+        timeout: ``(connect, read)`` seconds on every request.
+        retry: When and how to retry; see :class:`RetryPolicy`.
+        user_agent: The ``User-Agent`` header.
+        sleep: Waits between retries (tests inject a recorder).
+        clock: Monotonic seconds, for the retry budget.
+        sessions: A :class:`SessionPool` to share with other clients.
+
+    Raises:
+        ConfigError: The token is empty, or the base URL or timeout is invalid.
+    """
+
+    app_name: str
+    _token: str = field(repr=False)
+    base_url: str = field(
+        default=DEFAULT_FLAPS_BASE_URL, kw_only=True, converter=check_base_url
+    )
+    timeout: tuple[float, float] = field(
+        default=DEFAULT_TIMEOUT, kw_only=True, converter=check_timeout
+    )
+    retry: RetryPolicy = field(factory=RetryPolicy, kw_only=True)
+    user_agent: str = field(factory=default_user_agent, kw_only=True)
+    sleep: Callable[[float], object] = field(
+        default=time.sleep, kw_only=True, repr=False
+    )
+    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
+    sessions: SessionPool | None = field(default=None, kw_only=True, repr=False)
+    _authorization: str = field(init=False, repr=False)
+    _sender: Sender = field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Frozen: the configuration is fixed once the client is built.
+        object.__setattr__(self, "_authorization", flaps_authorization(self._token))
+        object.__setattr__(self, "_sender", make_sender(self))
+
+    def _send(  # noqa: PLR0913 - one request, described in full
+        self,
+        method: str,
+        suffix: str = "",
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+        nonce: str = "",
+        idempotent: bool = True,
+    ) -> requests.Response:
+        app = urllib.parse.quote(self.app_name, safe="")
+        url = f"{self.base_url}/v1/apps/{app}/machines{suffix}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else encode_json(body)
+        return self._sender.send(
+            method,
+            url,
+            headers=request_headers(
+                self._authorization, self.user_agent, body=data is not None, nonce=nonce
+            ),
+            body=data,
+            idempotent=idempotent,
+            response_error=lambda response: self._error(method, url, response),
+            transport_error=lambda exc: FlapsTransportError(
+                scrub(f"{type(exc).__name__}: {exc}", self._token),
+                method=method,
+                url=url,
+            ),
+            log_event="flaps.retry",
+            log_extra={"app": self.app_name},
+        )
+
+    def _error(self, method: str, url: str, response: requests.Response) -> FlapsError:
+        status = response.status_code
+        message = scrub(server_message(response), self._token)
+        where: dict[str, Any] = {
+            "status": status,
+            "method": method,
+            "url": url,
+            "request_id": request_id(response),
+        }
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return FlapsRateLimitedError(message, retry_after=retry_after, **where)
+        if status == 404:
+            return FlapsNotFoundError(message, **where)
+        if status in {409, 412}:
+            return FlapsConflictError(message, **where)
+        if status >= 500:
+            return FlapsServerError(message, **where)
+        return FlapsError(message, **where)
+
+    def _decode(self, response: requests.Response) -> object:
+        try:
+            return decode_json(response)
+        except ValueError as exc:
+            raise self._bad_response(response, f"response is not JSON: {exc}") from exc
+
+    def _bad_response(self, response: requests.Response, problem: str) -> FlapsError:
+        body = response.content.decode("utf-8", errors="replace")
+        error = FlapsError(
+            scrub(f"{problem}: {body}", self._token),
+            status=response.status_code,
+            method=response.request.method or "",
+            url=response.url,
+            request_id=request_id(response),
+        )
+        error.transient = True  # a garbled answer is likely a passing fault
+        return error
+
+    def _machine(self, response: requests.Response, payload: object) -> Machine:
+        if not isinstance(payload, Mapping):
+            raise self._bad_response(response, "expected a Machine object")
+        try:
+            return Machine.from_api(payload)
+        except ValueError as exc:
+            raise self._bad_response(response, str(exc)) from exc
+
+    def launch(self, launch_input: LaunchMachineInput) -> Machine:
+        """Create a Machine (``POST /v1/apps/{app}/machines``) and return it.
+
+        The body is ``launch_input.to_api()``: the config exactly as received
+        (fields and key order), and ``region``/``skip_launch``/``name`` when set.
+        Retried only on 429 or when the connection was never established: any
+        other failure may have created the Machine, so it is raised at once.
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        response = self._send("POST", body=launch_input.to_api(), idempotent=False)
+        return self._machine(response, self._decode(response))
+
+    def start(self, machine_id: str, nonce: str = "") -> MachineStartResponse:
+        """Start a Machine (``POST .../{id}/start``, no body).
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        response = self._send(
+            "POST", self._machine_path(machine_id, "/start"), nonce=nonce
+        )
+        payload = self._decode(response)
+        return MachineStartResponse.from_api(
+            payload if isinstance(payload, Mapping) else {}
+        )
+
+    def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
+        """Stop a Machine (``POST .../{id}/stop``).
+
+        The JSON body holds only the fields that are set (``signal``,
+        ``timeout``); with none set it is ``{}``, which every reading of the
+        API accepts (fly-go always sends a body here).
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        self._send(
+            "POST",
+            self._machine_path(stop_input.id, "/stop"),
+            body=stop_input.to_api(),
+            nonce=nonce,
+        )
+
+    def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
+        """Destroy a Machine (``DELETE .../{id}``).
+
+        With ``remove_input.kill`` the query is ``?force=true&kill=true``: Fly
+        documents ``force``, fly-go (and so the Go autoscaler) sends ``kill``;
+        sending both works whichever one the server reads.
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        query = {"force": "true", "kill": "true"} if remove_input.kill else None
+        self._send(
+            "DELETE", self._machine_path(remove_input.id), query=query, nonce=nonce
+        )
+
+    def list(self, state: str = "") -> list[Machine]:
+        """Return the app's Machines (``GET /v1/apps/{app}/machines``).
+
+        Full Machines (never ``summary``); a non-empty *state* (``"started"``,
+        or a comma-separated list) is sent as ``?state=``.
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        response = self._send("GET", query={"state": state} if state else None)
+        payload = self._decode(response)
+        if not isinstance(payload, list):
+            raise self._bad_response(response, "expected a JSON array of Machines")
+        return [self._machine(response, item) for item in payload]
+
+    @staticmethod
+    def _machine_path(machine_id: str, suffix: str = "") -> str:
+        return f"/{urllib.parse.quote(machine_id, safe='')}{suffix}"

@@ -1,0 +1,523 @@
+"""Machinery shared by the Fly API clients.
+
+Auth headers, per-thread sessions, timeouts, retries, and reading error bodies.
+Private: :mod:`flyautoscaler.fly` re-exports what users need.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import Protocol, Self
+
+import requests
+import urllib3.exceptions
+from attrs import define, field, frozen
+
+from flyautoscaler._errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "RETRY_STATUSES",
+    "Lifecycle",
+    "RetryPolicy",
+    "Sender",
+    "SessionPool",
+    "check_base_url",
+    "check_timeout",
+    "decode_json",
+    "default_user_agent",
+    "encode_json",
+    "flaps_authorization",
+    "graphql_authorization",
+    "make_sender",
+    "parse_retry_after",
+    "parse_token",
+    "request_headers",
+    "request_id",
+    "scrub",
+    "server_message",
+]
+
+logger = logging.getLogger("flyautoscaler.fly")
+
+#: Seconds allowed to open a TCP (and TLS) connection.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds allowed between bytes of the response.
+DEFAULT_READ_TIMEOUT = 30.0
+#: The ``(connect, read)`` timeout every request carries by default.
+DEFAULT_TIMEOUT = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+
+#: Statuses worth another try: rate limited, bad gateway, unavailable, gateway timeout.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+# What requests raises when no usable answer came back.
+_TRANSPORT_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+# Failures that prove the request never left this process: the connection was
+# never established (refused, DNS failure, connect timeout).
+_NOT_SENT = (
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    ConnectionRefusedError,
+)
+
+
+@functools.cache
+def default_user_agent() -> str:
+    """Return ``flyautoscaler/<version>``, the default ``User-Agent``."""
+    try:
+        return f"flyautoscaler/{version('flyautoscaler')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "flyautoscaler/unknown"
+
+
+@frozen
+class RetryPolicy:
+    """How often and how long a client retries a failed request.
+
+    The delay before retry *n* (1-based) is drawn uniformly from
+    ``[0, min(max_delay, base_delay * 2 ** (n - 1))]`` ("full jitter"), unless the
+    server sent ``Retry-After``: then it is that many seconds, capped at
+    ``max_retry_after``. No retry starts if it would end later than
+    ``max_elapsed`` seconds after the first attempt began.
+
+    Args:
+        max_attempts: Attempts in all, the first one included (1 = never retry).
+        base_delay: Seconds; the upper bound of the first backoff.
+        max_delay: Seconds; the largest backoff bound.
+        max_retry_after: Seconds; the longest ``Retry-After`` obeyed as is.
+        max_elapsed: Seconds; the budget for all attempts and waits together.
+    """
+
+    max_attempts: int = 4
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+    max_retry_after: float = 10.0
+    max_elapsed: float = 20.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        for name in ("base_delay", "max_delay", "max_retry_after", "max_elapsed"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        """Return the seconds to wait before retry number *retry* (1-based)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
+        bound = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        return rng.uniform(0.0, bound)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait, or ``None``.
+
+    Args:
+        value: The header: delay-seconds (``"1"``, ``"2.5"``) or an HTTP-date.
+        now: The current Unix time, for HTTP-dates (default :func:`time.time`).
+
+    Returns:
+        Seconds (0 for a date in the past), or ``None`` when absent or unreadable.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, seconds)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _never_sent(error: BaseException) -> bool:
+    """Tell whether *error* proves the request never reached the server."""
+    seen: set[int] = set()
+    todo: list[object] = [error]
+    while todo and len(seen) < 50:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _NOT_SENT):
+            return True
+        todo.extend((current.__cause__, current.__context__, *current.args))
+        todo.append(getattr(current, "reason", None))  # urllib3's MaxRetryError
+    return False
+
+
+@define
+class SessionPool:
+    """One :class:`requests.Session` per thread, all closed by :meth:`close`."""
+
+    _local: threading.local = field(factory=threading.local, init=False)
+    _lock: threading.Lock = field(factory=threading.Lock, init=False)
+    _sessions: list[requests.Session] = field(factory=list, init=False)
+    _closed: bool = field(default=False, init=False)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def get(self) -> requests.Session:
+        """Return the calling thread's session, creating it on first use.
+
+        Raises:
+            RuntimeError: The pool is closed.
+        """
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is not None and not self._closed:
+            return session
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            session = requests.Session()
+            self._sessions.append(session)
+        self._local.session = session
+        return session
+
+    def close(self) -> None:
+        """Close every session; idempotent."""
+        with self._lock:
+            self._closed = True
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+
+#: Turns a non-2xx response into the exception to raise.
+ResponseError = Callable[[requests.Response], Exception]
+#: Turns a ``requests`` failure (no response) into the exception to raise.
+TransportError = Callable[[requests.RequestException], Exception]
+
+
+@define
+class Sender:
+    """Sends one request with timeouts and the retry policy.
+
+    Args:
+        sessions: Where the calling thread's session comes from.
+        timeout: ``(connect, read)`` seconds, on every request.
+        retry: The retry policy.
+        sleep: Waits between attempts (injected in tests).
+        clock: A monotonic clock in seconds (injected in tests).
+        rng: Draws the backoff jitter.
+    """
+
+    sessions: SessionPool
+    timeout: tuple[float, float]
+    retry: RetryPolicy
+    sleep: Callable[[float], object]
+    clock: Callable[[], float]
+    rng: random.Random = field(factory=random.Random)
+
+    def send(  # noqa: PLR0913 - one request, described in full
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        idempotent: bool,
+        response_error: ResponseError,
+        transport_error: TransportError,
+        log_event: str,
+        log_extra: Mapping[str, object],
+    ) -> requests.Response:
+        """Send the request, retrying what the policy allows; return a 2xx response.
+
+        A retry happens on a status in :data:`RETRY_STATUSES` or a connection
+        failure or timeout. A non-idempotent request (*idempotent* false) is
+        retried only when it certainly did not reach the server: on 429 or when
+        the connection was never established.
+
+        Raises:
+            Exception: What *response_error* or *transport_error* made of the last
+                failure.
+        """
+        start = self.clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
+            retry_after: float | None = None
+            try:
+                response = self.sessions.get().request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    data=body,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                error = transport_error(exc)
+                cause: BaseException | None = exc
+                retryable = isinstance(exc, _TRANSPORT_ERRORS) and (
+                    idempotent or _never_sent(exc)
+                )
+            else:
+                if 200 <= response.status_code < 300:
+                    return response
+                status = response.status_code
+                error = response_error(response)
+                cause = None
+                retryable = status == 429 or (idempotent and status in RETRY_STATUSES)
+                if retryable:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                response.close()
+            if not retryable or attempt >= self.retry.max_attempts:
+                raise error from cause
+            delay = self.retry.delay(attempt, retry_after, self.rng)
+            if self.clock() - start + delay > self.retry.max_elapsed:
+                raise error from cause
+            logger.warning(
+                log_event,
+                extra={
+                    **log_extra,
+                    "method": method,
+                    "url": url,
+                    "attempt": attempt,
+                    "delay": delay,
+                    "status": status,
+                    "error": str(error),
+                },
+            )
+            self.sleep(delay)
+
+
+# --- auth ---------------------------------------------------------------------
+
+_MACAROON_PREFIXES = frozenset({"fm1r", "fm1a", "fm2"})
+# A leading authorization scheme, alone or followed by whitespace.
+_SCHEME = re.compile(r"(?i)^(?:bearer|flyv1)(?:\s+|$)")
+
+
+def parse_token(token: str) -> tuple[list[str], list[str]]:
+    """Split *token* into (macaroons, other tokens), as fly-go's ``tokens.Parse``."""
+    text = token.strip()
+    while match := _SCHEME.match(text):
+        text = text[match.end() :]
+    macaroons: list[str] = []
+    others: list[str] = []
+    for raw in text.split(","):
+        piece = raw.strip()
+        if piece:
+            prefix = piece.partition("_")[0]
+            (macaroons if prefix in _MACAROON_PREFIXES else others).append(piece)
+    return macaroons, others
+
+
+def _require_pieces(token: str) -> tuple[list[str], list[str]]:
+    macaroons, others = parse_token(token)
+    if not macaroons and not others:
+        raise ConfigError("the Fly API token is empty", field="token")
+    return macaroons, others
+
+
+def flaps_authorization(token: str) -> str:
+    """Return the ``Authorization`` header for the Machines API.
+
+    ``FlyV1`` and the macaroons when there is any (user tokens are then left
+    out), else ``Bearer`` and the user tokens; fly-go's ``FlapsHeader``.
+
+    Args:
+        token: A token as ``fly tokens create`` or ``fly auth token`` print it,
+            with or without a ``Bearer``/``FlyV1`` scheme, possibly several
+            comma-separated.
+
+    Raises:
+        ConfigError: The token is empty.
+    """
+    macaroons, others = _require_pieces(token)
+    if macaroons:
+        return "FlyV1 " + ",".join(macaroons)
+    return "Bearer " + ",".join(others)
+
+
+def graphql_authorization(token: str) -> str:
+    """Return the ``Authorization`` header for the GraphQL API.
+
+    ``FlyV1`` when there is a macaroon, else ``Bearer``, followed by the
+    macaroons and the user tokens; fly-go's ``GraphQLHeader``.
+
+    Args:
+        token: See :func:`flaps_authorization`.
+
+    Raises:
+        ConfigError: The token is empty.
+    """
+    macaroons, others = _require_pieces(token)
+    scheme = "FlyV1 " if macaroons else "Bearer "
+    return scheme + ",".join(macaroons + others)
+
+
+def scrub(text: str, token: str) -> str:
+    """Remove every piece of *token* from *text* (``redact`` misses user tokens)."""
+    macaroons, others = parse_token(token)
+    for secret in sorted({token.strip(), *macaroons, *others}, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    return text
+
+
+# --- requests and responses ----------------------------------------------------
+
+
+def check_base_url(value: str) -> str:
+    """Return *value* without a trailing slash, or raise ConfigError."""
+    url = value.strip().rstrip("/")
+    if urllib.parse.urlsplit(url).scheme not in {"http", "https"} or "//" not in url:
+        raise ConfigError(
+            f"base URL must be http(s)://host, got {url!r}", field="base_url"
+        )
+    return url
+
+
+def check_timeout(value: tuple[float, float]) -> tuple[float, float]:
+    """Return *value* as floats, or raise ConfigError unless both are > 0."""
+    connect, read = value
+    if not (connect > 0 and read > 0):
+        raise ConfigError(
+            f"timeout must be (connect, read) seconds > 0, got {value!r}",
+            field="timeout",
+        )
+    return (float(connect), float(read))
+
+
+def request_id(response: requests.Response) -> str:
+    """Return the ``fly-request-id`` response header, or ``""``."""
+    return response.headers.get("fly-request-id", "")
+
+
+def server_message(response: requests.Response) -> str:
+    """Return the error body's ``message``, else ``error``, else the raw text."""
+    text = response.content.decode("utf-8", errors="replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(payload, Mapping):
+        errors = payload.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+            payload = errors[0]  # a GraphQL error body
+        for key in ("message", "error"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return text
+
+
+def decode_json(response: requests.Response) -> object:
+    """Return the body's JSON, ``None`` for an empty body.
+
+    Raises:
+        ValueError: The body is not JSON.
+    """
+    return json.loads(response.content) if response.content.strip() else None
+
+
+def request_headers(
+    authorization: str, user_agent: str, *, body: bool, nonce: str = ""
+) -> dict[str, str]:
+    """Return the headers of a request: JSON content type only with a body."""
+    headers = {
+        "Authorization": authorization,
+        "User-Agent": user_agent,
+        "Accept": "application/json",
+    }
+    if body:
+        headers["Content-Type"] = "application/json"
+    if nonce:
+        headers["fly-machine-lease-nonce"] = nonce
+    return headers
+
+
+def encode_json(body: object) -> bytes:
+    """Return *body* as compact JSON; dicts keep their key order."""
+    return json.dumps(
+        body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+class Lifecycle:
+    """``close()`` and ``with`` for a client holding a :class:`Sender`."""
+
+    __slots__ = ()
+
+    sessions: SessionPool | None
+    _sender: Sender
+
+    def _session(self) -> requests.Session:
+        """Return the calling thread's session."""
+        return self._sender.sessions.get()
+
+    def close(self) -> None:
+        """Close the HTTP sessions this client created; idempotent.
+
+        A client given a shared ``sessions`` pool leaves it open. Using a
+        client after its sessions are closed raises :class:`RuntimeError`.
+        """
+        if self.sessions is None:
+            self._sender.sessions.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _ClientOptions(Protocol):
+    @property
+    def sessions(self) -> SessionPool | None: ...
+    @property
+    def timeout(self) -> tuple[float, float]: ...
+    @property
+    def retry(self) -> RetryPolicy: ...
+    @property
+    def sleep(self) -> Callable[[float], object]: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+
+def make_sender(client: _ClientOptions) -> Sender:
+    """Return the :class:`Sender` for a client's options."""
+    return Sender(
+        sessions=client.sessions if client.sessions is not None else SessionPool(),
+        timeout=client.timeout,
+        retry=client.retry,
+        sleep=client.sleep,
+        clock=client.clock,
+    )
