@@ -1,0 +1,244 @@
+"""Integration: the real HTTP clients, Reconciler and pool against FakeMachinesServer.
+
+Everything goes over real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import flyautoscaler as fas
+from factories import machine
+from flyautoscaler.fly import FlapsHTTPClient, FlyGraphQLClient, new_flaps_client_func
+from flyautoscaler.testing import FakeMachinesServer, StaticCollector
+
+TOKEN = "fo1_integration-test-token"  # noqa: S105 - a fake server's token
+WAIT = 30.0
+SOURCE_CONFIG = {
+    "image": "registry.fly.io/my-app:deployment-01",
+    "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 512},
+    "env": {"QUEUE": "jobs", "EMPTY": ""},
+    "services": [
+        {"autostop": "suspend", "internal_port": 8080, "ports": [{"port": 443}]}
+    ],
+    "checks": {"alive": {"type": "tcp", "port": 8080, "interval": "15s"}},
+    "mounts": [],
+    "restart": {"policy": "on-failure", "max_retries": 3},
+    "metadata": {"fly_process_group": "app", "fly_platform_version": "v2"},
+    "init": {"cmd": None},
+}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeMachinesServer]:
+    """A running FakeMachinesServer, closed after the test."""
+    with FakeMachinesServer(token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """The delays the HTTP client asked to sleep (it never sleeps for real)."""
+    return []
+
+
+@pytest.fixture
+def client(
+    server: FakeMachinesServer, sleeps: list[float]
+) -> Iterator[FlapsHTTPClient]:
+    """A FlapsHTTPClient for app 'my-app' on the server."""
+    http = FlapsHTTPClient("my-app", TOKEN, base_url=server.url, sleep=sleeps.append)
+    yield http
+    http.close()
+
+
+def reconciler(client: fas.FlapsClient, **fields: str) -> fas.Reconciler:
+    """A Reconciler for 'my-app' over *client*."""
+    r = fas.Reconciler(client=client, app_name="my-app")
+    for name, value in fields.items():
+        setattr(r, name, value)
+    return r
+
+
+def test_scale_up_by_starting(server, client):
+    """Stopped Machines are started over HTTP."""
+    table = server.add_app("my-app", machines=[machine(str(i)) for i in range(1, 5)])
+    result = reconciler(client, min_started_machine_n="3").reconcile()
+    assert result.ok
+    assert result.started == ("1", "2", "3")
+    assert table.count("started") == 3
+
+
+def test_scale_up_by_creating_keeps_every_config_field(server, client):
+    """Created Machines clone the source's whole config, with the pinned image."""
+    source = fas.Machine.from_api(
+        {
+            "id": "1",
+            "state": "started",
+            "region": "ord",
+            "host_status": "ok",
+            "image_ref": {
+                "registry": "registry.fly.io",
+                "repository": "my-app",
+                "tag": "deployment-02",
+                "digest": "sha256:beef",
+            },
+            "config": SOURCE_CONFIG,
+        }
+    )
+    table = server.add_app("my-app", machines=[source])
+    result = reconciler(
+        client, min_created_machine_n="4", max_created_machine_n="4"
+    ).reconcile()
+    assert result.ok
+    assert len(result.created) == 3
+    expected = dict(SOURCE_CONFIG)
+    expected["image"] = "registry.fly.io/my-app:deployment-02@sha256:beef"
+    for machine_id in result.created:
+        made = table.machine(machine_id)
+        assert made.config is not None
+        assert made.config.to_api() == expected
+        assert made.region == "ord"
+    # The source Machine itself is untouched.
+    kept = table.machine("1").config
+    assert kept is not None
+    assert kept.to_api() == SOURCE_CONFIG
+
+
+def test_scale_down_by_stopping_and_destroying(server, client):
+    """Extra started Machines are stopped, extra created ones destroyed."""
+    table = server.add_app(
+        "my-app",
+        machines=[machine("1", "started"), machine("2", "started"), machine("3")],
+    )
+    result = reconciler(
+        client,
+        max_created_machine_n="2",
+        min_created_machine_n="1",
+        min_started_machine_n="1",
+        max_started_machine_n="1",
+    ).reconcile()
+    assert result.ok
+    assert result.destroyed == ("3",)
+    assert result.stopped == ("1",)
+    assert {m.id: m.state for m in table.machines} == {"1": "stopped", "2": "started"}
+
+
+def test_retry_on_503_then_success(server, client, sleeps):
+    """A 503 on list is retried after a backoff and the pass goes on."""
+    server.add_app("my-app", machines=[machine("1")])
+    server.fail_next(1, 503, method="GET")
+    assert [m.id for m in client.list("")] == ["1"]
+    assert len(sleeps) == 1
+
+
+def test_dropped_connection_on_list_is_retried(server, client, sleeps):
+    """A connection closed without an answer on list is retried."""
+    server.add_app("my-app", machines=[machine("1")])
+    server.drop_next(1, method="GET")
+    assert [m.id for m in client.list("")] == ["1"]
+    assert len(sleeps) == 1
+
+
+def test_429_waits_retry_after(server, client, sleeps):
+    """A 429 with Retry-After: 1 waits about a second, then succeeds."""
+    table = server.add_app("my-app", machines=[machine("1")])
+    table.fail("start", fas.FlapsRateLimitedError("rate limited", retry_after=1.0))
+    client.start("1", "")
+    assert table.machine("1").state == "started"
+    assert sleeps
+    assert 0.9 <= sleeps[0] <= 1.5
+
+
+def test_500_on_launch_posts_once(server, client):
+    """A 500 answering a create is never retried: exactly one POST."""
+    server.add_app("my-app", machines=[machine("1", "started")])
+    server.fail_next(1, 500, method="POST")
+    result = reconciler(client, min_created_machine_n="2").reconcile()
+    posts = [r for r in server.requests if r.method == "POST"]
+    assert result.failures
+    assert result.failures[0].action == "create"
+    # One POST per create attempt, each answered once: never a blind resend.
+    assert len(posts) == len(result.failures) + len(result.created)
+    assert len(result.failures) == 1
+
+
+def test_token_never_in_server_log_or_errors(server, client):
+    """The token appears in no request record and no error."""
+    server.add_app("my-app")
+    with pytest.raises(fas.FlapsNotFoundError) as info:
+        client.start("nope", "")
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in repr(info.value)
+    assert TOKEN not in repr(client)
+    for record in server.requests:
+        assert TOKEN not in repr(record)
+
+
+# --- the Go suite's pool scenario, over HTTP ------------------------------------------
+
+
+def test_go_pool_scenario_over_http(server):
+    """Wildcard my-app-* in myorg over HTTP: started follows 0, 2, 4, 10 (capped), 0."""
+    server.add_organization("myorg", org_id="123")
+    server.add_app("other-app", "myorg", machines=[machine("1")])
+    table = server.add_app(
+        "my-app-1",
+        "myorg",
+        machines=[machine(str(i)) for i in range(1, 5)],
+        release_status="complete",
+    )
+    target = StaticCollector("target", 0.0)
+    fly = FlyGraphQLClient(TOKEN, base_url=server.url)
+    factory = new_flaps_client_func(TOKEN, base_url=server.url)
+    pool = fas.ReconcilerPool(fly, concurrency=2)
+    pool.app_name = "my-app-*"
+    pool.organization_slug = "myorg"
+    pool.reconcile_interval = 0.01
+    pool.new_flaps_client = factory
+    pool.new_reconciler = lambda: fas.Reconciler(
+        collectors=[target],
+        min_started_machine_n="target",
+        max_started_machine_n="target",
+    )
+    try:
+        with pool:
+            for value, expected in [(0, 0), (2, 2), (4, 4), (10, 4), (0, 0)]:
+                target.value = float(value)
+                assert pool.wait_for_passes(pool.pass_count + 3, WAIT)
+                assert table.count("started") == expected, value
+            assert pool.app_names() == ["my-app-1"]
+    finally:
+        factory.close()
+        fly.close()
+    other = server.flaps_client("other-app")
+    assert other.calls == []
+    assert [t for t in threading.enumerate() if t.name.startswith("flyauto")] == []
+
+
+def test_pool_survives_api_outage(server):
+    """Machines API faults are counted; the pool recovers when they stop."""
+    table = server.add_app("my-app", machines=[machine("1"), machine("2")])
+    factory = new_flaps_client_func(TOKEN, base_url=server.url)
+    server.fail_next(8, 500, method="GET")
+    fly = FlyGraphQLClient(TOKEN, base_url=server.url)
+    pool = fas.ReconcilerPool(fly)
+    pool.app_name = "my-app"
+    pool.reconcile_interval = 0.01
+    pool.new_flaps_client = factory
+    pool.new_reconciler = lambda: fas.Reconciler(min_started_machine_n="2")
+    deadline = time.monotonic() + WAIT
+    try:
+        with pool:
+            while table.count("started") < 2 and time.monotonic() < deadline:
+                pool.wait_for_passes(pool.pass_count + 1, WAIT)
+            errors = pool.app_status()["my-app"].errors
+    finally:
+        factory.close()
+        fly.close()
+    assert table.count("started") == 2
+    assert errors["api"] >= 1
