@@ -8,6 +8,11 @@ signature drifting from its Protocol fails the type check (Go's
 from __future__ import annotations
 
 import flyautoscaler as fas
+from flyautoscaler.collectors import (
+    PrometheusCollector,
+    RedisListLengthCollector,
+    TemporalCollector,
+)
 from flyautoscaler.fly import FlapsHTTPClient, FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import (
     CallableCollector,
@@ -161,3 +166,13 @@ server_url: str = server.url
 http_flaps: fas.FlapsClient = FlapsHTTPClient("my-app", "fo1_token")
 http_fly: fas.FlyClient = FlyGraphQLClient("fo1_token")
 http_factory: fas.NewFlapsClientFunc = new_flaps_client_func("fo1_token")
+
+# --- Collectors ---
+
+prometheus: fas.MetricCollector = PrometheusCollector(
+    "queue_depth", "http://127.0.0.1:9090", "up"
+)
+redis_jobs: fas.MetricCollector = RedisListLengthCollector(
+    "jobs", "redis://localhost:6379/0", ["rq:queue:default"]
+)
+temporal: fas.MetricCollector = TemporalCollector("workflows", "localhost:7233")

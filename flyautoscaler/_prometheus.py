@@ -1,0 +1,366 @@
+"""The Prometheus instant-query collector (``/api/v1/query``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from attrs import field, frozen
+
+from flyautoscaler._errors import ConfigError, MetricCollectionError, redact
+from flyautoscaler._names import expand_metric_query
+
+__all__ = [
+    "DEFAULT_PROMETHEUS_TIMEOUT",
+    "PrometheusCollector",
+    "PrometheusQueryError",
+]
+
+logger = logging.getLogger("flyautoscaler.collectors")
+
+#: Default (connect, read) timeout of a query, in seconds.
+DEFAULT_PROMETHEUS_TIMEOUT: Final = (5.0, 15.0)
+
+# Statuses on which the Go client (and so we) retry a POST as a GET.
+_GET_FALLBACK: Final = frozenset({405, 501})
+# Error types that a later query may not see again.
+_TRANSIENT_TYPES: Final = frozenset(
+    {"timeout", "canceled", "unavailable", "server_error", "connection", "internal"}
+)
+_MAX_TEXT: Final = 300
+# Notes a successful answer may carry: body key, log level, log event.
+_NOTES: Final = (
+    ("warnings", logging.WARNING, "collector.prometheus.warnings"),
+    ("infos", logging.INFO, "collector.prometheus.infos"),
+)
+_REDACTED: Final = "[REDACTED]"
+
+
+class PrometheusQueryError(MetricCollectionError):
+    """A Prometheus query failed; carries what the server said.
+
+    Args:
+        collector: The collector's ``name``.
+        message: What went wrong (redacted; never carries the token).
+        error_type: Prometheus' ``errorType`` (``bad_data``, ``execution``,
+            ``timeout``, ``unavailable``, ...), or ours: ``server_error`` /
+            ``client_error`` for a non-JSON HTTP error, ``bad_response`` for a
+            body that is not a Prometheus answer, ``connection`` and ``timeout``
+            when there was no answer, ``empty_result`` and
+            ``unexpected_result_type``.
+        error: The server's ``error`` text, when it sent one (redacted).
+        status_code: The HTTP status, or ``None`` when there was no answer.
+        transient: Whether a later query may succeed.
+    """
+
+    def __init__(  # noqa: PLR0913 - the error's fields
+        self,
+        collector: str,
+        message: str,
+        *,
+        error_type: str,
+        error: str = "",
+        status_code: int | None = None,
+        transient: bool = True,
+    ) -> None:
+        super().__init__(collector, message, transient=transient)
+        self.error_type = error_type
+        self.error = redact(error)
+        self.status_code = status_code
+
+
+def _timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
+    pair = (
+        (float(value), float(value))
+        if isinstance(value, int | float)
+        else (float(value[0]), float(value[1]))
+    )
+    if not all(math.isfinite(t) and t > 0 for t in pair):
+        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
+    return pair
+
+
+def _display_address(address: str) -> str:
+    """Return *address* without any ``user:password@`` part or query string."""
+    parts = urlsplit(address)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@frozen
+class PrometheusCollector:
+    r"""The value of a PromQL (or MetricsQL) instant query, per app.
+
+    Every call expands the query for the app (``$APP_NAME``, see
+    :func:`~flyautoscaler.expand_metric_query`) and sends it to
+    ``{address}/api/v1/query`` as a form ``POST`` with ``query`` and ``time``,
+    falling back to ``GET`` when the server answers 405 or 501. A vector result
+    gives its first sample's value (a ``collector.prometheus.multiple_series``
+    warning is logged when there are several series); a scalar result gives its
+    value; ``NaN`` and ``±Inf`` are returned as such.
+
+    Args:
+        name: The metric's name, as count expressions refer to it.
+        address: The server's base URL, such as
+            ``https://api.fly.io/prometheus/my-org`` or ``http://127.0.0.1:9090``.
+        query: The query; ``$APP_NAME`` becomes the app being reconciled.
+        token: Credential. One starting with ``Fly`` (``FlyV1 fm2_...``) is sent
+            as the whole ``Authorization`` header; any other is sent as
+            ``Bearer <token>``; empty sends none. Never logged or shown.
+        timeout: (connect, read) timeout in seconds for every request, or one
+            number for both.
+        default: Value returned when the result is empty; ``None`` (the
+            default) makes an empty result an error.
+        headers: Extra request headers (for example a tenant id). Never shown.
+        session: A :class:`requests.Session` to send with (connection reuse,
+            client certificates, a CA bundle, proxies). You own it and close it;
+            share it between threads only if your session allows that. Without
+            one, each query uses a fresh session that is closed afterwards.
+        clock: Returns the query's evaluation time in Unix seconds.
+
+    Raises:
+        ConfigError: The address is not an http(s) URL, or the query or name is
+            empty, or a timeout is not positive.
+    """
+
+    name: str
+    address: str = field(repr=lambda address: repr(_display_address(address)))
+    query: str
+    token: str = field(default="", repr=False)
+    timeout: tuple[float, float] = field(
+        default=DEFAULT_PROMETHEUS_TIMEOUT, converter=_timeout_pair, kw_only=True
+    )
+    default: float | None = field(default=None, kw_only=True)
+    headers: Mapping[str, str] = field(factory=dict, repr=False, kw_only=True)
+    session: requests.Session | None = field(default=None, repr=False, kw_only=True)
+    clock: Callable[[], float] = field(default=time.time, repr=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("collector name required", field="name")
+        if urlsplit(self.address).scheme not in {"http", "https"}:
+            raise ConfigError(
+                f"prometheus address must be an http(s) URL, got "
+                f"{_display_address(self.address)!r}",
+                field="address",
+            )
+        if not self.query.strip():
+            raise ConfigError("prometheus query required", field="query")
+
+    @property
+    def url(self) -> str:
+        """The query endpoint, ``{address}/api/v1/query``."""
+        return self.address.rstrip("/") + "/api/v1/query"
+
+    def collect_metric(self, app_name: str) -> float:
+        """Run the query for *app_name* and return its value.
+
+        Args:
+            app_name: The app being reconciled (replaces ``$APP_NAME``).
+
+        Returns:
+            The first sample's value (vector) or the value (scalar).
+
+        Raises:
+            PrometheusQueryError: The server did not answer in time, answered
+                with an error, or the result is empty (without a ``default``)
+                or neither a vector nor a scalar.
+        """
+        query = expand_metric_query(self.query, app_name)
+        params = {"query": query, "time": f"{self.clock():.3f}"}
+        if self.session is not None:
+            response = self._send(self.session, params)
+        else:
+            with requests.Session() as session:
+                response = self._send(session, params)
+        return self._value(response, app_name)
+
+    # --- request ----------------------------------------------------------------
+
+    def _request_headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", **self.headers}
+        if self.token.startswith("Fly"):
+            headers["Authorization"] = self.token
+        elif self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _send(
+        self, session: requests.Session, params: dict[str, str]
+    ) -> requests.Response:
+        headers = self._request_headers()
+        try:
+            response = session.post(
+                self.url, data=params, headers=headers, timeout=self.timeout
+            )
+            if response.status_code in _GET_FALLBACK:
+                response.close()
+                response = session.get(
+                    self.url, params=params, headers=headers, timeout=self.timeout
+                )
+        except requests.Timeout as exc:
+            raise self._error(
+                f"no answer from {_display_address(self.address)} within "
+                f"{self.timeout} s (connect, read): {type(exc).__name__}",
+                error_type="timeout",
+            ) from None
+        except requests.RequestException as exc:
+            raise self._error(
+                f"cannot reach {_display_address(self.address)}: "
+                f"{type(exc).__name__}: {self._scrub(str(exc))}",
+                error_type="connection",
+            ) from None
+        return response
+
+    # --- response ---------------------------------------------------------------
+
+    def _value(self, response: requests.Response, app_name: str) -> float:
+        status = response.status_code
+        text = response.text
+        try:
+            body = json.loads(text) if text else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "status" not in body:
+            if status // 100 != 2:
+                kind = "server_error" if status >= 500 else "client_error"
+                raise self._error(
+                    f"HTTP {status}: {self._scrub(text)}",
+                    error_type=kind,
+                    status_code=status,
+                    transient=kind == "server_error" or status == 429,
+                )
+            raise self._error(
+                f"HTTP {status}: not a Prometheus API answer: {self._scrub(text)}",
+                error_type="bad_response",
+                status_code=status,
+            )
+        self._log_warnings(body, app_name)
+        if body.get("status") != "success":
+            error_type = str(body.get("errorType") or "unknown")
+            error = self._scrub(str(body.get("error") or ""))
+            raise self._error(
+                f"HTTP {status}: {error_type}: {error}",
+                error_type=error_type,
+                error=error,
+                status_code=status,
+                transient=error_type in _TRANSIENT_TYPES
+                or status == 429
+                or status >= 500,
+            )
+        if status // 100 != 2:
+            raise self._error(
+                f"HTTP {status} with a success body",
+                error_type="bad_response",
+                status_code=status,
+            )
+        return self._result_value(body.get("data"), app_name, status)
+
+    def _result_value(self, data: object, app_name: str, status: int) -> float:
+        if not isinstance(data, dict):
+            raise self._error(
+                "answer without data", error_type="bad_response", status_code=status
+            )
+        result_type = data.get("resultType")
+        result = data.get("result")
+        if result_type == "scalar":
+            return self._sample(result, status)
+        if result_type != "vector":
+            raise self._error(
+                f"unexpected prometheus result type {result_type!r} "
+                "(want a vector or a scalar)",
+                error_type="unexpected_result_type",
+                status_code=status,
+                transient=False,
+            )
+        if not isinstance(result, list):
+            raise self._error(
+                "vector result is not a list",
+                error_type="bad_response",
+                status_code=status,
+            )
+        if not result:
+            if self.default is not None:
+                return self.default
+            raise self._error(
+                "empty prometheus result", error_type="empty_result", status_code=status
+            )
+        if len(result) > 1:
+            logger.warning(
+                "collector.prometheus.multiple_series",
+                extra={
+                    "app": app_name,
+                    "collector": self.name,
+                    "series": len(result),
+                },
+            )
+        first = result[0]
+        return self._sample(
+            first.get("value") if isinstance(first, dict) else None, status
+        )
+
+    def _sample(self, value: object, status: int) -> float:
+        """Parse a ``[timestamp, "value"]`` pair."""
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+            try:
+                return float(value[1])
+            except ValueError:
+                pass
+        raise self._error(
+            f"malformed sample {self._scrub(json.dumps(value))}",
+            error_type="bad_response",
+            status_code=status,
+        )
+
+    def _log_warnings(self, body: dict[str, object], app_name: str) -> None:
+        for key, level, event in _NOTES:
+            notes = body.get(key)
+            if isinstance(notes, list) and notes:
+                logger.log(
+                    level,
+                    event,
+                    extra={
+                        "app": app_name,
+                        "collector": self.name,
+                        key: [self._scrub(str(note)) for note in notes],
+                    },
+                )
+
+    # --- errors -----------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        """Truncate *text* and remove the token and header values from it."""
+        secrets = [self.token, *self.headers.values()]
+        if self.token.startswith("Fly"):
+            secrets.append(self.token.removeprefix("FlyV1").strip())
+        for secret in secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, _REDACTED)
+        text = redact(text).strip()
+        if len(text) > _MAX_TEXT:
+            text = text[:_MAX_TEXT] + f"... ({len(text) - _MAX_TEXT} more characters)"
+        return text
+
+    def _error(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        error: str = "",
+        status_code: int | None = None,
+        transient: bool = True,
+    ) -> PrometheusQueryError:
+        return PrometheusQueryError(
+            self.name,
+            f"prometheus query at {_display_address(self.url)}: {message}",
+            error_type=error_type,
+            error=error,
+            status_code=status_code,
+            transient=transient,
+        )

@@ -1,0 +1,196 @@
+"""The Redis list-length collector (RQ, Celery and other list-based queues)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+from collections.abc import Sequence
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Final, Self
+from urllib.parse import urlsplit
+
+from attrs import define, field
+
+from flyautoscaler._errors import ConfigError, MetricCollectionError
+from flyautoscaler._names import expand_metric_query
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["DEFAULT_REDIS_TIMEOUT", "RedisListLengthCollector"]
+
+#: Default connect and read timeout of a Redis call, in seconds.
+DEFAULT_REDIS_TIMEOUT: Final = 5.0
+
+_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+_INSTALL_REDIS: Final = "pip install 'flyautoscaler[redis]'"
+
+
+def import_redis() -> ModuleType:
+    """Return the :mod:`redis` module, or say how to install it.
+
+    Raises:
+        ImportError: redis-py is not installed; the message names the extra.
+    """
+    try:
+        return importlib.import_module("redis")
+    except ImportError as exc:
+        raise ImportError(
+            f"RedisListLengthCollector needs redis-py: {_INSTALL_REDIS}"
+        ) from exc
+
+
+def _keys(value: str | Sequence[str]) -> tuple[str, ...]:
+    keys = (value,) if isinstance(value, str) else tuple(value)
+    if not keys or not all(keys):
+        raise ConfigError(
+            "redis keys must be one or more non-empty strings", field="keys"
+        )
+    return keys
+
+
+def _positive(value: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
+    return value
+
+
+@define
+class RedisListLengthCollector:
+    r"""The summed length (``LLEN``) of one or more Redis lists, per app.
+
+    Queues of RQ (``rq:queue:<name>``) and of Celery on Redis (the queue's name,
+    ``celery`` by default) are lists, so their length is the number of jobs
+    waiting. Each key may use ``$APP_NAME`` (see
+    :func:`~flyautoscaler.expand_metric_query`); a key that does not exist
+    counts as an empty list. All keys are read in one round trip.
+
+    Needs the ``redis`` extra: ``pip install 'flyautoscaler[redis]'``.
+
+    The client is created on first use and reused (it is thread-safe); call
+    :meth:`close`, or use the collector as a context manager, to close its
+    connections.
+
+    Args:
+        name: The metric's name, as count expressions refer to it.
+        url: Where Redis is, as redis-py's ``from_url`` reads it:
+            ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``
+            (TLS) or ``unix:///path/to/socket``. Never logged or shown.
+        keys: One key, or several whose lengths are summed.
+        connect_timeout: Seconds to wait for a connection.
+        timeout: Seconds to wait for an answer.
+
+    Raises:
+        ImportError: redis-py is not installed.
+        ConfigError: The URL's scheme is not redis, rediss or unix, there is
+            no key, or a timeout is not positive.
+    """
+
+    name: str
+    url: str = field(repr=False)
+    keys: tuple[str, ...] = field(converter=_keys)
+    connect_timeout: float = field(
+        default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+    )
+    timeout: float = field(
+        default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+    )
+    _client: redis.Redis | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        import_redis()
+        if not self.name:
+            raise ConfigError("collector name required", field="name")
+        if urlsplit(self.url).scheme not in _SCHEMES:
+            raise ConfigError(
+                "redis url must start with redis://, rediss:// or unix://",
+                field="url",
+            )
+
+    @property
+    def server(self) -> str:
+        """Where Redis is, ``host:port`` or the socket path (no credentials)."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "unix":
+            return parts.path
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+    def collect_metric(self, app_name: str) -> float:
+        """Return the summed length of the lists for *app_name*.
+
+        Args:
+            app_name: The app being reconciled (replaces ``$APP_NAME``).
+
+        Returns:
+            The total number of items in the lists.
+
+        Raises:
+            MetricCollectionError: Redis cannot be reached or did not answer in
+                time (transient), refused the credentials, or a key holds
+                something other than a list (not transient).
+        """
+        redis_module = import_redis()
+        keys = [expand_metric_query(key, app_name) for key in self.keys]
+        try:
+            with self._connect().pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.llen(key)
+                lengths = pipe.execute()
+        except redis_module.ResponseError as exc:
+            raise MetricCollectionError(
+                self.name,
+                f"redis at {self.server}: {self._scrub(str(exc))} (keys {keys!r})",
+                transient=False,
+            ) from None
+        except redis_module.AuthenticationError as exc:
+            raise MetricCollectionError(
+                self.name,
+                f"redis at {self.server} refused the credentials: "
+                f"{self._scrub(str(exc))}",
+                transient=False,
+            ) from None
+        except redis_module.RedisError as exc:
+            raise MetricCollectionError(
+                self.name,
+                f"redis at {self.server}: {type(exc).__name__}: "
+                f"{self._scrub(str(exc))}",
+            ) from None
+        return float(sum(int(n) for n in lengths))
+
+    def close(self) -> None:
+        """Close the connections; the next collection opens new ones."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _connect(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None:
+                redis_module = import_redis()
+                self._client = redis_module.Redis.from_url(
+                    self.url,
+                    socket_connect_timeout=self.connect_timeout,
+                    socket_timeout=self.timeout,
+                )
+            return self._client
+
+    def _scrub(self, text: str) -> str:
+        password = urlsplit(self.url).password
+        if password:
+            text = text.replace(password, "[REDACTED]")
+        return text

@@ -1,0 +1,516 @@
+"""PrometheusCollector against a real Prometheus server, and its wire details.
+
+The first half starts the Debian ``prometheus`` binary on 127.0.0.1 with a
+temporary configuration that scrapes a ``prometheus_client`` exporter run by the
+test. The second half uses ``responses`` for what a real server cannot be made
+to say (auth header forms, 405 fallback, warnings, error bodies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+import flyautoscaler as fas
+from flyautoscaler.collectors import (
+    DEFAULT_PROMETHEUS_TIMEOUT,
+    PrometheusCollector,
+    PrometheusQueryError,
+)
+
+# Generous: other test runs share this machine's two cores.
+STARTUP_DEADLINE = 90.0
+APPS = {"app-a": 3.0, "app-b": 7.0}
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, package: str) -> str:
+    """Return the binary's path; skip (locally) or fail (in CI) without it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found; install with: apt-get install {package}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate *proc* and reap it, killing it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[int]:
+    """Serve a ``queue_depth{app}`` gauge for two apps on 127.0.0.1."""
+    registry = CollectorRegistry()
+    gauge = Gauge("queue_depth", "Jobs waiting", ["app"], registry=registry)
+    for app, value in APPS.items():
+        gauge.labels(app=app).set(value)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        yield int(server.server_port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=15)
+
+
+def _scraped(address: str) -> bool:
+    """Return True once Prometheus answers and has both apps' series."""
+    try:
+        response = requests.get(
+            f"{address}/api/v1/query",
+            params={"query": "count(queue_depth)"},
+            timeout=(2, 5),
+        )
+        with response:
+            [sample] = response.json()["data"]["result"]
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return False
+    return bool(sample["value"][1] == str(len(APPS)))
+
+
+def _start_prometheus(
+    binary: str, workdir: Path, target: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start Prometheus on a free port; return it once it has scraped."""
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: exporter\n"
+        "    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{target}']\n"
+    )
+    port = free_port()
+    address = f"http://127.0.0.1:{port}"
+    with (workdir / "prometheus.log").open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=workdir,
+        )
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        if _scraped(address):
+            return proc, address
+        try:
+            code = proc.wait(timeout=0.25)  # the poll interval, and a liveness check
+        except subprocess.TimeoutExpired:
+            continue
+        log_tail = (workdir / "prometheus.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"prometheus exited with {code}:\n{log_tail}")
+    stop(proc)
+    pytest.fail(f"prometheus did not scrape the exporter in {STARTUP_DEADLINE} s")
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    exporter: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Run a real Prometheus on 127.0.0.1 that has scraped the exporter."""
+    binary = require_binary("prometheus", "prometheus")
+    for attempt in range(3):  # the free port may be taken before Prometheus binds
+        workdir = tmp_path_factory.mktemp(f"prometheus{attempt}")
+        try:
+            proc, address = _start_prometheus(binary, workdir, exporter)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield address
+        finally:
+            stop(proc)
+        return
+
+
+def collector(address: str, query: str, **kwargs: Any) -> PrometheusCollector:
+    """A collector named ``queue_depth`` for *query*."""
+    return PrometheusCollector("queue_depth", address, query, **kwargs)
+
+
+# --- against a real Prometheus -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("app", "expected"), sorted(APPS.items()))
+def test_value_per_app(prometheus, app, expected):
+    """$APP_NAME selects each app's series."""
+    c = collector(prometheus, 'queue_depth{app="$APP_NAME"}')
+    assert c.collect_metric(app) == expected
+
+
+def test_braced_app_name_and_promql_dollar_groups(prometheus):
+    """${APP_NAME} expands while label_replace's $1 reaches the server intact."""
+    c = collector(
+        prometheus,
+        'sum(label_replace(queue_depth{app="${APP_NAME}"},'
+        ' "copy", "$1", "app", "(.*)"))',
+    )
+    assert c.collect_metric("app-b") == 7.0
+
+
+def test_scalar_result(prometheus):
+    """A scalar result is accepted."""
+    assert collector(prometheus, "scalar(sum(queue_depth))").collect_metric("x") == 10.0
+    assert collector(prometheus, "42").collect_metric("x") == 42.0
+
+
+def test_nan_value(prometheus):
+    """A NaN value is returned as NaN, not an error."""
+    assert math.isnan(collector(prometheus, "0 / 0").collect_metric("app-a"))
+
+
+def test_time_parameter_sets_evaluation_time(prometheus):
+    """The query is evaluated at the clock's time, sent as ``time``."""
+    c = collector(prometheus, "time()", clock=lambda: 1_700_000_000.25)
+    assert c.collect_metric("app-a") == 1_700_000_000.25
+
+
+def test_several_series_take_the_first_and_warn(prometheus, caplog):
+    """A vector with several series gives the first value and logs a warning."""
+    caplog.set_level(logging.WARNING, logger="flyautoscaler.collectors")
+    value = collector(prometheus, "sort(queue_depth)").collect_metric("app-a")
+    assert value == 3.0
+    [record] = [
+        r for r in caplog.records if r.message == "collector.prometheus.multiple_series"
+    ]
+    extra = vars(record)
+    assert (extra["app"], extra["collector"]) == ("app-a", "queue_depth")
+    assert extra["series"] == 2
+
+
+def test_empty_result_is_an_error(prometheus):
+    """An empty vector raises a transient error by default."""
+    with pytest.raises(PrometheusQueryError, match="empty prometheus result") as info:
+        collector(prometheus, 'queue_depth{app="$APP_NAME"}').collect_metric("nope")
+    assert info.value.error_type == "empty_result"
+    assert info.value.transient
+    assert isinstance(info.value, fas.MetricCollectionError)
+    assert info.value.collector == "queue_depth"
+
+
+def test_empty_result_with_default(prometheus):
+    """With a default, an empty vector gives the default."""
+    c = collector(prometheus, 'queue_depth{app="$APP_NAME"}', default=0.0)
+    assert c.collect_metric("nope") == 0.0
+    assert c.collect_metric("app-a") == 3.0
+
+
+def test_bad_query(prometheus):
+    """A query that does not parse gives errorType bad_data, not transient."""
+    with pytest.raises(PrometheusQueryError, match="bad_data") as info:
+        collector(prometheus, "sum(queue_depth").collect_metric("app-a")
+    assert info.value.error_type == "bad_data"
+    assert info.value.status_code == 400
+    assert info.value.error
+    assert not info.value.transient
+
+
+@pytest.mark.parametrize("query", ["queue_depth[1m]", '"some text"'])
+def test_matrix_and_string_results_are_rejected(prometheus, query):
+    """Range vectors and strings are not a metric value."""
+    with pytest.raises(PrometheusQueryError, match="unexpected prometheus result"):
+        collector(prometheus, query).collect_metric("app-a")
+
+
+def test_reconciler_collects_through_it(prometheus):
+    """A Reconciler stores the collector's value under its name."""
+    reconciler = fas.Reconciler(
+        app_name="app-b",
+        collectors=[collector(prometheus, 'queue_depth{app="$APP_NAME"}')],
+    )
+    reconciler.collect_metrics()
+    assert reconciler.value("queue_depth") == 7.0
+
+
+def test_unreachable_server_fails_fast():
+    """A closed port fails at once with a transient connection error."""
+    c = collector(f"http://127.0.0.1:{free_port()}", "up")
+    started = time.monotonic()
+    with pytest.raises(PrometheusQueryError, match="cannot reach") as info:
+        c.collect_metric("app-a")
+    assert time.monotonic() - started < 5
+    assert info.value.error_type == "connection"
+    assert info.value.transient
+
+
+def test_silent_server_times_out():
+    """A server that accepts but never answers hits the read timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # never accepted: the kernel completes the handshake
+        port = listener.getsockname()[1]
+        c = collector(f"http://127.0.0.1:{port}", "up", timeout=(2.0, 0.3))
+        started = time.monotonic()
+        with pytest.raises(PrometheusQueryError, match="no answer") as info:
+            c.collect_metric("app-a")
+    assert time.monotonic() - started < 10
+    assert info.value.error_type == "timeout"
+    assert info.value.transient
+
+
+# --- wire details, with responses --------------------------------------------------
+
+ADDRESS = "https://prom.example.test/prometheus/my-org"
+URL = f"{ADDRESS}/api/v1/query"
+
+
+def vector(*values: str, warnings: list[str] | None = None) -> dict[str, object]:
+    """A Prometheus vector answer with one series per value."""
+    body: dict[str, object] = {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": {"n": str(i)}, "value": [1.5, v]}
+                for i, v in enumerate(values)
+            ],
+        },
+    }
+    if warnings is not None:
+        body["warnings"] = warnings
+    return body
+
+
+@pytest.mark.parametrize(
+    ("token", "header"),
+    [
+        ("FlyV1 fm2_abc,fm2_def", "FlyV1 fm2_abc,fm2_def"),
+        ("plain-token", "Bearer plain-token"),
+        ("", None),
+    ],
+)
+def test_authorization_header_forms(token, header):
+    """A Fly token goes verbatim, any other as Bearer, none without a token."""
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=vector("1"))
+        collector(ADDRESS, "up", token=token).collect_metric("a")
+        sent = mock.calls[0].request.headers
+    assert sent.get("Authorization") == header
+
+
+def test_post_form_with_query_time_and_timeout():
+    """The query goes as a form POST with the expanded query, time and timeouts."""
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=vector("5"))
+        c = collector(
+            ADDRESS + "/",
+            'jobs{app="$APP_NAME"}',
+            clock=lambda: 1718900000.123,
+            headers={"X-Scope-OrgID": "tenant-1"},
+        )
+        assert c.collect_metric("my-app") == 5.0
+        request = mock.calls[0].request
+    assert request.url == URL
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.headers["X-Scope-OrgID"] == "tenant-1"
+    assert urllib.parse.parse_qs(request.body) == {
+        "query": ['jobs{app="my-app"}'],
+        "time": ["1718900000.123"],
+    }
+    assert request.req_kwargs["timeout"] == DEFAULT_PROMETHEUS_TIMEOUT
+
+
+@pytest.mark.parametrize("status", [405, 501])
+def test_get_fallback(status):
+    """On 405 or 501 the same query is sent again as a GET."""
+    with responses.RequestsMock() as mock:
+        mock.post(URL, status=status)
+        mock.get(URL, json=vector("9"))
+        token = "t0ken-value"  # noqa: S105 - a test value
+        c = collector(ADDRESS, "up", token=token, clock=lambda: 12.0)
+        assert c.collect_metric("a") == 9.0
+        get = mock.calls[1].request
+    assert get.method == "GET"
+    assert get.headers["Authorization"] == "Bearer t0ken-value"
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(get.url).query)
+    assert query == {"query": ["up"], "time": ["12.000"]}
+    assert get.req_kwargs["timeout"] == DEFAULT_PROMETHEUS_TIMEOUT
+
+
+def test_server_warnings_are_logged(caplog):
+    """The answer's warnings are logged with the app and the collector."""
+    caplog.set_level(logging.INFO, logger="flyautoscaler.collectors")
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=vector("2", warnings=["partial response"]))
+        assert collector(ADDRESS, "up").collect_metric("app-a") == 2.0
+    [record] = [
+        r for r in caplog.records if r.message == "collector.prometheus.warnings"
+    ]
+    assert record.levelno == logging.WARNING
+    extra = vars(record)
+    assert extra["warnings"] == ["partial response"]
+    assert (extra["app"], extra["collector"]) == ("app-a", "queue_depth")
+
+
+def test_error_status_on_a_2xx():
+    """``status: error`` is an error even with HTTP 200, carrying errorType."""
+    body = {"status": "error", "errorType": "execution", "error": "too many samples"}
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body)
+        with pytest.raises(PrometheusQueryError, match="too many samples") as info:
+            collector(ADDRESS, "up").collect_metric("a")
+    assert (info.value.error_type, info.value.error) == (
+        "execution",
+        "too many samples",
+    )
+    assert info.value.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "transient"),
+    [(422, "execution", False), (503, "unavailable", True), (400, "bad_data", False)],
+)
+def test_api_error_bodies(status, error_type, transient):
+    """API error bodies keep the server's errorType and error."""
+    body = {"status": "error", "errorType": error_type, "error": "it failed"}
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body, status=status)
+        with pytest.raises(PrometheusQueryError) as info:
+            collector(ADDRESS, "up").collect_metric("a")
+    assert info.value.error_type == error_type
+    assert info.value.error == "it failed"
+    assert info.value.status_code == status
+    assert info.value.transient is transient
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "transient"),
+    [(502, "server_error", True), (401, "client_error", False)],
+)
+def test_non_json_http_errors(status, error_type, transient):
+    """An HTTP error without a Prometheus body is typed from its status."""
+    with responses.RequestsMock() as mock:
+        mock.post(URL, body="<html>Bad Gateway</html>", status=status)
+        with pytest.raises(PrometheusQueryError, match=f"HTTP {status}") as info:
+            collector(ADDRESS, "up").collect_metric("a")
+    assert (info.value.error_type, info.value.transient) == (error_type, transient)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json at all",
+        json.dumps({"status": "success", "data": {"resultType": "vector"}}),
+        json.dumps(vector("not-a-number")),
+        json.dumps({"status": "success", "data": {"resultType": "scalar"}}),
+    ],
+)
+def test_malformed_answers(body):
+    """A 2xx body that is not a usable Prometheus answer is bad_response."""
+    with responses.RequestsMock() as mock:
+        mock.post(URL, body=body)
+        with pytest.raises(PrometheusQueryError) as info:
+            collector(ADDRESS, "up").collect_metric("a")
+    assert info.value.error_type == "bad_response"
+
+
+def test_token_never_shown(caplog):
+    """The token stays out of errors, log records and the collector's repr."""
+    caplog.set_level(logging.DEBUG)
+    token = "s3cr3t-token-value"  # noqa: S105 - a test value
+    body = {
+        "status": "error",
+        "errorType": "bad_data",
+        "error": f"token {token} and header Bearer {token} rejected",
+        "warnings": [f"seen {token}"],
+    }
+    c = collector(ADDRESS, "up", token=token)
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body, status=400)
+        with pytest.raises(PrometheusQueryError) as info:
+            c.collect_metric("a")
+    shown = [str(info.value), repr(info.value), info.value.error, repr(c)]
+    shown += [repr(r.__dict__) for r in caplog.records]
+    assert not [text for text in shown if token in text]
+    assert "[REDACTED]" in info.value.error
+
+
+def test_credentials_in_the_address_are_not_shown():
+    """A user:password in the address never reaches an error message."""
+    c = collector("http://user:hunter22@127.0.0.1:1/prom", "up")
+    with pytest.raises(PrometheusQueryError) as info:
+        c.collect_metric("a")
+    assert "hunter22" not in str(info.value)
+    assert "hunter22" not in repr(c)
+    assert "http://127.0.0.1:1/prom/api/v1/query" in str(info.value)
+
+
+def test_given_session_is_used_and_left_open():
+    """A session passed in sends the query and stays usable afterwards."""
+    with requests.Session() as session, responses.RequestsMock() as mock:
+        session.headers["X-From-Session"] = "yes"
+        mock.post(URL, json=vector("4"))
+        mock.post(URL, json=vector("6"))
+        c = collector(ADDRESS, "up", session=session)
+        assert c.collect_metric("a") == 4.0
+        assert c.collect_metric("a") == 6.0
+        assert mock.calls[0].request.headers["X-From-Session"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("m", "prom.example:9090", "up"), "address"),
+        (("m", "ftp://prom.example", "up"), "address"),
+        (("m", ADDRESS, "  "), "query"),
+        (("", ADDRESS, "up"), "name"),
+    ],
+)
+def test_configuration_errors(args, field):
+    """A bad address, query or name is refused when the collector is built."""
+    with pytest.raises(fas.ConfigError) as info:
+        PrometheusCollector(*args)
+    assert info.value.field == field
+
+
+def test_timeout_forms():
+    """One number sets both timeouts; a non-positive one is refused."""
+    assert PrometheusCollector("m", ADDRESS, "up", timeout=3).timeout == (3.0, 3.0)
+    with pytest.raises(fas.ConfigError):
+        PrometheusCollector("m", ADDRESS, "up", timeout=(1.0, 0.0))
+
+
+def test_satisfies_the_protocol():
+    """The collector is a MetricCollector, named by its first argument."""
+    c: fas.MetricCollector = collector(ADDRESS, "up")
+    assert c.name == "queue_depth"

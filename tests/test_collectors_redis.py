@@ -1,0 +1,293 @@
+"""RedisListLengthCollector against a real ``redis-server`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import flyautoscaler as fas
+from flyautoscaler.collectors import RedisListLengthCollector
+
+
+def import_or_skip(name: str) -> ModuleType:
+    """Import *name*; skip locally without it, fail in CI's full session."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} missing; install with: pip install 'flyautoscaler[redis]'"
+        if os.environ.get("CI") and not os.environ.get("FAS_MINIMAL_TESTS"):
+            pytest.fail(message)
+        pytest.skip(message, allow_module_level=True)
+
+
+redis = import_or_skip("redis")
+
+STARTUP_DEADLINE = 60.0
+PASSWORD = "correct-horse-battery"  # noqa: S105 - the test server's password
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, package: str) -> str:
+    """Return the binary's path; skip (locally) or fail (in CI) without it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found; install with: apt-get install {package}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate *proc* and reap it, killing it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def _start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    with (workdir / "redis.log").open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                "--requirepass",
+                PASSWORD,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=workdir,
+        )
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            with redis.Redis(
+                host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=2
+            ) as client:
+                client.ping()
+        except redis.RedisError:
+            pass
+        else:
+            return proc, port
+        try:
+            code = proc.wait(timeout=0.1)  # the poll interval, and a liveness check
+        except subprocess.TimeoutExpired:
+            continue
+        log_tail = (workdir / "redis.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"redis-server exited with {code}:\n{log_tail}")
+    stop(proc)
+    pytest.fail(f"redis-server did not answer in {STARTUP_DEADLINE} s")
+
+
+@pytest.fixture(scope="module")
+def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """Run a real redis-server on 127.0.0.1 (no persistence, a password)."""
+    binary = require_binary("redis-server", "redis-server")
+    for attempt in range(3):  # the free port may be taken before Redis binds
+        workdir = tmp_path_factory.mktemp(f"redis{attempt}")
+        try:
+            proc, port = _start_redis(binary, workdir)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield port
+        finally:
+            stop(proc)
+        return
+
+
+@pytest.fixture
+def server(redis_port: int) -> Iterator[redis.Redis]:
+    """A client of the test server, on an emptied database."""
+    with redis.Redis(
+        host="127.0.0.1", port=redis_port, password=PASSWORD, socket_timeout=5
+    ) as client:
+        client.flushall()
+        yield client
+
+
+def url(port: int, password: str = PASSWORD) -> str:
+    """The URL of the test server."""
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+def test_sums_the_lists(server, redis_port):
+    """The value is the summed length of every key's list."""
+    server.rpush("rq:queue:default", *range(3))
+    server.rpush("rq:queue:high", *range(4))
+    with RedisListLengthCollector(
+        "jobs", url(redis_port), ["rq:queue:default", "rq:queue:high"]
+    ) as c:
+        assert c.collect_metric("any") == 7.0
+        server.lpop("rq:queue:high")
+        assert c.collect_metric("any") == 6.0
+
+
+def test_app_name_in_keys(server, redis_port):
+    """$APP_NAME in a key selects each app's queue."""
+    server.rpush("app-a:jobs", "x")
+    server.rpush("app-b:jobs", "x", "y")
+    with RedisListLengthCollector("jobs", url(redis_port), "${APP_NAME}:jobs") as c:
+        assert c.collect_metric("app-a") == 1.0
+        assert c.collect_metric("app-b") == 2.0
+
+
+def test_missing_key_counts_as_empty(server, redis_port):
+    """A key that does not exist is an empty queue."""
+    with RedisListLengthCollector("jobs", url(redis_port), ["nothing", "here"]) as c:
+        assert c.collect_metric("app") == 0.0
+
+
+def test_celery_priority_queues(server, redis_port):
+    """Celery's priority lists (queue, queue\\x06\\x163, ...) are summed."""
+    server.rpush("celery", "a")
+    server.rpush("celery\x06\x163", "b", "c")
+    server.rpush("celery\x06\x166", "d")
+    keys = ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
+    with RedisListLengthCollector("jobs", url(redis_port), keys) as c:
+        assert c.collect_metric("app") == 4.0
+
+
+def test_wrong_type_is_a_permanent_error(server, redis_port):
+    """A key holding something other than a list is a non-transient error."""
+    server.set("not-a-list", "1")
+    with (
+        RedisListLengthCollector("jobs", url(redis_port), "not-a-list") as c,
+        pytest.raises(fas.MetricCollectionError, match="WRONGTYPE") as info,
+    ):
+        c.collect_metric("app")
+    assert not info.value.transient
+    assert info.value.collector == "jobs"
+
+
+def test_wrong_password_is_not_shown(server, redis_port):
+    """Refused credentials are a permanent error that does not show them."""
+    with (
+        RedisListLengthCollector(
+            "jobs", url(redis_port, "wrong-password-value"), "q"
+        ) as c,
+        pytest.raises(
+            fas.MetricCollectionError, match="refused the credentials"
+        ) as info,
+    ):
+        c.collect_metric("app")
+    assert not info.value.transient
+    assert "wrong-password-value" not in str(info.value)
+    assert "wrong-password-value" not in repr(c)
+
+
+def test_redis_down_names_the_server():
+    """A closed port gives a transient error naming host:port, not the password."""
+    port = free_port()
+    c = RedisListLengthCollector("jobs", url(port), "q", connect_timeout=2.0)
+    started = time.monotonic()
+    with c, pytest.raises(fas.MetricCollectionError) as info:
+        c.collect_metric("app")
+    assert time.monotonic() - started < 10
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert PASSWORD not in str(info.value)
+    assert info.value.transient
+
+
+def test_read_timeout():
+    """A server that accepts but never answers gives a transient timeout error."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # never accepted: the kernel completes the handshake
+        port = listener.getsockname()[1]
+        c = RedisListLengthCollector("jobs", url(port), "q", timeout=0.3)
+        started = time.monotonic()
+        with c, pytest.raises(fas.MetricCollectionError, match="Timeout") as info:
+            c.collect_metric("app")
+    assert time.monotonic() - started < 10
+    assert info.value.transient
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_recovers_after_an_error(server, redis_port):
+    """After a failure the next collection works again."""
+    server.set("k", "1")
+    with RedisListLengthCollector("jobs", url(redis_port), "k") as c:
+        with pytest.raises(fas.MetricCollectionError):
+            c.collect_metric("app")
+        server.delete("k")
+        server.rpush("k", "a", "b")
+        assert c.collect_metric("app") == 2.0
+
+
+def test_close_is_idempotent_and_reopens(server, redis_port):
+    """close() may be called twice; the next collection connects again."""
+    server.rpush("q", "a")
+    c = RedisListLengthCollector("jobs", url(redis_port), "q")
+    assert c.collect_metric("app") == 1.0
+    c.close()
+    c.close()
+    assert c.collect_metric("app") == 1.0
+    c.close()
+
+
+def test_repr_hides_the_url():
+    """The URL (which may carry a password) is not in the repr."""
+    c = RedisListLengthCollector("jobs", "redis://:pw-secret@db.internal:6380", "q")
+    assert "pw-secret" not in repr(c)
+    assert c.server == "db.internal:6380"
+
+
+@pytest.mark.parametrize(
+    ("address", "keys", "field"),
+    [
+        ("http://localhost", "q", "url"),
+        ("redis://localhost", [], "keys"),
+        ("redis://localhost", ["q", ""], "keys"),
+    ],
+)
+def test_configuration_errors(address, keys, field):
+    """A bad URL scheme or an empty key list is refused when built."""
+    with pytest.raises(fas.ConfigError) as info:
+        RedisListLengthCollector("jobs", address, keys)
+    assert info.value.field == field
+
+
+def test_reconciler_collects_through_it(server, redis_port):
+    """A Reconciler stores the queue length under the collector's name."""
+    server.rpush("my-app:jobs", "a", "b", "c")
+    with RedisListLengthCollector("queue", url(redis_port), "$APP_NAME:jobs") as c:
+        reconciler = fas.Reconciler(
+            app_name="my-app",
+            collectors=[c],
+            min_started_machine_n="queue",
+        )
+        reconciler.collect_metrics()
+        assert reconciler.value("queue") == 3.0
