@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
 from flyautoscaler._errors import (
     FlapsConflictError,
@@ -44,6 +44,7 @@ from flyautoscaler._models import (
     RemoveMachineInput,
     StopMachineInput,
 )
+from flyautoscaler._ratelimit import RateLimiter
 
 __all__ = ["DEFAULT_FLAPS_BASE_URL", "FlapsHTTPClient"]
 
@@ -64,9 +65,15 @@ class FlapsHTTPClient(Lifecycle):
         timeout: ``(connect, read)`` seconds on every request.
         retry: When and how to retry; see :class:`RetryPolicy`.
         user_agent: The ``User-Agent`` header.
-        sleep: Waits between retries (tests inject a recorder).
-        clock: Monotonic seconds, for the retry budget.
+        sleep: Waits between retries and for rate-limit tokens (tests inject
+            a recorder).
+        clock: Monotonic seconds, for the retry budget and the rate limiter.
         sessions: A :class:`SessionPool` to share with other clients.
+        rate_limiter: Client-side token buckets that keep requests inside Fly's
+            documented limits (:class:`RateLimiter`: per action and Machine,
+            per action and app for create and list; 1/s with a burst of 3).
+            Each client gets its own by default; pass one to share it, or
+            ``None`` to send without pacing.
 
     Raises:
         ConfigError: The token is empty, or the base URL or timeout is invalid.
@@ -87,24 +94,32 @@ class FlapsHTTPClient(Lifecycle):
     )
     clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
     sessions: SessionPool | None = field(default=None, kw_only=True, repr=False)
+    rate_limiter: RateLimiter | None = field(
+        default=Factory(RateLimiter), kw_only=True, repr=False
+    )
     _authorization: str = field(init=False, repr=False)
     _sender: Sender = field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # Frozen: the configuration is fixed once the client is built.
         object.__setattr__(self, "_authorization", flaps_authorization(self._token))
-        object.__setattr__(self, "_sender", make_sender(self))
+        object.__setattr__(
+            self, "_sender", make_sender(self, limiter=self.rate_limiter)
+        )
 
     def _send(  # noqa: PLR0913 - one request, described in full
         self,
         method: str,
         suffix: str = "",
         *,
+        action: str,
+        key: str = "",
         query: Mapping[str, str] | None = None,
         body: object = None,
         nonce: str = "",
         idempotent: bool = True,
     ) -> requests.Response:
+        """Send one request; *action* and *key* (default: the app) pick its bucket."""
         app = urllib.parse.quote(self.app_name, safe="")
         url = f"{self.base_url}/v1/apps/{app}/machines{suffix}"
         if query:
@@ -126,6 +141,15 @@ class FlapsHTTPClient(Lifecycle):
             ),
             log_event="flaps.retry",
             log_extra={"app": self.app_name},
+            rate_key=(action, key or self.app_name),
+            limited_error=lambda seconds: FlapsRateLimitedError(
+                f"client-side rate limit: {action} would wait {seconds:.1f} s "
+                "for a token, longer than the limiter's max_wait; not sent",
+                retry_after=seconds,
+                status=None,
+                method=method,
+                url=url,
+            ),
         )
 
     def _error(self, method: str, url: str, response: requests.Response) -> FlapsError:
@@ -185,7 +209,9 @@ class FlapsHTTPClient(Lifecycle):
         Raises:
             FlapsError: The API refused or failed, or did not answer.
         """
-        response = self._send("POST", body=launch_input.to_api(), idempotent=False)
+        response = self._send(
+            "POST", action="launch", body=launch_input.to_api(), idempotent=False
+        )
         return self._machine(response, self._decode(response))
 
     def start(self, machine_id: str, nonce: str = "") -> MachineStartResponse:
@@ -195,7 +221,11 @@ class FlapsHTTPClient(Lifecycle):
             FlapsError: The API refused or failed, or did not answer.
         """
         response = self._send(
-            "POST", self._machine_path(machine_id, "/start"), nonce=nonce
+            "POST",
+            self._machine_path(machine_id, "/start"),
+            action="start",
+            key=machine_id,
+            nonce=nonce,
         )
         payload = self._decode(response)
         return MachineStartResponse.from_api(
@@ -215,6 +245,8 @@ class FlapsHTTPClient(Lifecycle):
         self._send(
             "POST",
             self._machine_path(stop_input.id, "/stop"),
+            action="stop",
+            key=stop_input.id,
             body=stop_input.to_api(),
             nonce=nonce,
         )
@@ -231,7 +263,12 @@ class FlapsHTTPClient(Lifecycle):
         """
         query = {"force": "true", "kill": "true"} if remove_input.kill else None
         self._send(
-            "DELETE", self._machine_path(remove_input.id), query=query, nonce=nonce
+            "DELETE",
+            self._machine_path(remove_input.id),
+            action="destroy",
+            key=remove_input.id,
+            query=query,
+            nonce=nonce,
         )
 
     def list(self, state: str = "") -> list[Machine]:
@@ -243,7 +280,9 @@ class FlapsHTTPClient(Lifecycle):
         Raises:
             FlapsError: The API refused or failed, or did not answer.
         """
-        response = self._send("GET", query={"state": state} if state else None)
+        response = self._send(
+            "GET", action="list", query={"state": state} if state else None
+        )
         payload = self._decode(response)
         if not isinstance(payload, list):
             raise self._bad_response(response, "expected a JSON array of Machines")

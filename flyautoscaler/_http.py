@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -26,6 +27,7 @@ import urllib3.exceptions
 from attrs import define, field, frozen
 
 from flyautoscaler._errors import ConfigError
+from flyautoscaler._ratelimit import RateLimiter
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -171,9 +173,19 @@ def _never_sent(error: BaseException) -> bool:
     return False
 
 
+class _Lease:
+    """Kept in a thread's local storage: freed, and so finalized, when it ends."""
+
+    __slots__ = ("__weakref__",)
+
+
 @define
 class SessionPool:
-    """One :class:`requests.Session` per thread, all closed by :meth:`close`."""
+    """One :class:`requests.Session` per thread, all closed by :meth:`close`.
+
+    A thread's session is closed when the thread ends, so short-lived threads
+    (such as a reconciler's action pool) do not pile up sessions.
+    """
 
     _local: threading.local = field(factory=threading.local, init=False)
     _lock: threading.Lock = field(factory=threading.Lock, init=False)
@@ -199,8 +211,19 @@ class SessionPool:
                 raise RuntimeError("the client is closed")
             session = requests.Session()
             self._sessions.append(session)
+        lease = _Lease()
+        weakref.finalize(lease, self._thread_ended, session)
         self._local.session = session
+        self._local.lease = lease
         return session
+
+    def _thread_ended(self, session: requests.Session) -> None:
+        """Close the session of a thread that ended (runs on any thread)."""
+        with self._lock:
+            if session not in self._sessions:
+                return  # closed by close() already
+            self._sessions.remove(session)
+        session.close()
 
     def close(self) -> None:
         """Close every session; idempotent."""
@@ -215,6 +238,8 @@ class SessionPool:
 ResponseError = Callable[[requests.Response], Exception]
 #: Turns a ``requests`` failure (no response) into the exception to raise.
 TransportError = Callable[[requests.RequestException], Exception]
+#: Makes the exception raised when the rate limiter would wait *seconds*, too long.
+LimitedError = Callable[[float], Exception]
 
 
 @define
@@ -228,6 +253,7 @@ class Sender:
         sleep: Waits between attempts (injected in tests).
         clock: A monotonic clock in seconds (injected in tests).
         rng: Draws the backoff jitter.
+        limiter: Client-side rate limits, for requests sent with a ``rate_key``.
     """
 
     sessions: SessionPool
@@ -236,6 +262,7 @@ class Sender:
     sleep: Callable[[float], object]
     clock: Callable[[], float]
     rng: random.Random = field(factory=random.Random)
+    limiter: RateLimiter | None = None
 
     def send(  # noqa: PLR0913 - one request, described in full
         self,
@@ -249,6 +276,8 @@ class Sender:
         transport_error: TransportError,
         log_event: str,
         log_extra: Mapping[str, object],
+        rate_key: tuple[str, str] | None = None,
+        limited_error: LimitedError | None = None,
     ) -> requests.Response:
         """Send the request, retrying what the policy allows; return a 2xx response.
 
@@ -257,14 +286,24 @@ class Sender:
         retried only when it certainly did not reach the server: on 429 or when
         the connection was never established.
 
+        With a :attr:`limiter` and a *rate_key* ``(action, Machine id or app)``,
+        the first attempt first waits for a token of that bucket; retries,
+        already backed off, take one without waiting; a 429 holds the bucket
+        for as long as the retry waits, so other threads wait too.
+
         Raises:
             Exception: What *response_error* or *transport_error* made of the last
-                failure.
+                failure, or what *limited_error* made of a wait for a token
+                longer than the limiter's ``max_wait`` (nothing was sent then).
         """
+        key = rate_key if self.limiter is not None else None
+        self._wait_for_token(key, limited_error, log_extra)
         start = self.clock()
         attempt = 0
         while True:
             attempt += 1
+            if attempt > 1:
+                self._count_retry(key)
             status: int | None = None
             retry_after: float | None = None
             try:
@@ -297,6 +336,8 @@ class Sender:
             delay = self.retry.delay(attempt, retry_after, self.rng)
             if self.clock() - start + delay > self.retry.max_elapsed:
                 raise error from cause
+            if status == 429:
+                self._hold_bucket(key, delay)
             logger.warning(
                 log_event,
                 extra={
@@ -310,6 +351,45 @@ class Sender:
                 },
             )
             self.sleep(delay)
+
+    def _wait_for_token(
+        self,
+        rate_key: tuple[str, str] | None,
+        limited_error: LimitedError | None,
+        log_extra: Mapping[str, object],
+    ) -> None:
+        """Wait for a token of *rate_key*'s bucket, or raise if it is too far off."""
+        if self.limiter is None or rate_key is None:
+            return
+        now = self.clock()
+        wait = self.limiter.reserve(*rate_key, now)
+        if wait is None:
+            seconds = self.limiter.wait_time(*rate_key, now)
+            if limited_error is None:
+                message = f"rate limit: {rate_key[0]} would wait {seconds:.1f} s"
+                raise RuntimeError(message)
+            raise limited_error(seconds)
+        if wait > 0:
+            logger.debug(
+                "flaps.rate_limit_wait",
+                extra={
+                    **log_extra,
+                    "action": rate_key[0],
+                    "key": rate_key[1],
+                    "delay": wait,
+                },
+            )
+            self.sleep(wait)
+
+    def _count_retry(self, rate_key: tuple[str, str] | None) -> None:
+        """Count a retry in its bucket; it does not wait (it backed off already)."""
+        if self.limiter is not None and rate_key is not None:
+            self.limiter.take(*rate_key, self.clock())
+
+    def _hold_bucket(self, rate_key: tuple[str, str] | None, delay: float) -> None:
+        """After a 429, hold *rate_key*'s bucket for the *delay* the retry waits."""
+        if self.limiter is not None and rate_key is not None:
+            self.limiter.rate_limited(*rate_key, self.clock(), delay)
 
 
 # --- auth ---------------------------------------------------------------------
@@ -512,12 +592,15 @@ class _ClientOptions(Protocol):
     def clock(self) -> Callable[[], float]: ...
 
 
-def make_sender(client: _ClientOptions) -> Sender:
-    """Return the :class:`Sender` for a client's options."""
+def make_sender(
+    client: _ClientOptions, *, limiter: RateLimiter | None = None
+) -> Sender:
+    """Return the :class:`Sender` for a client's options (and rate limiter)."""
     return Sender(
         sessions=client.sessions if client.sessions is not None else SessionPool(),
         timeout=client.timeout,
         retry=client.retry,
         sleep=client.sleep,
         clock=client.clock,
+        limiter=limiter,
     )

@@ -5,8 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, Literal
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
+from typing import Final, Literal, TypeVar, cast
 
 from attrs import define, evolve, field, frozen
 
@@ -38,6 +46,10 @@ logger = logging.getLogger("flyautoscaler.reconciler")
 
 #: How many times one missing Machine's create is tried within a pass.
 DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
+#: How many Machine actions of one bulk step run at the same time.
+DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
+
+_T = TypeVar("_T")
 
 Action = Literal["create", "destroy", "start", "stop"]
 
@@ -123,11 +135,13 @@ class ReconcileResult:
         max_started: The evaluated max started count (``None``: unset).
         created_count: The watched group's created count when listed.
         started_count: The watched group's started count when listed.
-        created: Ids of the Machines created, in order.
-        destroyed: Ids of the Machines destroyed, in order.
-        started: Ids of the Machines started, in order.
-        stopped: Ids of the Machines stopped, in order.
-        failures: Every failed action.
+        created: Ids of the Machines created, in the order the launches were
+            issued (not the order they finished in, which parallel actions
+            make vary); likewise the three below.
+        destroyed: Ids of the Machines destroyed, in candidate order.
+        started: Ids of the Machines started, in candidate order.
+        stopped: Ids of the Machines stopped, in candidate order.
+        failures: Every failed action, in the order the actions were issued.
         gave_up_creating: Launch failed for one missing Machine every time it
             was tried, so the pass stopped creating.
         timed_out: The deadline passed before every planned action started.
@@ -192,18 +206,25 @@ def _by_id(machine: Machine) -> str:
 
 @define
 class _Pass:
-    """Mutable record of one pass, frozen into a ReconcileResult at the end."""
+    """Mutable record of one pass, frozen into a ReconcileResult at the end.
+
+    Results are kept with the (step, dispatch number) of their action and put
+    in that order at the end: the order the actions were issued in, whatever
+    order they finished in.
+    """
 
     deadline: float | None
     clock: Callable[[], float]
     cancel: threading.Event | None = None
-    created: list[str] = field(factory=list)
-    destroyed: list[str] = field(factory=list)
-    started: list[str] = field(factory=list)
-    stopped: list[str] = field(factory=list)
-    failures: list[ActionFailure] = field(factory=list)
+    created: list[tuple[tuple[int, int], str]] = field(factory=list)
+    destroyed: list[tuple[tuple[int, int], str]] = field(factory=list)
+    started: list[tuple[tuple[int, int], str]] = field(factory=list)
+    stopped: list[tuple[tuple[int, int], str]] = field(factory=list)
+    failures: list[tuple[tuple[int, int], ActionFailure]] = field(factory=list)
     gave_up_creating: bool = False
     timed_out: bool = False
+    step: int = 0
+    _seq: int = 0
 
     def may_act(self) -> bool:
         """Return False (and remember why) once the deadline passed or on cancel."""
@@ -212,6 +233,24 @@ class _Pass:
         if self.cancel is not None and self.cancel.is_set():
             self.timed_out = True
         return not self.timed_out
+
+    def next_seq(self) -> int:
+        """Return the next dispatch number."""
+        self._seq += 1
+        return self._seq
+
+    @staticmethod
+    def add(out: list[tuple[tuple[int, int], str]], job: _Job, machine_id: str) -> None:
+        """Record that *job* succeeded on *machine_id*."""
+        out.append((job.seq, machine_id))
+
+    def acted(self) -> bool:
+        """Whether any action succeeded."""
+        return bool(self.created or self.destroyed or self.started or self.stopped)
+
+
+def _ordered(items: list[tuple[tuple[int, int], _T]]) -> tuple[_T, ...]:
+    return tuple(item for _, item in sorted(items, key=lambda pair: pair[0]))
 
 
 @define
@@ -238,6 +277,11 @@ class Reconciler:
         collectors: Metric sources; each value is stored under its ``name``.
         stats: Counters of what passes did.
         max_create_attempts: Tries per missing Machine in one pass.
+        max_parallel_actions: Machine actions of one bulk step (create,
+            destroy, start or stop) that may run at the same time, each on a
+            thread of a pool that lives only as long as the step; 1 runs them
+            one after another on the calling thread, as the Go original does.
+            Results, stats and limits are the same either way.
         clock: Monotonic clock for deadlines (injectable for tests).
     """
 
@@ -253,6 +297,7 @@ class Reconciler:
     collectors: list[MetricCollector] = field(factory=list)
     stats: ReconcilerStats = field(factory=ReconcilerStats)
     max_create_attempts: int = DEFAULT_MAX_CREATE_ATTEMPTS
+    max_parallel_actions: int = DEFAULT_MAX_PARALLEL_ACTIONS
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _metrics: dict[str, float] = field(init=False, factory=dict, repr=False)
     _region_seq: int = field(init=False, default=0, repr=False)
@@ -371,8 +416,14 @@ class Reconciler:
             ExpressionError: An expression does not compile or names a metric
                 no collector provides.
             ConfigError: ``initial_machine_state`` is neither ``"started"``
-                nor ``"stopped"``.
+                nor ``"stopped"``, or ``max_parallel_actions`` is below 1.
         """
+        if self.max_parallel_actions < 1:
+            raise ConfigError(
+                "max parallel actions must be at least 1, "
+                f"got {self.max_parallel_actions!r}",
+                field="max_parallel_actions",
+            )
         if self.initial_machine_state not in {
             MachineState.STARTED,
             MachineState.STOPPED,
@@ -404,8 +455,10 @@ class Reconciler:
 
         The created count is brought inside [min, max] first (create or
         destroy), then the started count, on the fleet as it is after the first
-        step. A failed action is counted, logged and reported in the result; it
-        never stops the other actions. Every loop is bounded.
+        step: one pass may create and then start. Within a step up to
+        :attr:`max_parallel_actions` actions run at once. A failed action is
+        counted, logged and reported in the result; it never stops the other
+        actions. Every loop is bounded.
 
         Args:
             deadline: A time on :attr:`clock` (``time.monotonic`` by default)
@@ -460,7 +513,7 @@ class Reconciler:
         elif max_started is not None and running > max_started:
             self._stop(client, fleet, running - max_started, record)
 
-        acted = record.created or record.destroyed or record.started or record.stopped
+        acted = record.acted()
         troubled = record.failures or record.gave_up_creating or record.timed_out
         if not (acted or troubled):
             self.stats.incr("no_scale")
@@ -472,11 +525,11 @@ class Reconciler:
             max_started=max_started,
             created_count=created_count,
             started_count=started_count,
-            created=tuple(record.created),
-            destroyed=tuple(record.destroyed),
-            started=tuple(record.started),
-            stopped=tuple(record.stopped),
-            failures=tuple(record.failures),
+            created=_ordered(record.created),
+            destroyed=_ordered(record.destroyed),
+            started=_ordered(record.started),
+            stopped=_ordered(record.stopped),
+            failures=_ordered(record.failures),
             gave_up_creating=record.gave_up_creating,
             timed_out=record.timed_out,
         )
@@ -522,11 +575,10 @@ class Reconciler:
             if m.process_group() == self.process_group and m.state not in _GONE
         ]
 
-    def _fail(
-        self, record: _Pass, action: Action, machine_id: str, exc: Exception
-    ) -> None:
+    def _fail(self, record: _Pass, job: _Job, action: Action, exc: Exception) -> None:
+        machine_id = job.machine_id
         self.stats.incr(f"machine_{action}_failed")
-        record.failures.append(ActionFailure(action, machine_id, exc))
+        record.failures.append((job.seq, ActionFailure(action, machine_id, exc)))
         logger.error(
             _EVENTS[action, False],
             extra={
@@ -571,55 +623,84 @@ class Reconciler:
             extra={"app": self.app_name, "n": n, "source_machine_id": source.id},
         )
         skip_launch = self.initial_machine_state == MachineState.STOPPED
-        for _ in range(n):
-            attempts = max(1, self.max_create_attempts)
-            for _attempt in range(attempts):
-                if not record.may_act():
-                    return
-                launch = LaunchMachineInput(
-                    config=config,
-                    region=self.next_region() or source.region,
-                    skip_launch=skip_launch,
-                )
-                try:
-                    machine = client.launch(launch)
-                except Exception as exc:  # noqa: BLE001 - reported, never fatal
-                    self._fail(record, "create", "", exc)
-                    continue
-                self._done("create", machine)
-                record.created.append(machine.id)
-                fleet.machines.append(machine)
-                break
-            else:
-                logger.error(
-                    "reconcile.create_gave_up",
-                    extra={"app": self.app_name, "attempts": attempts},
-                )
-                record.gave_up_creating = True
+        attempts = max(1, self.max_create_attempts)
+        # The missing Machines ("slots") still to launch; a failed one goes back
+        # to the front, so it is retried before the next one is tried.
+        todo: deque[int] = deque(range(n))
+        tries = [0] * n
+
+        def next_job(in_flight: int) -> _Job | None:
+            del in_flight  # at most one launch in flight per missing Machine
+            if record.gave_up_creating or not todo:
+                return None
+            return _Job(None, todo[0], prepare)
+
+        def prepare() -> Callable[[], object]:
+            # The deadline was checked: take the slot and the next region now,
+            # on this thread, so regions go round-robin in the order of launches.
+            tries[todo.popleft()] += 1
+            launch = LaunchMachineInput(
+                config=config,
+                region=self.next_region() or source.region,
+                skip_launch=skip_launch,
+            )
+            return lambda: client.launch(launch)
+
+        def done(job: _Job, outcome: object) -> None:
+            machine = cast("Machine", outcome)
+            self._done("create", machine)
+            record.add(record.created, job, machine.id)
+            fleet.machines.append(machine)
+
+        def failed(job: _Job, exc: Exception) -> None:
+            self._fail(record, job, "create", exc)
+            if record.gave_up_creating:
                 return
+            if tries[job.slot] < attempts:
+                todo.appendleft(job.slot)
+                return
+            logger.error(
+                "reconcile.create_gave_up",
+                extra={"app": self.app_name, "attempts": attempts},
+            )
+            record.gave_up_creating = True
+
+        self._run(record, _Step(next_job, done, failed))
 
     def _destroy(
         self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass
     ) -> None:
         self.stats.incr("bulk_destroy")
         logger.info("reconcile.bulk_destroy", extra={"app": self.app_name, "n": n})
-        candidates = fleet.in_states(_DESTROY_ORDER) + [
-            m for m in fleet.machines if m.state not in _DESTROY_ORDER
-        ]
+        candidates = iter(
+            fleet.in_states(_DESTROY_ORDER)
+            + [m for m in fleet.machines if m.state not in _DESTROY_ORDER]
+        )
         remaining = n
-        for machine in candidates:
+
+        def next_job(in_flight: int) -> _Job | None:
+            nonlocal remaining
             # Never below one Machine: it is the clone source of every scale-up.
-            if remaining <= 0 or fleet.created_count() <= 1 or not record.may_act():
-                return
+            # A destroy in flight counts as done until it fails.
+            if remaining <= 0 or fleet.created_count() - in_flight <= 1:
+                return None
+            machine = next(candidates, None)
+            if machine is None:
+                return None
             remaining -= 1  # a failure counts too: never destroy more than asked
-            try:
-                client.destroy(RemoveMachineInput(machine.id, kill=True), "")
-            except Exception as exc:  # noqa: BLE001 - reported, never fatal
-                self._fail(record, "destroy", machine.id, exc)
-                continue
+            remove = RemoveMachineInput(machine.id, kill=True)
+            return _Job.of(machine, lambda: client.destroy(remove, ""))
+
+        def done(job: _Job, _outcome: object) -> None:
+            machine = job.target()
             self._done("destroy", machine)
-            record.destroyed.append(machine.id)
+            record.add(record.destroyed, job, machine.id)
             fleet.remove(machine.id)
+
+        def failed(job: _Job, exc: Exception) -> None:
+            self._fail(record, job, "destroy", exc)
+
+        self._run(record, _Step(next_job, done, failed))
 
     def _start(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
         self.stats.incr("bulk_start")
@@ -630,36 +711,173 @@ class Reconciler:
                 "reconcile.not_enough_stopped",
                 extra={"app": self.app_name, "wanted": n, "available": len(candidates)},
             )
-        remaining = n
-        for machine in candidates:
-            if remaining <= 0 or not record.may_act():
-                return
-            try:
-                client.start(machine.id, "")
-            except Exception as exc:  # noqa: BLE001 - reported, never fatal
-                self._fail(record, "start", machine.id, exc)
-                continue
-            self._done("start", machine)
-            record.started.append(machine.id)
-            fleet.replace(_with_state(machine, MachineState.STARTED))
-            remaining -= 1
+        switch = _Switch("start", MachineState.STARTED, record.started, n)
+        self._switch(
+            record, fleet, switch, candidates, lambda m: client.start(m.id, "")
+        )
 
     def _stop(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
         self.stats.incr("bulk_stop")
         logger.info("reconcile.bulk_stop", extra={"app": self.app_name, "n": n})
-        remaining = n
-        for machine in fleet.in_states([MachineState.STARTED]):
-            if remaining <= 0 or not record.may_act():
-                return
-            try:
-                client.stop(StopMachineInput(machine.id), "")
-            except Exception as exc:  # noqa: BLE001 - reported, never fatal
-                self._fail(record, "stop", machine.id, exc)
-                continue
-            self._done("stop", machine)
-            record.stopped.append(machine.id)
-            fleet.replace(_with_state(machine, MachineState.STOPPED))
-            remaining -= 1
+        switch = _Switch("stop", MachineState.STOPPED, record.stopped, n)
+        self._switch(
+            record,
+            fleet,
+            switch,
+            fleet.in_states([MachineState.STARTED]),
+            lambda m: client.stop(StopMachineInput(m.id), ""),
+        )
+
+    def _switch(
+        self,
+        record: _Pass,
+        fleet: _Fleet,
+        switch: _Switch,
+        candidates: list[Machine],
+        call: Callable[[Machine], object],
+    ) -> None:
+        """Start or stop ``switch.n`` of *candidates*; a failure tries the next."""
+        pending = iter(candidates)
+        succeeded = 0
+
+        def next_job(in_flight: int) -> _Job | None:
+            # Never more in flight than still needed, so there is no overshoot
+            # even if all succeed; a failure frees its slot for the next one.
+            if succeeded + in_flight >= switch.n:
+                return None
+            machine = next(pending, None)
+            if machine is None:
+                return None
+            return _Job.of(machine, lambda: call(machine))
+
+        def done(job: _Job, _outcome: object) -> None:
+            nonlocal succeeded
+            machine = job.target()
+            succeeded += 1
+            self._done(switch.action, machine)
+            record.add(switch.out, job, machine.id)
+            fleet.replace(_with_state(machine, switch.state))
+
+        def failed(job: _Job, exc: Exception) -> None:
+            self._fail(record, job, switch.action, exc)
+
+        self._run(record, _Step(next_job, done, failed))
+
+    def _run(self, record: _Pass, step: _Step) -> None:
+        """Run *step*'s actions, up to :attr:`max_parallel_actions` at a time.
+
+        The first action runs alone; once one succeeds, the step runs as many
+        at once as allowed; after a failure it goes back to one at a time until
+        an action succeeds. Only the client calls run on the pool's threads:
+        the fleet, the record, the stats and the logs are touched on this one.
+        Before each action the deadline and ``cancel`` are checked; once they
+        stop the step, the actions in flight are waited for.
+        """
+        bound = max(1, self.max_parallel_actions)
+        record.step += 1
+        executor: Executor = (
+            _InlineExecutor()
+            if bound == 1
+            else ThreadPoolExecutor(bound, thread_name_prefix="flyautoscaler-action")
+        )
+        running: dict[Future[object], _Job] = {}
+        window = 1
+        stopped = False
+        with executor:
+            while True:
+                while not stopped and len(running) < window:
+                    job = step.next_job(len(running))
+                    if job is None:
+                        break
+                    if not record.may_act():
+                        stopped = True
+                        break
+                    job.seq = (record.step, record.next_seq())
+                    running[executor.submit(job.prepare())] = job
+                if not running:
+                    return
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: running[f].seq):
+                    job = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        step.done(job, future.result())
+                        window = bound
+                    elif isinstance(error, Exception):
+                        step.failed(job, error)
+                        window = 1
+                    else:  # KeyboardInterrupt and the like: not an action failure
+                        raise error
+
+
+@define
+class _Job:
+    """One Machine action of a bulk step.
+
+    Attributes:
+        machine: The Machine acted on (``None`` for a create).
+        slot: A create's missing-Machine number.
+        prepare: Called on the reconciling thread just before the action is
+            issued; returns the call to run (on a pool thread).
+        seq: (step, dispatch number) within the pass: the order of results.
+    """
+
+    machine: Machine | None
+    slot: int
+    prepare: Callable[[], Callable[[], object]]
+    seq: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def of(cls, machine: Machine, call: Callable[[], object]) -> _Job:
+        return cls(machine, 0, lambda: call)
+
+    @property
+    def machine_id(self) -> str:
+        return "" if self.machine is None else self.machine.id
+
+    def target(self) -> Machine:
+        assert self.machine is not None  # noqa: S101 - only creates have none
+        return self.machine
+
+
+@frozen
+class _Step:
+    """A bulk step, as :meth:`Reconciler._run` drives it.
+
+    ``next_job(in_flight)`` returns the next action to issue, or ``None`` when
+    none may start now (the step ends once nothing is in flight either);
+    ``done`` and ``failed`` record an action's outcome.
+    """
+
+    next_job: Callable[[int], _Job | None]
+    done: Callable[[_Job, object], None]
+    failed: Callable[[_Job, Exception], None]
+
+
+@frozen
+class _Switch:
+    """What differs between a start and a stop step."""
+
+    action: Literal["start", "stop"]
+    state: str
+    out: list[tuple[tuple[int, int], str]]
+    n: int
+
+
+class _InlineExecutor(Executor):
+    """Runs each call at once on the calling thread: ``max_parallel_actions=1``."""
+
+    def submit(  # type: ignore[override]
+        self, fn: Callable[[], object], /
+    ) -> Future[object]:
+        future: Future[object] = Future()
+        try:
+            result = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed over like a pool's
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+        return future
 
 
 def _with_state(machine: Machine, state: str) -> Machine:

@@ -38,6 +38,7 @@ from flyautoscaler._http import (
     graphql_authorization,
     parse_retry_after,
 )
+from flyautoscaler._ratelimit import RateLimit, RateLimiter
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
@@ -49,6 +50,8 @@ __all__ = [
     "FlapsClientFactory",
     "FlapsHTTPClient",
     "FlyGraphQLClient",
+    "RateLimit",
+    "RateLimiter",
     "RetryPolicy",
     "SessionPool",
     "api_base_url",
@@ -111,6 +114,7 @@ class FlapsClientFactory:
         default=time.sleep, kw_only=True, repr=False
     )
     clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
+    rate_limits: bool = field(default=True, kw_only=True)
     sessions: SessionPool = field(factory=SessionPool, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -128,6 +132,7 @@ class FlapsClientFactory:
             sleep=self.sleep,
             clock=self.clock,
             sessions=self.sessions,
+            rate_limiter=RateLimiter() if self.rate_limits else None,
         )
 
     def close(self) -> None:
@@ -155,6 +160,7 @@ def new_flaps_client_func(  # noqa: PLR0913 - the client's options, passed throu
     user_agent: str | None = None,
     sleep: Callable[[float], object] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    rate_limits: bool = True,
 ) -> FlapsClientFactory:
     """Return a :data:`~flyautoscaler.NewFlapsClientFunc` building HTTP clients.
 
@@ -167,6 +173,8 @@ def new_flaps_client_func(  # noqa: PLR0913 - the client's options, passed throu
         user_agent: See :class:`FlapsHTTPClient` (default ``flyautoscaler/<version>``).
         sleep: See :class:`FlapsHTTPClient`.
         clock: See :class:`FlapsHTTPClient`.
+        rate_limits: Give each client its own :class:`RateLimiter` (Fly's
+            documented limits); ``False`` sends requests as fast as they come.
 
     Returns:
         A callable ``app_name -> FlapsHTTPClient`` with a ``close()`` method.
@@ -182,4 +190,5 @@ def new_flaps_client_func(  # noqa: PLR0913 - the client's options, passed throu
         user_agent=default_user_agent() if user_agent is None else user_agent,
         sleep=sleep,
         clock=clock,
+        rate_limits=rate_limits,
     )

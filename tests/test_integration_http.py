@@ -194,10 +194,11 @@ def test_go_pool_scenario_over_http(server):
     )
     target = StaticCollector("target", 0.0)
     fly = FlyGraphQLClient(TOKEN, base_url=server.url)
-    factory = new_flaps_client_func(TOKEN, base_url=server.url)
+    factory = new_flaps_client_func(TOKEN, base_url=server.url, rate_limits=False)
     pool = fas.ReconcilerPool(fly, concurrency=2)
     pool.app_name = "my-app-*"
     pool.organization_slug = "myorg"
+    # Passes every 10 ms: far above Fly's 1 list/s, so no client-side limiter.
     pool.reconcile_interval = 0.01
     pool.new_flaps_client = factory
     pool.new_reconciler = lambda: fas.Reconciler(
@@ -223,7 +224,7 @@ def test_go_pool_scenario_over_http(server):
 def test_pool_survives_api_outage(server):
     """Machines API faults are counted; the pool recovers when they stop."""
     table = server.add_app("my-app", machines=[machine("1"), machine("2")])
-    factory = new_flaps_client_func(TOKEN, base_url=server.url)
+    factory = new_flaps_client_func(TOKEN, base_url=server.url, rate_limits=False)
     server.fail_next(8, 500, method="GET")
     fly = FlyGraphQLClient(TOKEN, base_url=server.url)
     pool = fas.ReconcilerPool(fly)

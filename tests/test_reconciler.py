@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -10,10 +11,25 @@ import flyautoscaler as fas
 from factories import IMAGE_REF, machine
 from flyautoscaler.testing import CallableCollector, FakeFlapsClient, StaticCollector
 
+# The max_parallel_actions the module's tests run with (None: the default).
+PARALLELISM: list[int | None] = [None]
+
+
+@pytest.fixture(
+    autouse=True, scope="module", params=[None, 1], ids=["default", "sequential"]
+)
+def parallelism(request: pytest.FixtureRequest) -> Iterator[int | None]:
+    """Run every test with the default parallel actions, and one at a time."""
+    PARALLELISM[0] = request.param
+    yield request.param
+    PARALLELISM[0] = None
+
 
 def reconciler(client: FakeFlapsClient, **fields: object) -> fas.Reconciler:
     """Return a Reconciler over *client* with *fields* set."""
     r = fas.Reconciler(client=client, app_name="my-app")
+    if PARALLELISM[0] is not None:
+        r.max_parallel_actions = PARALLELISM[0]
     for name, value in fields.items():
         setattr(r, name, value)
     return r
@@ -550,7 +566,12 @@ def test_deadline_stops_new_actions():
     client = FakeFlapsClient(
         [machine(str(i), "stopped") for i in range(1, 6)], before_call=tick
     )
-    r = reconciler(client, min_started_machine_n="5", clock=lambda: now[0])
+    # The clock moves only inside each call, as if the calls took turns: with
+    # parallel actions all five would rightly start at 0, before the deadline
+    # (tests/test_parallel.py checks the deadline under parallel actions).
+    r = reconciler(
+        client, min_started_machine_n="5", clock=lambda: now[0], max_parallel_actions=1
+    )
     result = r.reconcile(deadline=2.0)
     assert result.started == ("1", "2")
     assert result.timed_out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,6 +41,26 @@ def fleets(draw: st.DrawFn) -> list[fas.Machine]:
         )
         for i in range(n)
     ]
+
+
+# The max_parallel_actions the module's tests run with (None: the default).
+PARALLELISM: list[int | None] = [None]
+
+
+@pytest.fixture(
+    autouse=True, scope="module", params=[None, 1], ids=["default", "sequential"]
+)
+def parallelism(request: pytest.FixtureRequest) -> Iterator[int | None]:
+    """Run every property with the default parallel actions, and one at a time."""
+    PARALLELISM[0] = request.param
+    yield request.param
+    PARALLELISM[0] = None
+
+
+def parallel() -> dict[str, int]:
+    """Return the Reconciler field setting the parallelism, if not the default."""
+    value = PARALLELISM[0]
+    return {} if value is None else {"max_parallel_actions": value}
 
 
 targets = st.one_of(st.none(), st.integers(min_value=-2, max_value=16))
@@ -88,6 +111,7 @@ def test_pass_is_safe(
         max_created_machine_n=expr(max_created),
         min_started_machine_n=expr(min_started),
         max_started_machine_n=expr(max_started),
+        **parallel(),
     )
     before = {m.id: m for m in fleet}
     mine = {m.id for m in watched(fleet)}
@@ -144,6 +168,7 @@ def test_pass_reaches_targets_when_actions_succeed(
         max_created_machine_n=expr(max_created),
         min_started_machine_n=expr(min_started),
         max_started_machine_n=expr(max_started),
+        **parallel(),
     )
     try:
         result = r.reconcile()
@@ -179,6 +204,7 @@ def test_pass_converges(fleet: list[fas.Machine], target: int) -> None:
         max_created_machine_n=str(target),
         min_started_machine_n=str(target),
         max_started_machine_n=str(target),
+        **parallel(),
     )
     try:
         r.reconcile()
