@@ -1,0 +1,558 @@
+"""The ``flyautoscaler`` command: ``serve``, ``eval``, ``version``, ``simulate``.
+
+Exit status: 0 on success, 1 on an error (one line on stderr, ``error: ...``,
+without a traceback for configuration, expression, collection and API errors),
+2 on a usage error. This is the only place that configures logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import functools
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, ModuleType
+from typing import Final, TextIO
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+from flyautoscaler._errors import FlyAutoscalerError, redact
+from flyautoscaler._pool import PoolState, ReconcilerPool
+from flyautoscaler._protocols import MetricCollector
+from flyautoscaler.config import Config, load_config
+
+__all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
+
+logger = logging.getLogger("flyautoscaler.cli")
+
+PROG: Final = "flyautoscaler"
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+
+_DESCRIPTION: Final = """\
+flyautoscaler scales the Machines of a Fly.io app (or of every app matching a
+wildcard) from metrics: it collects them, evaluates the count expressions and
+creates, destroys, starts or stops Machines to match. It reads the same FAS_*
+environment variables and YAML file as the Go fly-autoscaler.
+"""
+
+# --- logging -------------------------------------------------------------------
+
+# Attributes every LogRecord has; anything else came from ``extra``.
+_RECORD_ATTRS: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+_REDACTED: Final = "[REDACTED]"
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event, logger, and the extras.
+
+    Every string passes through :func:`~flyautoscaler._errors.redact`
+    (``Bearer``/``FlyV1`` credentials, Fly macaroons), and each of *secrets*
+    is replaced wherever it appears.
+
+    Args:
+        secrets: Exact strings never to write (the configured tokens).
+    """
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is removed whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len)[::-1]
+
+    def scrub(self, text: str) -> str:
+        """Return *text* without credentials."""
+        for secret in self._secrets:
+            text = text.replace(secret, _REDACTED)
+        return redact(text)
+
+    def _clean(self, value: object) -> object:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, bool | int | float) or value is None:
+            return value
+        if isinstance(value, Mapping):
+            return {str(k): self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._clean(v) for v in value]
+        return self.scrub(str(value))
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return *record* as one line of JSON."""
+        moment = dt.datetime.fromtimestamp(record.created, dt.UTC)
+        entry: dict[str, object] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "event": record.getMessage(),
+            "logger": record.name,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(self._clean(entry), ensure_ascii=False, default=str)
+
+
+def configure_logging(
+    *,
+    verbose: bool,
+    secrets: Sequence[str] = (),
+    quiet: bool = False,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send log records to *stream* (stderr) as JSON lines; return the handler.
+
+    flyautoscaler's loggers log at DEBUG with *verbose*; otherwise every logger
+    logs at INFO, or at ERROR when *quiet* (``eval``, whose errors are reported
+    on their own line). Other libraries never log below INFO.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JSONFormatter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    default = logging.ERROR if quiet else logging.INFO
+    root.setLevel(default)
+    logging.getLogger("flyautoscaler").setLevel(logging.DEBUG if verbose else default)
+    return handler
+
+
+def _secrets(config: Config) -> list[str]:
+    values = [config.api_token]
+    for entry in config.metric_collectors:
+        values += [entry.token, entry.api_key, entry.key_data, entry.url]
+    return [v for v in values if v]
+
+
+# --- the metrics and health server ----------------------------------------------
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Split ``host:port`` (``:9090``, ``127.0.0.1:0``, ``[::1]:9090``).
+
+    An empty host means every interface.
+
+    Raises:
+        ConfigError: The address has no valid port.
+    """
+    from flyautoscaler._errors import ConfigError  # noqa: PLC0415 - one use
+
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(
+            f"metrics address must be host:port (such as :9090), got {address!r}",
+            field="metrics_address",
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        pool: ReconcilerPool,
+        registry: CollectorRegistry,
+    ) -> None:
+        host = address[0]
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if not host:  # every interface: IPv4 (``:9090`` as in the Go original)
+            address = ("0.0.0.0", address[1])  # noqa: S104 - asked for
+        self.pool = pool
+        self.registry = registry
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the host name up (getfqdn), which can
+        # stall without DNS; the name is only used in CGI environments.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = self.path.partition("?")[0]
+        if path == "/metrics":
+            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, self._metrics())
+        elif path == "/healthz":
+            status, body = self._health()
+            self._send(status, "application/json", body)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
+
+    def _metrics(self) -> bytes:
+        return generate_latest(self.server.registry)
+
+    def _health(self) -> tuple[HTTPStatus, bytes]:
+        pool = self.server.pool
+        running = pool.state is PoolState.RUNNING
+        apps = {
+            name: {
+                "passes": status.passes,
+                "skipped": status.skipped,
+                "errors": {k: v for k, v in status.errors.items() if v},
+                "last_duration": round(status.last_duration, 3),
+                "last_lag": round(status.last_lag, 3),
+                "metrics": status.metrics,
+                "ok": None if status.last_result is None else status.last_result.ok,
+            }
+            for name, status in pool.app_status().items()
+        }
+        body = {
+            "status": "ok" if running else "unavailable",
+            "state": pool.state.value,
+            "passes": pool.pass_count,
+            "apps": apps,
+        }
+        code = HTTPStatus.OK if running else HTTPStatus.SERVICE_UNAVAILABLE
+        return code, json.dumps(body, default=str).encode() + b"\n"
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        logger.debug("serve.http_request", extra={"request": format % args})
+
+
+# --- commands ------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    return load_config(args.config, environ)
+
+
+def _close_quietly(thing: object) -> None:
+    close = getattr(thing, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - shutting down: log, go on
+            logger.warning(
+                "serve.close_failed",
+                extra={"what": type(thing).__name__, "error": str(exc)},
+            )
+
+
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event) -> Iterator[list[str]]:
+    """Set *stop* on SIGINT or SIGTERM while inside; yield the signals received."""
+    received: list[str] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from flyautoscaler.fly import (  # noqa: PLC0415 - only serve needs them
+        FlyGraphQLClient,
+        new_flaps_client_func,
+    )
+
+    config = _load(args, environ)
+    configure_logging(verbose=config.verbose, secrets=_secrets(config))
+    config.validate(require_token=True)
+    host, port = parse_listen_address(config.metrics_address)
+    collectors: list[MetricCollector] = config.build_collectors()
+    fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
+    flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
+    pool = ReconcilerPool(
+        fly_client,
+        concurrency=config.concurrency,
+        reconcile_timeout=config.timeout,
+        reconcile_interval=config.interval,
+        app_list_refresh_interval=config.app_list_refresh_interval,
+        app_name=config.app_name,
+        organization_slug=config.org,
+        new_flaps_client=flaps,
+        # One set of collectors, shared by every app (as in the Go original).
+        new_reconciler=functools.partial(config.new_reconciler, collectors),
+        close_timeout=config.timeout,
+    )
+    registry = CollectorRegistry()
+    pool.register_prom_metrics(registry)
+    ProcessCollector(registry=registry)
+    registry.register(PLATFORM_COLLECTOR)
+    stop = threading.Event()
+    server: _Server | None = None
+    try:
+        with _signals_set(stop) as received:
+            server = _Server((host, port), pool, registry)
+            bound_host, bound_port = server.server_address[:2]
+            logger.info(
+                "serve.listening",
+                extra={
+                    "address": _format_address(str(bound_host), int(bound_port)),
+                    "paths": ["/metrics", "/healthz"],
+                },
+            )
+            threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name="flyautoscaler-http",
+                daemon=True,
+            ).start()
+            pool.open()
+            logger.info(
+                "serve.started",
+                extra={
+                    "app": config.app_name,
+                    "org": config.org,
+                    "interval": config.interval,
+                    "timeout": config.timeout,
+                    "concurrency": config.concurrency,
+                    "collectors": config.metric_names(),
+                    "regions": config.regions,
+                    "process_group": config.process_group,
+                    "created_count": {
+                        "min": config.min_created_expr() or None,
+                        "max": config.max_created_expr() or None,
+                    },
+                    "started_count": {
+                        "min": config.min_started_expr() or None,
+                        "max": config.max_started_expr() or None,
+                    },
+                },
+            )
+            stop.wait()
+            logger.info("serve.stopping", extra={"signals": received})
+            pool.close()
+    finally:
+        pool.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        for thing in (flaps, fly_client, *collectors):
+            _close_quietly(thing)
+    logger.info("serve.stopped")
+    return EXIT_OK
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _eval(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    config = _load(args, environ)
+    configure_logging(verbose=config.verbose, secrets=_secrets(config), quiet=True)
+    config.validate()
+    collectors = config.build_collectors()
+    try:
+        reconciler = config.new_reconciler(collectors)
+        reconciler.app_name = args.app or config.app_name
+        try:
+            reconciler.collect_metrics()
+        except FlyAutoscalerError as exc:
+            raise _CommandError(f"metrics collection failed: {exc}") from exc
+        result: dict[str, dict[str, int | None]] = {}
+        for kind in ("created", "started"):
+            result[kind] = {}
+            for bound in ("min", "max"):
+                calc = getattr(reconciler, f"calc_{bound}_{kind}_machine_n")
+                try:
+                    result[kind][bound] = calc()
+                except FlyAutoscalerError as exc:
+                    raise _CommandError(
+                        f"cannot calculate {bound} {kind} machine count: {exc}"
+                    ) from exc
+    finally:
+        for collector in collectors:
+            _close_quietly(collector)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return EXIT_OK
+
+
+def _version(_args: argparse.Namespace, _environ: Mapping[str, str]) -> int:
+    sys.stdout.write(f"{PROG} {_package_version()}\n")
+    return EXIT_OK
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("flyautoscaler")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+#: A command: parsed arguments and the environment in, exit status out.
+_Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+class _CommandError(Exception):
+    """A command failed; the message is shown as is."""
+
+
+# --- simulate (its own module, written separately) --------------------------------
+
+
+def _import_simulate() -> tuple[ModuleType | None, str]:
+    """Return the simulator module, or None and why it cannot be loaded."""
+    try:
+        return importlib.import_module("flyautoscaler._simulate"), ""
+    except ImportError as exc:
+        return None, str(exc)
+
+
+def _simulate_unavailable(reason: str) -> _Command:
+    def run(_args: argparse.Namespace, _environ: Mapping[str, str]) -> int:
+        detail = f" ({reason})" if reason else ""
+        sys.stderr.write(f"error: simulate is not available{detail}\n")
+        return EXIT_ERROR
+
+    return run
+
+
+def _simulate_command(module: ModuleType) -> _Command:
+    def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+        code: int = module.run(
+            args, environ=environ, stdout=sys.stdout, stderr=sys.stderr
+        )
+        return code
+
+    return run
+
+
+# --- the parser -----------------------------------------------------------------
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML configuration file (its values override FAS_* variables)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog="Run 'flyautoscaler COMMAND --help' for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the autoscaler until SIGINT or SIGTERM",
+        description="Run the autoscaler: reconcile the app(s) every interval, "
+        "serve /metrics and /healthz on the metrics address, log JSON lines on "
+        "stderr. SIGINT or SIGTERM stops it gracefully.",
+    )
+    _add_config_option(serve)
+    serve.set_defaults(handler=_serve)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="collect metrics once and print the Machine counts",
+        description="Collect the metrics once and print the Machine counts the "
+        "expressions give, as JSON. Scales nothing; needs no API token.",
+    )
+    _add_config_option(evaluate)
+    evaluate.add_argument(
+        "--app",
+        metavar="NAME",
+        help="app name for $APP_NAME in queries (default: the configured one)",
+    )
+    evaluate.set_defaults(handler=_eval)
+
+    version = commands.add_parser(
+        "version",
+        help="print the version",
+        description="Print the version.",
+    )
+    version.set_defaults(handler=_version)
+
+    module, reason = _import_simulate()
+    simulate = commands.add_parser(
+        "simulate",
+        help="try a policy on a simulated fleet (no Fly account needed)",
+        description="Run the autoscaler against a simulated fleet and a "
+        "synthetic metric, then summarise what it did.",
+    )
+    if module is None:
+        simulate.set_defaults(handler=_simulate_unavailable(reason))
+    else:
+        module.add_arguments(simulate)
+        simulate.set_defaults(handler=_simulate_command(module))
+    return parser
+
+
+# --- main -----------------------------------------------------------------------
+
+_USER_ERRORS: Final = (FlyAutoscalerError, OSError, _CommandError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return redact(" ".join(str(exc).split())) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 on an error, 2 on a usage error.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        code: int = args.handler(args, os.environ)
+    except _USER_ERRORS as exc:
+        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    return code

@@ -1,0 +1,868 @@
+"""Configuration of the ``flyautoscaler`` command, compatible with the Go original.
+
+:func:`load_config` reads the ``FAS_*`` environment variables of
+``superfly/fly-autoscaler`` (same names, same meaning), then, when given, a YAML
+file with the same kebab-case keys, whose values override the environment's.
+:meth:`Config.validate` checks it with the Go original's messages, word for word,
+and then compiles every count expression against the configured metric names.
+
+This module serves the command line; a service embedding the library builds
+:class:`~flyautoscaler.ReconcilerPool` and :class:`~flyautoscaler.Reconciler`
+directly, though it may use :class:`Config` too. Every error is a
+:class:`~flyautoscaler.ConfigError`; no message or ``repr`` carries a token.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final
+
+import yaml
+from attrs import define, field
+
+from flyautoscaler._errors import ConfigError, FlyAutoscalerError
+from flyautoscaler._expr import compile_expression
+from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
+from flyautoscaler._pool import (
+    DEFAULT_APP_LIST_REFRESH_INTERVAL,
+    DEFAULT_RECONCILE_INTERVAL,
+    DEFAULT_RECONCILE_TIMEOUT,
+)
+from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._reconciler import Reconciler
+from flyautoscaler.fly import api_base_url, flaps_base_url
+
+__all__ = [
+    "COLLECTOR_TYPES",
+    "DEFAULT_METRICS_ADDRESS",
+    "CollectorConfig",
+    "Config",
+    "load_config",
+    "parse_duration",
+]
+
+#: Where ``serve`` answers ``/metrics`` and ``/healthz`` unless told otherwise.
+DEFAULT_METRICS_ADDRESS: Final = ":9090"
+#: The ``type`` values of a ``metric-collectors`` entry.
+COLLECTOR_TYPES: Final = ("prometheus", "temporal", "redis")
+
+# --- durations -------------------------------------------------------------------
+
+_UNITS: Final = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,  # micro sign
+    "\u03bcs": 1e-6,  # Greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART: Final = re.compile(
+    r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?P<unit>ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
+)
+
+
+def parse_duration(text: str) -> float:
+    """Parse a duration in Go's syntax and return it in seconds.
+
+    A duration is an optional sign and a sequence of decimal numbers, each with
+    a unit: ``ns``, ``us`` (or ``µs``), ``ms``, ``s``, ``m``, ``h``; for example
+    ``"15s"``, ``"1m30s"``, ``"500ms"``, ``"1.5h"``, ``"-2s"``. ``"0"`` is the
+    only number allowed without a unit.
+
+    Args:
+        text: The duration.
+
+    Returns:
+        Seconds (negative for a negative duration).
+
+    Raises:
+        ValueError: *text* is not a duration.
+    """
+    body = text
+    sign = 1.0
+    if body[:1] in {"+", "-"}:
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f"invalid duration {_quote(text)}")
+    total = 0.0
+    position = 0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None:
+            detail = (
+                "missing unit"
+                if re.fullmatch(r"[\d.]+", body[position:])
+                else "unknown unit or syntax"
+            )
+            raise ValueError(f"invalid duration {_quote(text)}: {detail}")
+        total += float(match.group("number")) * _UNITS[match.group("unit")]
+        position = match.end()
+    if not math.isfinite(total):
+        raise ValueError(f"invalid duration {_quote(text)}: out of range")
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """Return *seconds* in Go's syntax (``15s``, ``1m30s``, ``500ms``)."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    rest = abs(seconds)
+    if rest < 1:
+        return f"{sign}{rest * 1000:g}ms"
+    hours, rest = divmod(rest, 3600)
+    minutes, rest = divmod(rest, 60)
+    text = ""
+    if hours:
+        text += f"{hours:.0f}h"
+    if hours or minutes:
+        text += f"{minutes:.0f}m"
+    return f"{sign}{text}{rest:g}s"
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def _quote(value: str) -> str:
+    """Quote *value* the way Go's ``%q`` does (close enough: JSON's quoting)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _split_list(text: str) -> list[str]:
+    """Split a comma list, dropping blanks around and between items."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+# --- collectors ------------------------------------------------------------------
+
+# Settings each collector type requires: (attribute, message if missing).
+_REQUIRED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "prometheus": (
+        ("address", "prometheus address required"),
+        ("query", "prometheus query required"),
+    ),
+    "temporal": (("address", "temporal address required"),),
+    "redis": (("url", "redis url required"), ("keys", "redis keys required")),
+}
+
+
+@define
+class CollectorConfig:
+    """One entry of ``metric-collectors``: which collector, and its settings.
+
+    Attributes:
+        type: ``"prometheus"``, ``"temporal"`` or ``"redis"``.
+        metric_name: The name count expressions use for its value.
+        address: Prometheus: the server's base URL; Temporal: ``host:port``.
+        query: Prometheus: the PromQL query; Temporal: an extra visibility
+            filter. Expanded per app (``$APP_NAME``) when collected.
+        token: Prometheus: the credential (``FlyV1 ...`` or a bearer token).
+        namespace: Temporal: the namespace (default ``"default"``).
+        cert_data: Temporal: PEM client certificate for mTLS.
+        key_data: Temporal: PEM private key of *cert_data*.
+        api_key: Temporal: a Temporal Cloud API key.
+        url: Redis: ``redis://[[user]:password@]host[:port][/db]``,
+            ``rediss://...`` or ``unix:///path``.
+        keys: Redis: the lists whose lengths are summed (``$APP_NAME`` allowed).
+    """
+
+    type: str = ""
+    metric_name: str = ""
+    address: str = ""
+    query: str = ""
+    token: str = field(default="", repr=False)
+    namespace: str = ""
+    cert_data: str = field(default="", repr=False)
+    key_data: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
+    url: str = field(default="", repr=False)
+    keys: list[str] = field(factory=list)
+
+    def validate(self) -> None:
+        """Check the entry, with the Go original's messages where it has them.
+
+        Raises:
+            ConfigError: ``metric name required``, ``type required``,
+                ``invalid type: "x"``, ``prometheus address required``,
+                ``prometheus query required``, ``temporal address required``,
+                ``redis url required`` or ``redis keys required``.
+        """
+        if not self.metric_name:
+            raise ConfigError("metric name required", field="metric_name")
+        if not self.type:
+            raise ConfigError("type required", field="type")
+        if self.type not in COLLECTOR_TYPES:
+            raise ConfigError(f"invalid type: {_quote(self.type)}", field="type")
+        for attribute, message in _REQUIRED[self.type]:
+            if not any(getattr(self, attribute)):
+                raise ConfigError(message, field=attribute)
+        if self.type == "temporal" and bool(self.cert_data) != bool(self.key_data):
+            raise ConfigError(
+                "temporal cert data and key data go together: give both or neither",
+                field="cert_data",
+            )
+
+    def build(self) -> MetricCollector:
+        """Build the collector this entry describes.
+
+        Raises:
+            ConfigError: The entry is invalid, or the collector refused a
+                setting (for example an address that is not an http(s) URL).
+            ImportError: The collector's extra (``redis``, ``temporal``) is
+                not installed; the message names the ``pip install`` command.
+        """
+        # Imported here: the collectors module is light, but the CLI's eval and
+        # serve are the only users, and tests build configs without them.
+        from flyautoscaler.collectors import (  # noqa: PLC0415
+            PrometheusCollector,
+            RedisListLengthCollector,
+            TemporalCollector,
+        )
+
+        self.validate()
+        if self.type == "prometheus":
+            return PrometheusCollector(
+                self.metric_name, self.address, self.query, self.token
+            )
+        if self.type == "temporal":
+            return TemporalCollector(
+                self.metric_name,
+                self.address,
+                self.namespace or "default",
+                self.query,
+                api_key=self.api_key,
+                tls_cert=self.cert_data.encode(),
+                tls_key=self.key_data.encode(),
+            )
+        return RedisListLengthCollector(
+            self.metric_name, self.url, [k for k in self.keys if k]
+        )
+
+
+# --- the configuration -----------------------------------------------------------
+
+
+@define
+class Config:
+    """Everything ``flyautoscaler serve`` and ``eval`` need.
+
+    Build it with :func:`load_config`; every field has the Go original's
+    default. Durations are float seconds.
+
+    Attributes:
+        app_name: The app to scale, or a wildcard such as ``my-app-*``.
+        org: The organization slug of a wildcard's apps.
+        regions: Regions to create Machines in, round-robin.
+        process_group: The process group to scale.
+        created_machine_count: Expression for both bounds of created Machines.
+        min_created_machine_count: Expression for the least created Machines.
+        max_created_machine_count: Expression for the most created Machines.
+        initial_machine_state: ``"started"`` or ``"stopped"``: the state of
+            created Machines.
+        started_machine_count: Expression for both bounds of started Machines.
+        min_started_machine_count: Expression for the least started Machines.
+        max_started_machine_count: Expression for the most started Machines.
+        concurrency: Worker threads (for a wildcard).
+        interval: Seconds between two passes of an app.
+        timeout: Seconds one pass may take.
+        app_list_refresh_interval: Seconds between two refreshes of a
+            wildcard's app list.
+        api_token: The Fly API token; never shown.
+        verbose: Log at debug level.
+        metric_collectors: Where the metrics come from.
+        metrics_address: ``host:port`` where ``serve`` answers ``/metrics``
+            and ``/healthz``; ``:9090`` is every interface.
+        flaps_base_url: The Machines API.
+        api_base_url: The GraphQL API host.
+    """
+
+    app_name: str = ""
+    org: str = ""
+    regions: list[str] = field(factory=list)
+    process_group: str = DEFAULT_PROCESS_GROUP
+    created_machine_count: str = ""
+    min_created_machine_count: str = ""
+    max_created_machine_count: str = ""
+    initial_machine_state: str = MachineState.STARTED
+    started_machine_count: str = ""
+    min_started_machine_count: str = ""
+    max_started_machine_count: str = ""
+    concurrency: int = 1
+    interval: float = DEFAULT_RECONCILE_INTERVAL
+    timeout: float = DEFAULT_RECONCILE_TIMEOUT
+    app_list_refresh_interval: float = DEFAULT_APP_LIST_REFRESH_INTERVAL
+    api_token: str = field(default="", repr=False)
+    verbose: bool = False
+    metric_collectors: list[CollectorConfig] = field(factory=list)
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    flaps_base_url: str = field(factory=lambda: flaps_base_url({}))
+    api_base_url: str = field(factory=lambda: api_base_url({}))
+
+    # --- expressions (Go's GetMin/MaxCreated/StartedMachineN) ---
+
+    def min_created_expr(self) -> str:
+        """``created_machine_count`` if set, else ``min_created_machine_count``."""
+        return self.created_machine_count or self.min_created_machine_count
+
+    def max_created_expr(self) -> str:
+        """``created_machine_count`` if set, else ``max_created_machine_count``."""
+        return self.created_machine_count or self.max_created_machine_count
+
+    def min_started_expr(self) -> str:
+        """``started_machine_count`` if set, else ``min_started_machine_count``."""
+        return self.started_machine_count or self.min_started_machine_count
+
+    def max_started_expr(self) -> str:
+        """``started_machine_count`` if set, else ``max_started_machine_count``."""
+        return self.started_machine_count or self.max_started_machine_count
+
+    def metric_names(self) -> list[str]:
+        """Return the configured collectors' metric names, in order."""
+        return [c.metric_name for c in self.metric_collectors]
+
+    # --- validation ---
+
+    def validate(self, *, require_token: bool = False) -> None:
+        """Check the configuration; the first problem found is raised.
+
+        First the Go original's checks, with its messages: ``app name
+        required``, ``must define either created machine count or started
+        machine count``, the created and started count pairs, ``initial machine
+        state must be either 'started' or 'stopped'``, and each collector
+        (``metric-collectors[0]: metric name required``, ...). Then: ``api token
+        required`` when *require_token*; an organization for a wildcard;
+        positive durations and concurrency; distinct metric names; and every
+        expression compiled and checked against :meth:`metric_names`, so a
+        misspelled metric fails here, naming it.
+
+        Args:
+            require_token: Whether an API token is needed (``serve``; not
+                ``eval``).
+
+        Raises:
+            ConfigError: What is wrong.
+        """
+        if not self.app_name:
+            raise ConfigError("app name required", field="app_name")
+        created = (
+            self.created_machine_count,
+            self.min_created_machine_count,
+            self.max_created_machine_count,
+        )
+        started = (
+            self.started_machine_count,
+            self.min_started_machine_count,
+            self.max_started_machine_count,
+        )
+        if not any(created) and not any(started):
+            raise ConfigError(
+                "must define either created machine count or started machine count"
+            )
+        _check_pair("created", *created)
+        _check_pair("started", *started)
+        if self.initial_machine_state not in {
+            MachineState.STARTED,
+            MachineState.STOPPED,
+        }:
+            raise ConfigError(
+                "initial machine state must be either 'started' or 'stopped'",
+                field="initial_machine_state",
+            )
+        for i, collector in enumerate(self.metric_collectors):
+            try:
+                collector.validate()
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"metric-collectors[{i}]: {exc}", field=exc.field
+                ) from None
+        if require_token and not self.api_token:
+            raise ConfigError("api token required", field="api_token")
+        self._validate_extras()
+        self._validate_expressions()
+
+    def _validate_extras(self) -> None:
+        if "*" in self.app_name and not self.org:
+            raise ConfigError(
+                "organization required if app name uses a wildcard", field="org"
+            )
+        if self.concurrency < 1:
+            raise ConfigError(
+                f"concurrency must be at least 1, got {self.concurrency}",
+                field="concurrency",
+            )
+        for name in ("interval", "timeout", "app_list_refresh_interval"):
+            value: float = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"{name.replace('_', ' ')} must be a positive duration, "
+                    f"got {format_duration(value)}",
+                    field=name,
+                )
+        seen: set[str] = set()
+        for i, name in enumerate(self.metric_names()):
+            if name in seen:
+                raise ConfigError(
+                    f"metric-collectors[{i}]: duplicate metric name {_quote(name)}",
+                    field="metric_name",
+                )
+            seen.add(name)
+
+    def _validate_expressions(self) -> None:
+        known = self.metric_names()
+        for attr in _EXPRESSION_FIELDS:
+            source: str = getattr(self, attr)
+            if not source:
+                continue
+            try:
+                compile_expression(source, known)
+            except FlyAutoscalerError as exc:
+                label = attr.replace("_", " ")
+                raise ConfigError(f"invalid {label}: {exc}", field=attr) from exc
+
+    # --- building ---
+
+    def build_collectors(self) -> list[MetricCollector]:
+        """Build every configured collector, in order.
+
+        Raises:
+            ConfigError: An entry is invalid, or its collector's extra is not
+                installed (``metric collector[0]: ...``, as Go words it).
+        """
+        collectors: list[MetricCollector] = []
+        for i, entry in enumerate(self.metric_collectors):
+            try:
+                collectors.append(entry.build())
+            except (ConfigError, ImportError) as exc:
+                raise ConfigError(f"metric collector[{i}]: {exc}") from exc
+        return collectors
+
+    def new_reconciler(
+        self, collectors: list[MetricCollector] | None = None
+    ) -> Reconciler:
+        """Return a :class:`~flyautoscaler.Reconciler` with this configuration.
+
+        Sets the four expressions, the regions, the process group and the
+        initial Machine state. A pool sets the app name and client.
+
+        Args:
+            collectors: The collectors to use (the list is copied); ``None``
+                builds new ones with :meth:`build_collectors`.
+        """
+        return Reconciler(
+            regions=list(self.regions),
+            process_group=self.process_group,
+            min_created_machine_n=self.min_created_expr(),
+            max_created_machine_n=self.max_created_expr(),
+            min_started_machine_n=self.min_started_expr(),
+            max_started_machine_n=self.max_started_expr(),
+            initial_machine_state=self.initial_machine_state,
+            collectors=list(
+                self.build_collectors() if collectors is None else collectors
+            ),
+        )
+
+
+_EXPRESSION_FIELDS: Final = (
+    "created_machine_count",
+    "min_created_machine_count",
+    "max_created_machine_count",
+    "started_machine_count",
+    "min_started_machine_count",
+    "max_started_machine_count",
+)
+
+
+def _check_pair(kind: str, both: str, low: str, high: str) -> None:
+    """Check the *kind* count expressions (``created`` or ``started``)."""
+    if both and (low or high):
+        raise ConfigError(
+            f"cannot define {kind} machine count and min/max {kind} machine count"
+        )
+    if low and not high:
+        raise ConfigError(
+            f"max {kind} machine count required if min {kind} machine count is defined"
+        )
+    if high and not low:
+        raise ConfigError(
+            f"min {kind} machine count required if max {kind} machine count is defined"
+        )
+
+
+# --- environment -----------------------------------------------------------------
+
+
+def _env_duration(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "")
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(
+            f"cannot parse {name} as duration: {_quote(text)}", field=name
+        ) from None
+
+
+def _from_env(env: Mapping[str, str]) -> Config:
+    """Return the configuration the environment gives (Go's NewConfigFromEnv)."""
+    config = Config(
+        app_name=env.get("FAS_APP_NAME", ""),
+        org=env.get("FAS_ORG", ""),
+        created_machine_count=env.get("FAS_CREATED_MACHINE_COUNT", ""),
+        min_created_machine_count=env.get("FAS_MIN_CREATED_MACHINE_COUNT", ""),
+        max_created_machine_count=env.get("FAS_MAX_CREATED_MACHINE_COUNT", ""),
+        initial_machine_state=env.get("FAS_INITIAL_MACHINE_STATE", "")
+        or MachineState.STARTED,
+        started_machine_count=env.get("FAS_STARTED_MACHINE_COUNT", ""),
+        min_started_machine_count=env.get("FAS_MIN_STARTED_MACHINE_COUNT", ""),
+        max_started_machine_count=env.get("FAS_MAX_STARTED_MACHINE_COUNT", ""),
+        api_token=env.get("FAS_API_TOKEN", ""),
+        process_group=env.get("FAS_PROCESS_GROUP", "") or DEFAULT_PROCESS_GROUP,
+        regions=_split_list(env.get("FAS_REGIONS", "")),
+        metrics_address=env.get("FAS_METRICS_ADDRESS", "") or DEFAULT_METRICS_ADDRESS,
+        flaps_base_url=flaps_base_url(env),
+        api_base_url=api_base_url(env),
+    )
+    if text := env.get("FAS_CONCURRENCY", ""):
+        try:
+            config.concurrency = int(text, 10)
+        except ValueError:
+            raise ConfigError(
+                f"cannot parse FAS_CONCURRENCY as integer: {_quote(text)}",
+                field="FAS_CONCURRENCY",
+            ) from None
+    config.interval = _env_duration(env, "FAS_INTERVAL", config.interval)
+    config.timeout = _env_duration(env, "FAS_TIMEOUT", config.timeout)
+    config.app_list_refresh_interval = _env_duration(
+        env, "FAS_APP_LIST_REFRESH_INTERVAL", config.app_list_refresh_interval
+    )
+    if text := env.get("FAS_VERBOSE", ""):
+        if text not in _TRUE | _FALSE:
+            raise ConfigError(
+                f"cannot parse FAS_VERBOSE as boolean: {_quote(text)}",
+                field="FAS_VERBOSE",
+            )
+        config.verbose = text in _TRUE
+    config.metric_collectors = _collectors_from_env(env)
+    return config
+
+
+def _collectors_from_env(env: Mapping[str, str]) -> list[CollectorConfig]:
+    collectors: list[CollectorConfig] = []
+    if address := env.get("FAS_PROMETHEUS_ADDRESS", ""):
+        collectors.append(
+            CollectorConfig(
+                type="prometheus",
+                address=address,
+                metric_name=env.get("FAS_PROMETHEUS_METRIC_NAME", ""),
+                query=env.get("FAS_PROMETHEUS_QUERY", ""),
+                token=env.get("FAS_PROMETHEUS_TOKEN", ""),
+            )
+        )
+    if address := env.get("FAS_TEMPORAL_ADDRESS", ""):
+        collectors.append(
+            CollectorConfig(
+                type="temporal",
+                address=address,
+                namespace=env.get("FAS_TEMPORAL_NAMESPACE", ""),
+                metric_name=env.get("FAS_TEMPORAL_METRIC_NAME", ""),
+                cert_data=env.get("TEMPORAL_TLS_CERT_DATA", "")
+                or env.get("FAS_TEMPORAL_CERT_DATA", ""),
+                key_data=env.get("TEMPORAL_TLS_KEY_DATA", "")
+                or env.get("FAS_TEMPORAL_KEY_DATA", ""),
+                api_key=env.get("FAS_TEMPORAL_API_KEY", ""),
+                query=env.get("FAS_TEMPORAL_QUERY", ""),
+            )
+        )
+    if url := env.get("FAS_REDIS_URL", ""):
+        collectors.append(
+            CollectorConfig(
+                type="redis",
+                url=url,
+                metric_name=env.get("FAS_REDIS_METRIC_NAME", ""),
+                keys=_split_list(env.get("FAS_REDIS_KEYS", "")),
+            )
+        )
+    return collectors
+
+
+# --- the YAML file ---------------------------------------------------------------
+
+_VARIABLE: Final = re.compile(
+    r"\$(?:(?P<dollar>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    """Expand ``$VAR`` and ``${VAR}`` in a file value (not in queries).
+
+    ``$APP_NAME`` stays for the per-app expansion; ``$$`` is a literal ``$``;
+    an unset variable becomes ``""`` (as Go's ``os.ExpandEnv``); a ``$`` not
+    followed by a name (``$1``) stays as written.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group("dollar"):
+            return "$"
+        name = match.group("braced") or match.group("bare")
+        if name == "APP_NAME":
+            return match.group(0)
+        return env.get(name, "")
+
+    return _VARIABLE.sub(substitute, text)
+
+
+_BOOL_TAG: Final = "tag:yaml.org,2002:bool"
+_NULL_TAG: Final = "tag:yaml.org,2002:null"
+_STR_TAG: Final = "tag:yaml.org,2002:str"
+_YAML_BOOLS: Final = {
+    **dict.fromkeys(("true", "yes", "on", "y"), True),
+    **dict.fromkeys(("false", "no", "off", "n"), False),
+}
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return f"the value {_quote(str(node.value))}"
+
+
+@define
+class _Reader:
+    """Turns the YAML nodes of one file into values, naming what is wrong."""
+
+    env: Mapping[str, str]
+
+    def string(self, node: yaml.Node, path: str) -> str:
+        # Plain scalars (numbers too: `min-started-machine-count: 1`) are read
+        # as their text, as Go's yaml.v3 does for a string field.
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError(f"{path}: expected a string, got {_kind(node)}")
+        return _expand(node.value, self.env)
+
+    def query(self, node: yaml.Node, path: str) -> str:
+        # Queries are expanded per app when collected (expand_metric_query):
+        # never here, so $APP_NAME survives and no secret leaks into them.
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError(f"{path}: expected a string, got {_kind(node)}")
+        return str(node.value)
+
+    def secret(self, node: yaml.Node, path: str) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError(f"{path}: expected a string")
+        return _expand(node.value, self.env)
+
+    def integer(self, node: yaml.Node, path: str) -> int:
+        if isinstance(node, yaml.ScalarNode) and node.tag != _BOOL_TAG:
+            text = _expand(node.value, self.env).strip()
+            if re.fullmatch(r"[+-]?\d+", text):
+                return int(text)
+        raise ConfigError(f"{path}: expected an integer, got {_kind(node)}")
+
+    def boolean(self, node: yaml.Node, path: str) -> bool:
+        if isinstance(node, yaml.ScalarNode):
+            value = _YAML_BOOLS.get(_expand(node.value, self.env).strip().lower())
+            if value is not None:
+                return value
+        raise ConfigError(f"{path}: expected true or false, got {_kind(node)}")
+
+    def duration(self, node: yaml.Node, path: str) -> float:
+        if isinstance(node, yaml.ScalarNode):
+            text = _expand(node.value, self.env).strip()
+            try:
+                return parse_duration(text)
+            except ValueError:
+                pass
+        raise ConfigError(
+            f'{path}: expected a duration such as "15s", "1m30s" or '
+            f'"500ms", got {_kind(node)}'
+        )
+
+    def string_list(
+        self, node: yaml.Node, path: str, *, query: bool = False
+    ) -> list[str]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise ConfigError(f"{path}: expected a list of strings, got {_kind(node)}")
+        read = self.query if query else self.string
+        return [read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+
+    def read(self, kind: str, node: yaml.Node, path: str) -> object:
+        """Read *node* as a value of *kind* (a key's reader in the key tables)."""
+        readers: dict[str, Callable[[yaml.Node, str], object]] = {
+            "string": self.string,
+            "query": self.query,
+            "secret": self.secret,
+            "integer": self.integer,
+            "boolean": self.boolean,
+            "duration": self.duration,
+            "string_list": self.string_list,
+            "query_list": lambda n, p: self.string_list(n, p, query=True),
+        }
+        return readers[kind](node, path)
+
+    def mapping(self, node: yaml.Node, path: str) -> list[tuple[str, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            where = f"{path}: " if path else ""
+            raise ConfigError(f"{where}expected a mapping, got {_kind(node)}")
+        pairs: list[tuple[str, yaml.Node]] = []
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            where = f"{path}: " if path else ""
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(f"{where}keys must be strings")
+            key = str(key_node.value)
+            if key in seen:
+                raise ConfigError(f"{where}duplicate key {_quote(key)}")
+            seen.add(key)
+            pairs.append((key, value_node))
+        return pairs
+
+
+# key -> (attribute, reader method name)
+_TOP_KEYS: Final[dict[str, tuple[str, str]]] = {
+    "app-name": ("app_name", "string"),
+    "org": ("org", "string"),
+    "regions": ("regions", "string_list"),
+    "process-group": ("process_group", "string"),
+    "created-machine-count": ("created_machine_count", "string"),
+    "min-created-machine-count": ("min_created_machine_count", "string"),
+    "max-created-machine-count": ("max_created_machine_count", "string"),
+    "initial-machine-state": ("initial_machine_state", "string"),
+    "started-machine-count": ("started_machine_count", "string"),
+    "min-started-machine-count": ("min_started_machine_count", "string"),
+    "max-started-machine-count": ("max_started_machine_count", "string"),
+    "concurrency": ("concurrency", "integer"),
+    "interval": ("interval", "duration"),
+    "timeout": ("timeout", "duration"),
+    "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
+    "api-token": ("api_token", "secret"),
+    "verbose": ("verbose", "boolean"),
+    "metrics-address": ("metrics_address", "string"),
+    "flaps-base-url": ("flaps_base_url", "string"),
+    "api-base-url": ("api_base_url", "string"),
+}
+_COLLECTOR_KEYS: Final[dict[str, tuple[str, str]]] = {
+    "type": ("type", "string"),
+    "metric-name": ("metric_name", "string"),
+    "address": ("address", "string"),
+    "query": ("query", "query"),
+    "token": ("token", "secret"),
+    "namespace": ("namespace", "string"),
+    "cert-data": ("cert_data", "secret"),
+    "key-data": ("key_data", "secret"),
+    "api-key": ("api_key", "secret"),
+    "url": ("url", "secret"),
+    "keys": ("keys", "query_list"),
+}
+
+
+def _apply(
+    target: Config | CollectorConfig,
+    pairs: list[tuple[str, yaml.Node]],
+    keys: Mapping[str, tuple[str, str]],
+    reader: _Reader,
+    path: str,
+) -> None:
+    for key, node in pairs:
+        where = f"{path}." if path else ""
+        if key not in keys:
+            prefix = f"{path}: " if path else ""
+            raise ConfigError(f"{prefix}unknown key {_quote(key)}", field=key)
+        if node.tag == _NULL_TAG:
+            continue  # `key:` with no value keeps the default (the environment's)
+        attribute, kind = keys[key]
+        setattr(target, attribute, reader.read(kind, node, where + key))
+
+
+def _parse_yaml(text: str, name: str, env: Mapping[str, str], config: Config) -> None:
+    """Apply the YAML document *text* over *config*."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = (
+            ""
+            if mark is None
+            else f" at line {mark.line + 1}, column {mark.column + 1}"
+        )
+        raise ConfigError(f"{name}: invalid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: invalid YAML: {exc}") from None
+    if root is None:
+        return
+    reader = _Reader(env)
+    pairs = reader.mapping(root, "")
+    collectors_node: yaml.Node | None = None
+    top: list[tuple[str, yaml.Node]] = []
+    for key, node in pairs:
+        if key == "metric-collectors":
+            collectors_node = node
+        else:
+            top.append((key, node))
+    _apply(config, top, _TOP_KEYS, reader, "")
+    if collectors_node is None or collectors_node.tag == _NULL_TAG:
+        return
+    if not isinstance(collectors_node, yaml.SequenceNode):
+        raise ConfigError(
+            f"metric-collectors: expected a list, got {_kind(collectors_node)}"
+        )
+    # As in Go, the file's list replaces the one the environment made.
+    collectors: list[CollectorConfig] = []
+    for i, entry_node in enumerate(collectors_node.value):
+        path = f"metric-collectors[{i}]"
+        entry = CollectorConfig()
+        _apply(entry, reader.mapping(entry_node, path), _COLLECTOR_KEYS, reader, path)
+        collectors.append(entry)
+    config.metric_collectors = collectors
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read the configuration: the environment, then the YAML file over it.
+
+    Args:
+        path: A YAML file with the Go original's keys (and the new ones), or
+            ``None`` for the environment alone.
+        environ: The environment (default :data:`os.environ`): ``FAS_*``,
+            ``FLY_FLAPS_BASE_URL``, ``FLY_API_BASE_URL``, and the variables
+            ``${VAR}`` in the file refers to.
+
+    Returns:
+        The configuration, not yet validated (see :meth:`Config.validate`).
+
+    Raises:
+        ConfigError: An environment variable or a file value cannot be
+            parsed, or the file has an unknown key; the message names it.
+        OSError: The file cannot be read.
+    """
+    env = os.environ if environ is None else environ
+    config = _from_env(env)
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            _parse_yaml(text, os.fspath(path), env, config)
+        except ConfigError as exc:
+            message = str(exc)
+            if not message.startswith(f"{os.fspath(path)}: "):
+                message = f"{os.fspath(path)}: {message}"
+            raise ConfigError(message, field=exc.field) from None
+    return config

@@ -1,0 +1,584 @@
+"""The flyautoscaler command, end to end: a subprocess per test, 127.0.0.1 only.
+
+``eval`` and ``serve`` talk to a stub Prometheus started here (it records the
+queries it receives) and ``serve`` to FakeMachinesServer, over real sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import flyautoscaler as fas
+from factories import machine
+from flyautoscaler.cli import JSONFormatter, main, parse_listen_address
+from flyautoscaler.testing import FakeMachinesServer
+
+TOKEN = "fo1_cli-e2e-secret-fly-token"  # noqa: S105 - a fake server's token
+PROM_TOKEN = "prom-e2e-secret-bearer-token"  # noqa: S105 - the stub's token
+WAIT = 60.0  # generous: a loaded 2-core machine starts Python slowly
+
+
+# --- a stub Prometheus ----------------------------------------------------------
+
+
+class StubPrometheus:
+    """An HTTP server answering /api/v1/query with a one-sample vector."""
+
+    def __init__(self, value: float = 25.0) -> None:
+        self.value = value
+        self.queries: list[str] = []
+        self.authorizations: list[str] = []
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                self.answer(form)
+
+            def do_GET(self) -> None:
+                self.answer(parse_qs(urlsplit(self.path).query))
+
+            def answer(self, form: dict[str, list[str]]) -> None:
+                with stub._lock:
+                    stub.queries.append(form.get("query", [""])[0])
+                    stub.authorizations.append(self.headers.get("Authorization", ""))
+                    value = stub.value
+                body = json.dumps(
+                    {
+                        "status": "success",
+                        "data": {
+                            "resultType": "vector",
+                            "result": [
+                                {"metric": {}, "value": [time.time(), str(value)]}
+                            ],
+                        },
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def received(self) -> list[str]:
+        """The queries received so far."""
+        with self._lock:
+            return list(self.queries)
+
+    def close(self) -> None:
+        """Stop serving and join the thread."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def prom() -> Iterator[StubPrometheus]:
+    """A running stub Prometheus whose query value is 25."""
+    stub = StubPrometheus()
+    yield stub
+    stub.close()
+
+
+# --- running the command --------------------------------------------------------
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without any FAS_/FLY_/TEMPORAL_ variable."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAS_", "FLY_", "TEMPORAL_"))
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run ``python -m flyautoscaler ARGS`` and return the finished process."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "flyautoscaler", *args],
+        env=base_env() if env is None else env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+
+
+def eval_env(prom: StubPrometheus, **extra: str) -> dict[str, str]:
+    """Environment for ``eval`` of 'my-app' over the stub (queue_depth)."""
+    settings = {
+        "FAS_APP_NAME": "my-app",
+        "FAS_STARTED_MACHINE_COUNT": "ceil(queue_depth / 10)",
+        "FAS_PROMETHEUS_ADDRESS": prom.url,
+        "FAS_PROMETHEUS_METRIC_NAME": "queue_depth",
+        "FAS_PROMETHEUS_QUERY": 'sum(queue_depth{app="$APP_NAME"})',
+        "FAS_PROMETHEUS_TOKEN": PROM_TOKEN,
+    }
+    return base_env(**(settings | extra))
+
+
+# --- help, version, usage -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["eval"], ["version"], ["simulate"]]
+)
+def test_help(command):
+    """--help of the program and of each command exits 0 with a usage text."""
+    done = run_cli(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: flyautoscaler")
+
+
+def test_version():
+    """'version' prints the program and its version."""
+    done = run_cli("version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"flyautoscaler {fas.__version__}"
+
+
+@pytest.mark.parametrize("args", [["bogus"], [], ["eval", "extra"], ["serve", "-x"]])
+def test_usage_errors_exit_2(args):
+    """An unknown command or option, or none, is a usage error: exit 2."""
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert "usage: flyautoscaler" in done.stderr
+
+
+# --- eval -----------------------------------------------------------------------
+
+
+def test_eval_with_environment(prom):
+    """eval collects once and prints the Go original's JSON, null for unset."""
+    done = run_cli("eval", env=eval_env(prom))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "created": {"min": None, "max": None},
+        "started": {"min": 3, "max": 3},
+    }
+    assert done.stdout == (
+        '{\n  "created": {\n    "min": null,\n    "max": null\n  },\n'
+        '  "started": {\n    "min": 3,\n    "max": 3\n  }\n}\n'
+    )
+    assert prom.received() == ['sum(queue_depth{app="my-app"})']
+    assert prom.authorizations == [f"Bearer {PROM_TOKEN}"]
+    assert done.stderr == ""
+
+
+def test_eval_with_yaml(prom, tmp_path):
+    """eval reads --config; ${APP_NAME} survives the file into the query."""
+    config = tmp_path / "fas.yml"
+    config.write_text(
+        "app-name: ${TARGET}\n"
+        "min-created-machine-count: 2\n"
+        "max-created-machine-count: queue_depth + 1\n"
+        "min-started-machine-count: floor(queue_depth / 10)\n"
+        "max-started-machine-count: ceil(queue_depth / 10)\n"
+        "metric-collectors:\n"
+        "  - type: prometheus\n"
+        "    metric-name: queue_depth\n"
+        "    address: ${PROM_ADDRESS}\n"
+        '    query: sum(queue_depth{app="${APP_NAME}"})\n'
+        "    token: ${PROM_TOKEN}\n",
+        encoding="utf-8",
+    )
+    env = base_env(TARGET="tenant-1", PROM_ADDRESS=prom.url, PROM_TOKEN=PROM_TOKEN)
+    done = run_cli("eval", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "created": {"min": 2, "max": 26},
+        "started": {"min": 2, "max": 3},
+    }
+    assert prom.received() == ['sum(queue_depth{app="tenant-1"})']
+    assert prom.authorizations == [f"Bearer {PROM_TOKEN}"]
+
+
+def test_eval_app_option(prom):
+    """eval --app picks the app of $APP_NAME (for a wildcard, say)."""
+    env = eval_env(prom, FAS_APP_NAME="tenant-*", FAS_ORG="acme")
+    done = run_cli("eval", "--app", "tenant-7", env=env)
+    assert done.returncode == 0, done.stderr
+    assert prom.received() == ['sum(queue_depth{app="tenant-7"})']
+
+
+def test_eval_collection_failure(prom):
+    """A collector that cannot reach its server: exit 1, one line, no token."""
+    url = prom.url
+    prom.close()
+    prom.close = lambda: None  # type: ignore[method-assign]
+    done = run_cli("eval", env=eval_env(prom, FAS_PROMETHEUS_ADDRESS=url))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: metrics collection failed: ")
+    assert done.stderr.count("\n") == 1
+    assert PROM_TOKEN not in done.stderr
+
+
+GO_MESSAGES = [
+    ({}, "app name required"),
+    (
+        {"FAS_APP_NAME": "a"},
+        "must define either created machine count or started machine count",
+    ),
+    (
+        {
+            "FAS_APP_NAME": "a",
+            "FAS_CREATED_MACHINE_COUNT": "1",
+            "FAS_MIN_CREATED_MACHINE_COUNT": "1",
+        },
+        "cannot define created machine count and min/max created machine count",
+    ),
+    (
+        {"FAS_APP_NAME": "a", "FAS_MIN_CREATED_MACHINE_COUNT": "1"},
+        "max created machine count required if min created machine count is defined",
+    ),
+    (
+        {"FAS_APP_NAME": "a", "FAS_MAX_CREATED_MACHINE_COUNT": "1"},
+        "min created machine count required if max created machine count is defined",
+    ),
+    (
+        {
+            "FAS_APP_NAME": "a",
+            "FAS_STARTED_MACHINE_COUNT": "1",
+            "FAS_MAX_STARTED_MACHINE_COUNT": "1",
+        },
+        "cannot define started machine count and min/max started machine count",
+    ),
+    (
+        {"FAS_APP_NAME": "a", "FAS_MIN_STARTED_MACHINE_COUNT": "1"},
+        "max started machine count required if min started machine count is defined",
+    ),
+    (
+        {"FAS_APP_NAME": "a", "FAS_MAX_STARTED_MACHINE_COUNT": "1"},
+        "min started machine count required if max started machine count is defined",
+    ),
+    (
+        {
+            "FAS_APP_NAME": "a",
+            "FAS_STARTED_MACHINE_COUNT": "1",
+            "FAS_INITIAL_MACHINE_STATE": "suspended",
+        },
+        "initial machine state must be either 'started' or 'stopped'",
+    ),
+    (
+        {
+            "FAS_APP_NAME": "a",
+            "FAS_STARTED_MACHINE_COUNT": "1",
+            "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9",
+        },
+        "metric-collectors[0]: metric name required",
+    ),
+    (
+        {
+            "FAS_APP_NAME": "a",
+            "FAS_STARTED_MACHINE_COUNT": "1",
+            "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9",
+            "FAS_PROMETHEUS_METRIC_NAME": "q",
+        },
+        "metric-collectors[0]: prometheus query required",
+    ),
+    ({"FAS_CONCURRENCY": "x"}, 'cannot parse FAS_CONCURRENCY as integer: "x"'),
+    ({"FAS_INTERVAL": "15"}, 'cannot parse FAS_INTERVAL as duration: "15"'),
+    ({"FAS_TIMEOUT": "x"}, 'cannot parse FAS_TIMEOUT as duration: "x"'),
+    (
+        {"FAS_APP_LIST_REFRESH_INTERVAL": "1d"},
+        'cannot parse FAS_APP_LIST_REFRESH_INTERVAL as duration: "1d"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), GO_MESSAGES)
+def test_eval_validation_messages(env, message):
+    """Each validation message reaches stderr word for word, exit 1."""
+    done = run_cli("eval", env=base_env(**env))
+    assert done.returncode == 1
+    assert done.stderr == f"error: {message}\n"
+    assert done.stdout == ""
+
+
+def test_eval_unknown_yaml_key(tmp_path):
+    """An unknown key in the file: exit 1, naming the key."""
+    config = tmp_path / "fas.yml"
+    config.write_text("app-name: a\nstarted-machine-count: 1\nbogus: 1\n")
+    done = run_cli("eval", "--config", str(config))
+    assert done.returncode == 1
+    assert done.stderr == f'error: {config}: unknown key "bogus"\n'
+
+
+def test_eval_unknown_collector_key(tmp_path):
+    """An unknown key in a collector entry: exit 1, naming the entry and key."""
+    config = tmp_path / "fas.yml"
+    config.write_text(
+        "app-name: a\nstarted-machine-count: 1\n"
+        "metric-collectors:\n  - type: prometheus\n    metric-name: q\n    tokn: x\n"
+    )
+    done = run_cli("eval", "--config", str(config))
+    assert done.returncode == 1
+    assert done.stderr == f'error: {config}: metric-collectors[0]: unknown key "tokn"\n'
+
+
+def test_eval_unknown_metric(prom):
+    """A misspelled metric fails before anything is collected, naming it."""
+    env = eval_env(prom, FAS_STARTED_MACHINE_COUNT="ceil(queue_dpeth / 10)")
+    done = run_cli("eval", env=env)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: invalid started machine count: ")
+    assert "'queue_dpeth'" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert prom.received() == []
+
+
+def test_eval_missing_config_file(tmp_path):
+    """A config file that cannot be read: exit 1, one line, no traceback."""
+    done = run_cli("eval", "--config", str(tmp_path / "nope.yml"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ")
+    assert "nope.yml" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --- serve ----------------------------------------------------------------------
+
+
+class Process:
+    """A running ``serve`` whose stderr lines are read as they come."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flyautoscaler", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.stdout = ""
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+        """Re-check *predicate* on each stderr line (at least every 0.1 s)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"timed out; stderr so far:\n{''.join(self.lines)}")
+            try:
+                line = self._queue.get(timeout=min(0.1, remaining))
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"serve exited early:\n{''.join(self.lines)}")
+            self.lines.append(line)
+
+    def events(self, name: str) -> list[dict[str, object]]:
+        """The JSON log lines whose event is *name*."""
+        return [e for e in map(json.loads, self.lines) if e["event"] == name]
+
+    def stop(self, sig: signal.Signals) -> int:
+        """Send *sig*, wait for the exit, drain the output; return the status."""
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=WAIT)
+        self._reader.join(WAIT)
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
+        assert self.proc.stdout is not None
+        self.stdout = self.proc.stdout.read()
+        return code
+
+    def kill(self) -> None:
+        """Kill the process if it still runs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET *url*; return the status and the body."""
+    try:
+        with urllib.request.urlopen(url, timeout=WAIT) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def fly() -> Iterator[FakeMachinesServer]:
+    """A fake Fly API with app 'my-app' of four stopped Machines."""
+    with FakeMachinesServer(token=TOKEN) as server:
+        server.add_app("my-app", machines=[machine(str(i)) for i in range(1, 5)])
+        yield server
+
+
+def serve_env(fly: FakeMachinesServer, prom: StubPrometheus, **extra: str):
+    """Environment for ``serve`` of 'my-app' against the fakes."""
+    settings = {
+        "FAS_API_TOKEN": TOKEN,
+        "FLY_FLAPS_BASE_URL": fly.url,
+        "FLY_API_BASE_URL": fly.url,
+        "FAS_METRICS_ADDRESS": "127.0.0.1:0",
+        "FAS_INTERVAL": "100ms",
+        "FAS_TIMEOUT": "10s",
+        "FAS_VERBOSE": "true",
+    }
+    return eval_env(prom, **(settings | extra))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve(fly, prom, sig):
+    """serve scales the fleet, answers /metrics and /healthz, stops on a signal."""
+    process = Process(serve_env(fly, prom))
+    try:
+        process.wait_for(lambda: bool(process.events("serve.listening")))
+        address = process.events("serve.listening")[0]["address"]
+        assert isinstance(address, str)
+        assert address.startswith("127.0.0.1:")
+        base = f"http://{address}"
+
+        def started() -> int:
+            return sum(m.state == "started" for m in fly.machines("my-app"))
+
+        process.wait_for(lambda: started() == 3)
+
+        status, metrics = http_get(f"{base}/metrics")
+        assert status == 200
+        assert "fas_reconcile_count" in metrics
+        assert 'fas_reconcile_count{status="start"}' in metrics
+        status, body = http_get(f"{base}/healthz")
+        assert status == 200
+        health = json.loads(body)
+        assert health["state"] == "running"
+        assert health["apps"]["my-app"]["metrics"] == {"queue_depth": 25.0}
+        assert http_get(f"{base}/nope")[0] == 404
+
+        stopping = time.monotonic()
+        code = process.stop(sig)
+        assert code == 0, "".join(process.lines)
+        assert time.monotonic() - stopping < 20
+    finally:
+        process.kill()
+    output = process.stdout + "".join(process.lines)
+    assert TOKEN not in output
+    assert PROM_TOKEN not in output
+    entries = [json.loads(line) for line in process.lines]
+    assert all({"time", "level", "event", "logger"} <= e.keys() for e in entries)
+    assert process.events("serve.stopped")
+    assert started() == 3
+
+
+def test_serve_requires_a_token(prom):
+    """serve without FAS_API_TOKEN: exit 1, 'api token required'."""
+    done = run_cli("serve", env=eval_env(prom))
+    assert done.returncode == 1
+    assert done.stderr == "error: api token required\n"
+
+
+def test_serve_bad_metrics_address(fly, prom):
+    """An unusable metrics address: exit 1 with a one-line message."""
+    done = run_cli("serve", env=serve_env(fly, prom, FAS_METRICS_ADDRESS="nowhere"))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith("error: metrics address must be")
+
+
+# --- in-process pieces ----------------------------------------------------------
+
+
+def test_main_returns_exit_codes(capsys):
+    """main() returns the status instead of exiting."""
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("flyautoscaler ")
+    assert main(["nope"]) == 2
+    assert main(["--help"]) == 0
+
+
+def test_json_formatter_redacts():
+    """Log lines carry the extras and never a configured secret or Fly token."""
+    formatter = JSONFormatter([PROM_TOKEN])
+    record = logging.LogRecord(
+        "flyautoscaler.x", logging.INFO, __file__, 1, "some.event", None, None
+    )
+    record.app = "my-app"
+    record.error = f"401 for Bearer {PROM_TOKEN} and FlyV1 fm2_abc"
+    record.values = {"k": [PROM_TOKEN, 1.5]}
+    entry = json.loads(formatter.format(record))
+    assert entry["event"] == "some.event"
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "flyautoscaler.x"
+    assert entry["app"] == "my-app"
+    assert entry["time"].endswith("Z")
+    text = json.dumps(entry)
+    assert PROM_TOKEN not in text
+    assert "fm2_abc" not in text
+    assert entry["values"] == {"k": ["[REDACTED]", 1.5]}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (":9090", ("", 9090)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::1]:9090", ("::1", 9090)),
+        ("0.0.0.0:80", ("0.0.0.0", 80)),  # noqa: S104 - parsing only
+    ],
+)
+def test_parse_listen_address(text, expected):
+    """host:port splits; an empty host is every interface."""
+    assert parse_listen_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9090", "host:", "host:http", ":70000"])
+def test_parse_listen_address_rejects(text):
+    """An address without a valid port is a ConfigError."""
+    with pytest.raises(fas.ConfigError, match="metrics address must be host:port"):
+        parse_listen_address(text)

@@ -1,0 +1,704 @@
+"""flyautoscaler.config: the environment, the YAML file, validation, building."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import flyautoscaler as fas
+from flyautoscaler.collectors import PrometheusCollector
+from flyautoscaler.config import (
+    DEFAULT_METRICS_ADDRESS,
+    CollectorConfig,
+    Config,
+    load_config,
+    parse_duration,
+)
+from flyautoscaler.fly import DEFAULT_API_BASE_URL, DEFAULT_FLAPS_BASE_URL
+
+DATA = Path(__file__).parent / "data"
+SECRET = "s3cret-value-that-must-not-leak"  # noqa: S105 - a test value
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    """Write *text* to a YAML file under *tmp_path* and return its path."""
+    path = tmp_path / "config.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def valid(**fields: object) -> Config:
+    """A valid Config (app 'myapp', started count 1), with *fields* changed."""
+    config = Config(app_name="myapp", started_machine_count="1")
+    for name, value in fields.items():
+        setattr(config, name, value)
+    return config
+
+
+def prometheus(**fields: str) -> CollectorConfig:
+    """A valid Prometheus collector entry, with *fields* changed."""
+    entry = CollectorConfig(
+        type="prometheus",
+        metric_name="queue_depth",
+        address="http://127.0.0.1:9",
+        query="sum(queue_depth)",
+    )
+    for name, value in fields.items():
+        setattr(entry, name, value)
+    return entry
+
+
+# --- the Go original's tests (cmd/fly-autoscaler/main_test.go) ------------------
+
+
+def test_parse_reference_file():
+    """The Go original's reference file parses to the values its test expects."""
+    config = load_config(DATA / "fly-autoscaler.yml", environ={})
+    assert config.app_name == "TARGET_APP_NAME"
+    assert config.started_machine_count == "ceil(queue_depth / 10)"
+    assert config.interval == 15.0
+    assert config.api_token == "FlyV1 ..."  # noqa: S105 - the file's placeholder
+    assert config.verbose is False
+    assert config.process_group == "app"
+    assert config.regions == ["iad", "ord", "sjc"]
+    mc = config.metric_collectors[0]
+    assert mc.type == "prometheus"
+    assert mc.metric_name == "queue_depth"
+    assert mc.address == "https://api.fly.io/prometheus/MY_ORG"
+    assert mc.query == "sum(queue_depth)"
+    assert mc.token == "FlyV1 ..."  # noqa: S105 - the file's placeholder
+    temporal = config.metric_collectors[1]
+    assert temporal.type == "temporal"
+    assert temporal.query == 'WorkflowType="my_workflow_type"'
+    assert temporal.cert_data.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_reference_file_validates():
+    """The reference file passes validation, expressions included."""
+    load_config(DATA / "fly-autoscaler.yml", environ={}).validate(require_token=True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "must define either created machine count or started machine count"),
+        (
+            {"created_machine_count": "1", "min_created_machine_count": "1"},
+            "cannot define created machine count and min/max created machine count",
+        ),
+        (
+            {"min_created_machine_count": "1"},
+            (
+                "max created machine count required if min created machine count "
+                "is defined"
+            ),
+        ),
+        (
+            {"max_created_machine_count": "1"},
+            (
+                "min created machine count required if max created machine count "
+                "is defined"
+            ),
+        ),
+        (
+            {"started_machine_count": "1", "min_started_machine_count": "1"},
+            "cannot define started machine count and min/max started machine count",
+        ),
+        (
+            {"min_started_machine_count": "1"},
+            (
+                "max started machine count required if min started machine count "
+                "is defined"
+            ),
+        ),
+        (
+            {"max_started_machine_count": "1"},
+            (
+                "min started machine count required if max started machine count "
+                "is defined"
+            ),
+        ),
+    ],
+)
+def test_validate_go_messages(fields, message):
+    """Config.validate raises the Go original's messages, word for word."""
+    config = Config(app_name="myapp", **fields)
+    with pytest.raises(fas.ConfigError) as info:
+        config.validate()
+    assert str(info.value) == message
+
+
+# --- more validation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (Config(started_machine_count="1"), "app name required"),
+        (
+            valid(initial_machine_state="running"),
+            "initial machine state must be either 'started' or 'stopped'",
+        ),
+        (
+            valid(metric_collectors=[CollectorConfig(type="prometheus")]),
+            "metric-collectors[0]: metric name required",
+        ),
+        (
+            valid(metric_collectors=[CollectorConfig(metric_name="x")]),
+            "metric-collectors[0]: type required",
+        ),
+        (
+            valid(metric_collectors=[CollectorConfig(type="nats", metric_name="x")]),
+            'metric-collectors[0]: invalid type: "nats"',
+        ),
+        (
+            valid(metric_collectors=[prometheus(), prometheus(address="")]),
+            "metric-collectors[1]: prometheus address required",
+        ),
+        (
+            valid(metric_collectors=[prometheus(query="")]),
+            "metric-collectors[0]: prometheus query required",
+        ),
+        (
+            valid(
+                metric_collectors=[CollectorConfig(type="temporal", metric_name="w")]
+            ),
+            "metric-collectors[0]: temporal address required",
+        ),
+        (
+            valid(
+                metric_collectors=[
+                    CollectorConfig(
+                        type="temporal",
+                        metric_name="w",
+                        address="h:7233",
+                        cert_data="c",
+                    )
+                ]
+            ),
+            (
+                "metric-collectors[0]: temporal cert data and key data go together: "
+                "give both or neither"
+            ),
+        ),
+        (
+            valid(metric_collectors=[CollectorConfig(type="redis", metric_name="q")]),
+            "metric-collectors[0]: redis url required",
+        ),
+        (
+            valid(
+                metric_collectors=[
+                    CollectorConfig(type="redis", metric_name="q", url="redis://h")
+                ]
+            ),
+            "metric-collectors[0]: redis keys required",
+        ),
+        (
+            valid(app_name="my-app-*"),
+            "organization required if app name uses a wildcard",
+        ),
+        (valid(concurrency=0), "concurrency must be at least 1, got 0"),
+        (valid(interval=0.0), "interval must be a positive duration, got 0s"),
+        (valid(timeout=-1.5), "timeout must be a positive duration, got -1.5s"),
+        (
+            valid(metric_collectors=[prometheus(), prometheus()]),
+            'metric-collectors[1]: duplicate metric name "queue_depth"',
+        ),
+    ],
+)
+def test_validate_messages(config, message):
+    """Each problem is reported with its message, word for word."""
+    with pytest.raises(fas.ConfigError) as info:
+        config.validate()
+    assert str(info.value) == message
+
+
+def test_validate_requires_token_only_when_asked():
+    """'api token required' only with require_token (serve, not eval)."""
+    config = valid()
+    config.validate()
+    with pytest.raises(fas.ConfigError, match=r"^api token required$"):
+        config.validate(require_token=True)
+    config.api_token = SECRET
+    config.validate(require_token=True)
+
+
+def test_validate_names_an_unknown_metric():
+    """A misspelled metric in an expression fails at validation, naming it."""
+    config = valid(
+        started_machine_count="ceil(queue_dept / 10)",
+        metric_collectors=[prometheus()],
+    )
+    with pytest.raises(fas.ConfigError) as info:
+        config.validate()
+    message = str(info.value)
+    assert message.startswith("invalid started machine count: ")
+    assert "'queue_dept'" in message
+    assert "queue_depth" in message
+    assert isinstance(info.value.__cause__, fas.ExpressionError)
+
+
+def test_validate_reports_a_syntax_error():
+    """An expression that does not compile fails at validation."""
+    config = valid(min_created_machine_count="1 +", max_created_machine_count="2")
+    with pytest.raises(fas.ConfigError, match=r"^invalid min created machine count"):
+        config.validate()
+
+
+def test_config_error_is_a_value_error():
+    """ConfigError is also a ValueError."""
+    with pytest.raises(ValueError, match="app name required"):
+        Config().validate()
+
+
+# --- the expressions as Go's GetMin/Max*MachineN -------------------------------
+
+
+def test_expression_getters():
+    """The single count wins over min/max; otherwise each bound is its own."""
+    config = Config(
+        created_machine_count="a",
+        min_created_machine_count="b",
+        max_created_machine_count="c",
+        min_started_machine_count="d",
+        max_started_machine_count="e",
+    )
+    assert (config.min_created_expr(), config.max_created_expr()) == ("a", "a")
+    assert (config.min_started_expr(), config.max_started_expr()) == ("d", "e")
+
+
+# --- the environment ------------------------------------------------------------
+
+
+def test_defaults():
+    """An empty environment gives the Go original's defaults."""
+    config = load_config(environ={})
+    assert config == Config()
+    assert config.process_group == "app"
+    assert config.initial_machine_state == "started"
+    assert config.concurrency == 1
+    assert (config.interval, config.timeout) == (15.0, 30.0)
+    assert config.app_list_refresh_interval == 60.0
+    assert config.metrics_address == DEFAULT_METRICS_ADDRESS == ":9090"
+    assert config.flaps_base_url == DEFAULT_FLAPS_BASE_URL
+    assert config.api_base_url == DEFAULT_API_BASE_URL
+    assert config.metric_collectors == []
+
+
+def test_every_environment_variable():
+    """Every FAS_* variable of the Go original, and the new ones, are read."""
+    env = {
+        "FAS_APP_NAME": "my-app-*",
+        "FAS_ORG": "my-org",
+        "FAS_REGIONS": "iad, ord,,sjc",
+        "FAS_PROCESS_GROUP": "worker",
+        "FAS_CREATED_MACHINE_COUNT": "c",
+        "FAS_MIN_CREATED_MACHINE_COUNT": "c1",
+        "FAS_MAX_CREATED_MACHINE_COUNT": "c2",
+        "FAS_INITIAL_MACHINE_STATE": "stopped",
+        "FAS_STARTED_MACHINE_COUNT": "s",
+        "FAS_MIN_STARTED_MACHINE_COUNT": "s1",
+        "FAS_MAX_STARTED_MACHINE_COUNT": "s2",
+        "FAS_CONCURRENCY": "4",
+        "FAS_INTERVAL": "1m30s",
+        "FAS_TIMEOUT": "500ms",
+        "FAS_APP_LIST_REFRESH_INTERVAL": "2h",
+        "FAS_API_TOKEN": SECRET,
+        "FAS_VERBOSE": "true",
+        "FAS_METRICS_ADDRESS": "127.0.0.1:0",
+        "FLY_FLAPS_BASE_URL": "http://127.0.0.1:1",
+        "FLY_API_BASE_URL": "http://127.0.0.1:2",
+    }
+    config = load_config(environ=env)
+    assert config.app_name == "my-app-*"
+    assert config.org == "my-org"
+    assert config.regions == ["iad", "ord", "sjc"]
+    assert config.process_group == "worker"
+    assert config.created_machine_count == "c"
+    assert config.min_created_machine_count == "c1"
+    assert config.max_created_machine_count == "c2"
+    assert config.initial_machine_state == "stopped"
+    assert config.started_machine_count == "s"
+    assert config.min_started_machine_count == "s1"
+    assert config.max_started_machine_count == "s2"
+    assert config.concurrency == 4
+    assert config.interval == 90.0
+    assert config.timeout == 0.5
+    assert config.app_list_refresh_interval == 7200.0
+    assert config.api_token == SECRET
+    assert config.verbose is True
+    assert config.metrics_address == "127.0.0.1:0"
+    assert config.flaps_base_url == "http://127.0.0.1:1"
+    assert config.api_base_url == "http://127.0.0.1:2"
+
+
+def test_collectors_from_environment():
+    """FAS_PROMETHEUS_*, FAS_TEMPORAL_* and FAS_REDIS_* each add a collector."""
+    env = {
+        "FAS_PROMETHEUS_ADDRESS": "https://api.fly.io/prometheus/my-org",
+        "FAS_PROMETHEUS_METRIC_NAME": "queue_depth",
+        "FAS_PROMETHEUS_QUERY": 'sum(queue_depth{app="$APP_NAME"})',
+        "FAS_PROMETHEUS_TOKEN": SECRET,
+        "FAS_TEMPORAL_ADDRESS": "localhost:7233",
+        "FAS_TEMPORAL_NAMESPACE": "ns",
+        "FAS_TEMPORAL_METRIC_NAME": "workflows",
+        "FAS_TEMPORAL_QUERY": 'WorkflowType="x"',
+        "FAS_TEMPORAL_CERT_DATA": "fas-cert",
+        "FAS_TEMPORAL_KEY_DATA": "fas-key",
+        "TEMPORAL_TLS_CERT_DATA": "tls-cert",
+        "FAS_TEMPORAL_API_KEY": "api-key",
+        "FAS_REDIS_URL": "redis://:pw@127.0.0.1:6379/0",
+        "FAS_REDIS_KEYS": "rq:queue:default, celery",
+        "FAS_REDIS_METRIC_NAME": "jobs",
+    }
+    prom, temporal, redis = load_config(environ=env).metric_collectors
+    assert prom == CollectorConfig(
+        type="prometheus",
+        metric_name="queue_depth",
+        address="https://api.fly.io/prometheus/my-org",
+        query='sum(queue_depth{app="$APP_NAME"})',
+        token=SECRET,
+    )
+    assert temporal.type == "temporal"
+    assert (temporal.address, temporal.namespace) == ("localhost:7233", "ns")
+    assert (temporal.metric_name, temporal.query) == ("workflows", 'WorkflowType="x"')
+    # TEMPORAL_TLS_* first, then FAS_TEMPORAL_*, as in Go.
+    assert (temporal.cert_data, temporal.key_data) == ("tls-cert", "fas-key")
+    assert temporal.api_key == "api-key"
+    assert redis == CollectorConfig(
+        type="redis",
+        metric_name="jobs",
+        url="redis://:pw@127.0.0.1:6379/0",
+        keys=["rq:queue:default", "celery"],
+    )
+
+
+def test_no_collector_without_its_address():
+    """A collector's other variables alone add nothing (as in Go)."""
+    env = {"FAS_PROMETHEUS_QUERY": "q", "FAS_REDIS_KEYS": "k"}
+    assert load_config(environ=env).metric_collectors == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("FAS_CONCURRENCY", "x", 'cannot parse FAS_CONCURRENCY as integer: "x"'),
+        ("FAS_CONCURRENCY", "1.5", 'cannot parse FAS_CONCURRENCY as integer: "1.5"'),
+        ("FAS_INTERVAL", "15", 'cannot parse FAS_INTERVAL as duration: "15"'),
+        ("FAS_INTERVAL", "x", 'cannot parse FAS_INTERVAL as duration: "x"'),
+        ("FAS_TIMEOUT", "1d", 'cannot parse FAS_TIMEOUT as duration: "1d"'),
+        (
+            "FAS_APP_LIST_REFRESH_INTERVAL",
+            "soon",
+            'cannot parse FAS_APP_LIST_REFRESH_INTERVAL as duration: "soon"',
+        ),
+        ("FAS_VERBOSE", "maybe", 'cannot parse FAS_VERBOSE as boolean: "maybe"'),
+    ],
+)
+def test_environment_parse_errors(name, value, message):
+    """A variable that does not parse is reported with the Go message."""
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ={name: value})
+    assert str(info.value) == message
+
+
+# --- the YAML file --------------------------------------------------------------
+
+
+def test_file_overrides_environment(tmp_path):
+    """The file's values win; the environment fills in what the file lacks."""
+    path = write(
+        tmp_path,
+        "app-name: from-file\ninterval: 1m\nconcurrency: 3\napi-token:\n",
+    )
+    env = {
+        "FAS_APP_NAME": "from-env",
+        "FAS_STARTED_MACHINE_COUNT": "2",
+        "FAS_INTERVAL": "5s",
+        "FAS_API_TOKEN": SECRET,
+    }
+    config = load_config(path, env)
+    assert config.app_name == "from-file"
+    assert config.interval == 60.0
+    assert config.concurrency == 3
+    assert config.started_machine_count == "2"
+    assert config.api_token == SECRET  # `key:` with no value keeps the default
+
+
+def test_file_collectors_replace_environment_ones(tmp_path):
+    """A metric-collectors list in the file replaces FAS_PROMETHEUS_* (as Go)."""
+    path = write(
+        tmp_path,
+        "metric-collectors:\n"
+        "  - type: redis\n    metric-name: jobs\n    url: redis://127.0.0.1\n"
+        "    keys: [a, b]\n",
+    )
+    env = {"FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9", "FAS_APP_NAME": "x"}
+    config = load_config(path, env)
+    assert config.metric_names() == ["jobs"]
+    assert config.metric_collectors[0].keys == ["a", "b"]
+
+
+def test_every_new_key(tmp_path):
+    """The keys beyond the Go original's are read too."""
+    path = write(
+        tmp_path,
+        "metrics-address: 127.0.0.1:9999\n"
+        "flaps-base-url: http://127.0.0.1:1\n"
+        "api-base-url: http://127.0.0.1:2\n"
+        "org: my-org\n"
+        "initial-machine-state: stopped\n"
+        "timeout: 10s\n"
+        "app-list-refresh-interval: 1h30m\n"
+        "verbose: yes\n"
+        "metric-collectors:\n"
+        "  - type: temporal\n    metric-name: w\n    address: h:7233\n"
+        "    namespace: ns\n    api-key: k\n",
+    )
+    config = load_config(path, {})
+    assert config.metrics_address == "127.0.0.1:9999"
+    assert config.flaps_base_url == "http://127.0.0.1:1"
+    assert config.api_base_url == "http://127.0.0.1:2"
+    assert config.org == "my-org"
+    assert config.initial_machine_state == "stopped"
+    assert config.timeout == 10.0
+    assert config.app_list_refresh_interval == 5400.0
+    assert config.verbose is True
+    assert config.metric_collectors[0].namespace == "ns"
+    assert config.metric_collectors[0].api_key == "k"
+
+
+def test_numbers_are_expressions(tmp_path):
+    """A bare number is read as expression text, as Go's YAML decoder does."""
+    path = write(
+        tmp_path, "min-started-machine-count: 1\nmax-started-machine-count: 2.50\n"
+    )
+    config = load_config(path, {})
+    assert config.min_started_machine_count == "1"
+    assert config.max_started_machine_count == "2.50"
+
+
+def test_variables_are_expanded(tmp_path):
+    """${VAR} and $VAR come from the environment; unset ones become empty."""
+    path = write(
+        tmp_path,
+        "app-name: ${TARGET}\n"
+        "org: $ORG-x\n"
+        "api-token: ${FAS_API_TOKEN}\n"
+        "process-group: a${UNSET}b\n"
+        "regions: [$REGION, cost$$]\n",
+    )
+    env = {"TARGET": "my-app", "ORG": "acme", "FAS_API_TOKEN": SECRET, "REGION": "iad"}
+    config = load_config(path, env)
+    assert config.app_name == "my-app"
+    assert config.org == "acme-x"
+    assert config.api_token == SECRET  # secrets do expand outside queries
+    assert config.process_group == "ab"
+    assert config.regions == ["iad", "cost$"]
+
+
+def test_app_name_and_queries_are_left_for_collection(tmp_path):
+    """${APP_NAME} survives, and queries and keys are not expanded at load."""
+    path = write(
+        tmp_path,
+        "metric-collectors:\n"
+        "  - type: prometheus\n"
+        "    metric-name: q\n"
+        "    address: https://prom.example/${APP_NAME}\n"
+        '    query: sum(q{app="${APP_NAME}", t="${FAS_API_TOKEN}", r="$1", x="$X"})\n'
+        "  - type: redis\n"
+        "    metric-name: jobs\n"
+        "    url: redis://127.0.0.1\n"
+        '    keys: ["$APP_NAME:jobs", "${X}"]\n',
+    )
+    env = {"FAS_API_TOKEN": SECRET, "X": "ex"}
+    prom, redis = load_config(path, env).metric_collectors
+    assert prom.address == "https://prom.example/${APP_NAME}"
+    assert prom.query == (
+        'sum(q{app="${APP_NAME}", t="${FAS_API_TOKEN}", r="$1", x="$X"})'
+    )
+    assert redis.keys == ["$APP_NAME:jobs", "${X}"]
+    # At collection time the query is expanded per app, never with a secret.
+    assert fas.expand_metric_query(prom.query, "my-app", env) == (
+        'sum(q{app="my-app", t="${FAS_API_TOKEN}", r="$1", x="ex"})'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bogus: 1\n", 'unknown key "bogus"'),
+        (
+            "metric-collectors:\n  - type: prometheus\n    x: 1\n",
+            'metric-collectors[0]: unknown key "x"',
+        ),
+        (
+            "concurrency: many\n",
+            'concurrency: expected an integer, got the value "many"',
+        ),
+        (
+            "concurrency: true\n",
+            'concurrency: expected an integer, got the value "true"',
+        ),
+        (
+            "interval: 15\n",
+            (
+                'interval: expected a duration such as "15s", "1m30s" or "500ms", '
+                'got the value "15"'
+            ),
+        ),
+        ("regions: iad\n", 'regions: expected a list of strings, got the value "iad"'),
+        ("verbose: maybe\n", 'verbose: expected true or false, got the value "maybe"'),
+        ("app-name: [a]\n", "app-name: expected a string, got a list"),
+        (
+            "metric-collectors:\n  - type: redis\n    keys: a\n",
+            'metric-collectors[0].keys: expected a list of strings, got the value "a"',
+        ),
+        (
+            "metric-collectors: {}\n",
+            "metric-collectors: expected a list, got a mapping",
+        ),
+        (
+            "metric-collectors: [x]\n",
+            'metric-collectors[0]: expected a mapping, got the value "x"',
+        ),
+        ("- a\n", "expected a mapping, got a list"),
+        ("app-name: a\napp-name: b\n", 'duplicate key "app-name"'),
+    ],
+)
+def test_file_errors(tmp_path, text, message):
+    """Unknown keys and wrong types are rejected, naming the key and value."""
+    path = write(tmp_path, text)
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_file_error_never_shows_a_secret(tmp_path):
+    """A wrong type in a secret field is reported without its value."""
+    path = write(tmp_path, f"api-token: {{value: {SECRET}}}\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == f"{path}: api-token: expected a string"
+    path = write(tmp_path, "concurrency: FlyV1 fm2_abcdef\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert "fm2_abcdef" not in str(info.value)
+
+
+def test_invalid_yaml(tmp_path):
+    """A file that is not YAML is a ConfigError naming the file."""
+    path = write(tmp_path, "app-name: [unclosed\n")
+    with pytest.raises(fas.ConfigError, match="invalid YAML") as info:
+        load_config(path, {})
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_empty_file(tmp_path):
+    """An empty file changes nothing."""
+    assert load_config(write(tmp_path, "# nothing\n"), {}) == Config()
+
+
+def test_missing_file():
+    """A file that cannot be read raises OSError."""
+    with pytest.raises(OSError, match="No such file"):
+        load_config(DATA / "missing.yml", {})
+
+
+# --- durations ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("15s", 15.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("1h", 3600.0),
+        ("1.5s", 1.5),
+        ("300us", 300e-6),
+        ("300µs", 300e-6),
+        ("10ns", 10e-9),
+        (".5m", 30.0),
+        ("1.s", 1.0),
+        ("-2s", -2.0),
+        ("+2s", 2.0),
+        ("0", 0.0),
+        ("1h2m3.5s", 3723.5),
+    ],
+)
+def test_parse_duration(text, seconds):
+    """Go's duration syntax gives seconds."""
+    assert math.isclose(parse_duration(text), seconds)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "15", "s", "1d", "1 s", "1s ", "-", ".s", "1.2.3s", "15S", "1e3s"]
+)
+def test_parse_duration_rejects(text):
+    """Anything else is a ValueError."""
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+# --- repr and building ----------------------------------------------------------
+
+
+def test_repr_never_shows_a_secret():
+    """Tokens, keys and URLs with passwords stay out of repr()."""
+    entry = CollectorConfig(
+        type="redis",
+        token=SECRET,
+        cert_data=SECRET,
+        key_data=SECRET,
+        api_key=SECRET,
+        url=f"redis://:{SECRET}@h",
+    )
+    config = Config(api_token=SECRET, metric_collectors=[entry])
+    assert SECRET not in repr(config)
+
+
+def test_new_reconciler():
+    """new_reconciler sets the expressions, regions, group, state, collectors."""
+    config = valid(
+        started_machine_count="",
+        created_machine_count="2",
+        min_started_machine_count="ceil(queue_depth / 10)",
+        max_started_machine_count="5",
+        regions=["iad", "ord"],
+        process_group="worker",
+        initial_machine_state="stopped",
+        metric_collectors=[prometheus()],
+    )
+    config.validate()
+    reconciler = config.new_reconciler()
+    assert reconciler.min_created_machine_n == "2"
+    assert reconciler.max_created_machine_n == "2"
+    assert reconciler.min_started_machine_n == "ceil(queue_depth / 10)"
+    assert reconciler.max_started_machine_n == "5"
+    assert reconciler.regions == ["iad", "ord"]
+    assert reconciler.process_group == "worker"
+    assert reconciler.initial_machine_state == "stopped"
+    (collector,) = reconciler.collectors
+    assert isinstance(collector, PrometheusCollector)
+    assert collector.name == "queue_depth"
+    reconciler.validate()
+
+
+def test_new_reconciler_shares_given_collectors():
+    """Collectors passed in are used as they are, in a list of its own."""
+    config = valid(metric_collectors=[prometheus()])
+    collectors = config.build_collectors()
+    first, second = config.new_reconciler(collectors), config.new_reconciler(collectors)
+    assert first.collectors == second.collectors == collectors
+    assert first.collectors is not collectors
+    assert first.collectors[0] is collectors[0]
+
+
+def test_build_collectors_reports_which():
+    """A collector that refuses its settings is named by index, as Go does."""
+    config = valid(metric_collectors=[prometheus(address="ftp://x")])
+    with pytest.raises(fas.ConfigError, match=r"^metric collector\[0\]: prometheus"):
+        config.build_collectors()
