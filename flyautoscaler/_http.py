@@ -19,13 +19,13 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import requests
 import urllib3.exceptions
 from attrs import define, field, frozen
 
+from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError
 from flyautoscaler._ratelimit import RateLimiter
 
@@ -546,7 +546,7 @@ def encode_json(body: object) -> bytes:
     ).encode()
 
 
-class Lifecycle:
+class Lifecycle(Closing):
     """``close()`` and ``with`` for a client holding a :class:`Sender`."""
 
     __slots__ = ()
@@ -566,17 +566,6 @@ class Lifecycle:
         """
         if self.sessions is None:
             self._sender.sessions.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _ClientOptions(Protocol):

@@ -6,12 +6,13 @@ import importlib
 import math
 import threading
 from collections.abc import Sequence
-from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from types import ModuleType
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from attrs import define, field
 
+from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError
 from flyautoscaler._names import expand_metric_query
 
@@ -58,7 +59,7 @@ def _positive(value: float) -> float:
 
 
 @define
-class RedisListLengthCollector:
+class RedisListLengthCollector(Closing):
     r"""The summed length (``LLEN``) of one or more Redis lists, per app.
 
     Queues of RQ (``rq:queue:<name>``) and of Celery on Redis (the queue's name,
@@ -166,17 +167,6 @@ class RedisListLengthCollector:
             client, self._client = self._client, None
         if client is not None:
             client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _connect(self) -> redis.Redis:
         with self._lock:

@@ -10,11 +10,12 @@ import threading
 import weakref
 from collections.abc import Coroutine
 from datetime import timedelta
-from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Final, Self, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from attrs import define, field
 
+from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError
 from flyautoscaler._names import expand_metric_query
 
@@ -65,7 +66,7 @@ def _is_deadline(status: str, message: str) -> bool:
 
 
 @define
-class TemporalCollector:
+class TemporalCollector(Closing):
     r"""The number of running Temporal workflows, per app.
 
     Counts the workflow executions matching ``ExecutionStatus="Running"``, and
@@ -195,17 +196,6 @@ class TemporalCollector:
             close_loop, self._close_loop = self._close_loop, None
         if close_loop is not None:
             close_loop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _run(self, coroutine: Coroutine[object, object, _T]) -> _T:
         """Run *coroutine* in the collector's loop (the caller holds the lock)."""

@@ -14,11 +14,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Self
 
 from attrs import field, frozen
 
+from flyautoscaler._closing import Closing
 from flyautoscaler._flaps import DEFAULT_FLAPS_BASE_URL, FlapsHTTPClient
 from flyautoscaler._graphql import (
     DEFAULT_API_BASE_URL,
@@ -93,7 +92,7 @@ def api_base_url(environ: Mapping[str, str] | None = None) -> str:
 
 
 @frozen(eq=False)
-class FlapsClientFactory:
+class FlapsClientFactory(Closing):
     """Builds a :class:`FlapsHTTPClient` per app: a ``NewFlapsClientFunc``.
 
     Every client it builds shares one :class:`SessionPool`, so all apps reuse
@@ -138,17 +137,6 @@ class FlapsClientFactory:
     def close(self) -> None:
         """Close the shared sessions; idempotent. Built clients stop working."""
         self.sessions.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def new_flaps_client_func(  # noqa: PLR0913 - the client's options, passed through

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -32,39 +30,11 @@ from flyautoscaler.collectors import (
     PrometheusCollector,
     PrometheusQueryError,
 )
+from servers import free_port, require_binary, stop
 
 # Generous: other test runs share this machine's two cores.
 STARTUP_DEADLINE = 90.0
 APPS = {"app-a": 3.0, "app-b": 7.0}
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def require_binary(name: str, package: str) -> str:
-    """Return the binary's path; skip (locally) or fail (in CI) without it."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found; install with: apt-get install {package}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate *proc* and reap it, killing it if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

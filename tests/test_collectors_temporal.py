@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import os
 import shutil
 import socket
@@ -21,7 +20,6 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import attrs
@@ -29,22 +27,15 @@ import pytest
 
 import flyautoscaler as fas
 from flyautoscaler.collectors import RUNNING_FILTER, TemporalCollector
+from servers import import_or_skip
 
-
-def import_or_skip(name: str) -> ModuleType:
-    """Import *name*; skip locally without it, fail in CI's full session."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        message = f"{name} missing; install with: pip install 'flyautoscaler[temporal]'"
-        if os.environ.get("CI") and not os.environ.get("FAS_MINIMAL_TESTS"):
-            pytest.fail(message)
-        pytest.skip(message, allow_module_level=True)
-
-
-grpc = import_or_skip("grpc")
-service_grpc = import_or_skip("temporalio.api.workflowservice.v1.service_pb2_grpc")
-messages = import_or_skip("temporalio.api.workflowservice.v1.request_response_pb2")
+grpc = import_or_skip("grpc", "temporal")
+service_grpc = import_or_skip(
+    "temporalio.api.workflowservice.v1.service_pb2_grpc", "temporal"
+)
+messages = import_or_skip(
+    "temporalio.api.workflowservice.v1.request_response_pb2", "temporal"
+)
 
 
 @attrs.define

@@ -7,7 +7,6 @@ from importlib.metadata import version
 
 import pytest
 import requests
-import responses
 
 import flyautoscaler as fas
 from flyautoscaler._errors import FlyAPIError
@@ -37,34 +36,6 @@ RELEASE = {
     "user": {"id": "U1", "email": "a@example.com", "name": "A"},
     "createdAt": "2024-01-02T03:04:05Z",
 }
-
-
-class FakeTime:
-    """A clock that moves only when the client sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def rsps():
-    """Intercept every request made with requests."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def fake_time():
-    """A fake clock and sleep."""
-    return FakeTime()
 
 
 @pytest.fixture

@@ -51,34 +51,6 @@ MACHINE_JSON = {
 }
 
 
-class FakeTime:
-    """A clock that moves only when the client sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def rsps():
-    """Intercept every request made with requests."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def fake_time():
-    """A fake clock and sleep."""
-    return FakeTime()
-
-
 @pytest.fixture
 def client(fake_time):
     """A client for my-app on 127.0.0.1 that never really sleeps."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 import responses
 
 import flyautoscaler as fas
+from clock import FakeTime
 from factories import machine
 from flyautoscaler._ratelimit import DEFAULT_RATE_LIMIT, RateLimit, RateLimiter
 from flyautoscaler.fly import FlapsHTTPClient, RetryPolicy
@@ -20,37 +20,6 @@ MACHINES = f"{BASE}/v1/apps/my-app/machines"
 MACHINE_JSON = {"id": "m1", "state": "started", "region": "iad", "config": {}}
 # Fly's create limit with the default 5 % headroom: one launch every 1.05 s.
 INTERVAL = 1.05
-
-
-class FakeTime:
-    """A clock that moves only when someone sleeps; thread-safe; records sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-        self.lock = threading.Lock()
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
-
-    def clock(self) -> float:
-        with self.lock:
-            return self.now
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    """A fake clock and sleep."""
-    return FakeTime()
-
-
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    """Intercept every request made with requests."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
 
 
 def launch_input() -> fas.LaunchMachineInput:

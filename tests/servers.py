@@ -1,0 +1,52 @@
+"""Helpers for tests that start real servers or need optional extras."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+from types import ModuleType
+
+import pytest
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, package: str) -> str:
+    """Return the binary's path; skip (locally) or fail (in CI) without it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found; install with: apt-get install {package}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate *proc* and reap it, killing it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def import_or_skip(name: str, extra: str) -> ModuleType:
+    """Import *name*; skip the module locally without it, fail in CI's full session."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} missing; install with: pip install 'flyautoscaler[{extra}]'"
+        if os.environ.get("CI") and not os.environ.get("FAS_MINIMAL_TESTS"):
+            pytest.fail(message)
+        pytest.skip(message, allow_module_level=True)
