@@ -53,7 +53,8 @@ from flyautoscaler._protocols import (
     MetricCollector,
     NewFlapsClientFunc,
 )
-from flyautoscaler._reconciler import ActionFailure, Reconciler, ReconcileResult
+from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._results import ActionFailure, ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
 
 if TYPE_CHECKING:

@@ -26,7 +26,8 @@ from flyautoscaler._errors import (
 from flyautoscaler._metrics import register_prom_metrics
 from flyautoscaler._names import format_wildcard_as_regexp
 from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
-from flyautoscaler._reconciler import Reconciler, ReconcileResult
+from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
 
 __all__ = ["AppStatus", "PoolState", "ReconcilerPool"]

@@ -7,14 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ThreadPoolExecutor,
-    wait,
-)
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal, cast
 
 from attrs import define, evolve, field, frozen
 
@@ -38,9 +31,11 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._protocols import FlapsClient, MetricCollector
+from flyautoscaler._results import Action, ActionFailure, ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._steps import Job, PassRecord, Step, ordered, run_step
 
-__all__ = ["ActionFailure", "ReconcileResult", "Reconciler"]
+__all__ = ["Reconciler"]
 
 logger = logging.getLogger("flyautoscaler.reconciler")
 
@@ -48,10 +43,6 @@ logger = logging.getLogger("flyautoscaler.reconciler")
 DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
 #: How many Machine actions of one bulk step run at the same time.
 DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
-
-_T = TypeVar("_T")
-
-Action = Literal["create", "destroy", "start", "stop"]
 
 # States of Machines on their way out: not counted, never acted on.
 _GONE: Final = frozenset(
@@ -104,75 +95,6 @@ _COUNT_NAMES: Final = {
 }
 
 
-@frozen
-class ActionFailure:
-    """One Machine action that failed during a pass.
-
-    Attributes:
-        action: ``"create"``, ``"destroy"``, ``"start"`` or ``"stop"``.
-        machine_id: The Machine acted on (``""`` for a create).
-        error: What the client raised.
-    """
-
-    action: Action
-    machine_id: str
-    error: BaseException = field(repr=lambda e: redact(repr(e)))
-
-    def __str__(self) -> str:
-        target = f" {self.machine_id}" if self.machine_id else ""
-        return f"{self.action}{target}: {redact(str(self.error))}"
-
-
-@frozen
-class ReconcileResult:
-    """What one :meth:`Reconciler.reconcile` pass saw and did.
-
-    Attributes:
-        app_name: The app reconciled.
-        min_created: The evaluated min created count (``None``: unset).
-        max_created: The evaluated max created count (``None``: unset).
-        min_started: The evaluated min started count (``None``: unset).
-        max_started: The evaluated max started count (``None``: unset).
-        created_count: The watched group's created count when listed.
-        started_count: The watched group's started count when listed.
-        created: Ids of the Machines created, in the order the launches were
-            issued (not the order they finished in, which parallel actions
-            make vary); likewise the three below.
-        destroyed: Ids of the Machines destroyed, in candidate order.
-        started: Ids of the Machines started, in candidate order.
-        stopped: Ids of the Machines stopped, in candidate order.
-        failures: Every failed action, in the order the actions were issued.
-        gave_up_creating: Launch failed for one missing Machine every time it
-            was tried, so the pass stopped creating.
-        timed_out: The deadline passed before every planned action started.
-    """
-
-    app_name: str
-    min_created: int | None
-    max_created: int | None
-    min_started: int | None
-    max_started: int | None
-    created_count: int
-    started_count: int
-    created: tuple[str, ...] = ()
-    destroyed: tuple[str, ...] = ()
-    started: tuple[str, ...] = ()
-    stopped: tuple[str, ...] = ()
-    failures: tuple[ActionFailure, ...] = ()
-    gave_up_creating: bool = False
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when every planned action was made and none failed."""
-        return not (self.failures or self.gave_up_creating or self.timed_out)
-
-    @property
-    def scaled(self) -> bool:
-        """True when at least one Machine was created, destroyed, started or stopped."""
-        return bool(self.created or self.destroyed or self.started or self.stopped)
-
-
 @define
 class _Fleet:
     """The watched group's Machines during a pass, updated as actions succeed."""
@@ -202,55 +124,6 @@ class _Fleet:
 
 def _by_id(machine: Machine) -> str:
     return machine.id
-
-
-@define
-class _Pass:
-    """Mutable record of one pass, frozen into a ReconcileResult at the end.
-
-    Results are kept with the (step, dispatch number) of their action and put
-    in that order at the end: the order the actions were issued in, whatever
-    order they finished in.
-    """
-
-    deadline: float | None
-    clock: Callable[[], float]
-    cancel: threading.Event | None = None
-    created: list[tuple[tuple[int, int], str]] = field(factory=list)
-    destroyed: list[tuple[tuple[int, int], str]] = field(factory=list)
-    started: list[tuple[tuple[int, int], str]] = field(factory=list)
-    stopped: list[tuple[tuple[int, int], str]] = field(factory=list)
-    failures: list[tuple[tuple[int, int], ActionFailure]] = field(factory=list)
-    gave_up_creating: bool = False
-    timed_out: bool = False
-    step: int = 0
-    _seq: int = 0
-
-    def may_act(self) -> bool:
-        """Return False (and remember why) once the deadline passed or on cancel."""
-        if self.deadline is not None and self.clock() >= self.deadline:
-            self.timed_out = True
-        if self.cancel is not None and self.cancel.is_set():
-            self.timed_out = True
-        return not self.timed_out
-
-    def next_seq(self) -> int:
-        """Return the next dispatch number."""
-        self._seq += 1
-        return self._seq
-
-    @staticmethod
-    def add(out: list[tuple[tuple[int, int], str]], job: _Job, machine_id: str) -> None:
-        """Record that *job* succeeded on *machine_id*."""
-        out.append((job.seq, machine_id))
-
-    def acted(self) -> bool:
-        """Whether any action succeeded."""
-        return bool(self.created or self.destroyed or self.started or self.stopped)
-
-
-def _ordered(items: list[tuple[tuple[int, int], _T]]) -> tuple[_T, ...]:
-    return tuple(item for _, item in sorted(items, key=lambda pair: pair[0]))
 
 
 @define
@@ -501,7 +374,7 @@ class Reconciler:
                 },
             },
         )
-        record = _Pass(deadline=deadline, clock=self.clock, cancel=cancel)
+        record = PassRecord(deadline=deadline, clock=self.clock, cancel=cancel)
         if min_created is not None and created_count < min_created:
             self._create(client, fleet, min_created - created_count, record)
         elif max_created is not None and created_count > max_created:
@@ -525,11 +398,11 @@ class Reconciler:
             max_started=max_started,
             created_count=created_count,
             started_count=started_count,
-            created=_ordered(record.created),
-            destroyed=_ordered(record.destroyed),
-            started=_ordered(record.started),
-            stopped=_ordered(record.stopped),
-            failures=_ordered(record.failures),
+            created=ordered(record.created),
+            destroyed=ordered(record.destroyed),
+            started=ordered(record.started),
+            stopped=ordered(record.stopped),
+            failures=ordered(record.failures),
             gave_up_creating=record.gave_up_creating,
             timed_out=record.timed_out,
         )
@@ -575,7 +448,9 @@ class Reconciler:
             if m.process_group() == self.process_group and m.state not in _GONE
         ]
 
-    def _fail(self, record: _Pass, job: _Job, action: Action, exc: Exception) -> None:
+    def _fail(
+        self, record: PassRecord, job: Job, action: Action, exc: Exception
+    ) -> None:
         machine_id = job.machine_id
         self.stats.incr(f"machine_{action}_failed")
         record.failures.append((job.seq, ActionFailure(action, machine_id, exc)))
@@ -614,7 +489,7 @@ class Reconciler:
         return source, config.clone(image=image)
 
     def _create(
-        self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass
+        self, client: FlapsClient, fleet: _Fleet, n: int, record: PassRecord
     ) -> None:
         source, config = self._clone_source(fleet)
         self.stats.incr("bulk_create")
@@ -629,11 +504,11 @@ class Reconciler:
         todo: deque[int] = deque(range(n))
         tries = [0] * n
 
-        def next_job(in_flight: int) -> _Job | None:
+        def next_job(in_flight: int) -> Job | None:
             del in_flight  # at most one launch in flight per missing Machine
             if record.gave_up_creating or not todo:
                 return None
-            return _Job(None, todo[0], prepare)
+            return Job(None, todo[0], prepare)
 
         def prepare() -> Callable[[], object]:
             # The deadline was checked: take the slot and the next region now,
@@ -646,13 +521,13 @@ class Reconciler:
             )
             return lambda: client.launch(launch)
 
-        def done(job: _Job, outcome: object) -> None:
+        def done(job: Job, outcome: object) -> None:
             machine = cast("Machine", outcome)
             self._done("create", machine)
             record.add(record.created, job, machine.id)
             fleet.machines.append(machine)
 
-        def failed(job: _Job, exc: Exception) -> None:
+        def failed(job: Job, exc: Exception) -> None:
             self._fail(record, job, "create", exc)
             if record.gave_up_creating:
                 return
@@ -665,10 +540,10 @@ class Reconciler:
             )
             record.gave_up_creating = True
 
-        self._run(record, _Step(next_job, done, failed))
+        run_step(record, Step(next_job, done, failed), self.max_parallel_actions)
 
     def _destroy(
-        self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass
+        self, client: FlapsClient, fleet: _Fleet, n: int, record: PassRecord
     ) -> None:
         self.stats.incr("bulk_destroy")
         logger.info("reconcile.bulk_destroy", extra={"app": self.app_name, "n": n})
@@ -678,7 +553,7 @@ class Reconciler:
         )
         remaining = n
 
-        def next_job(in_flight: int) -> _Job | None:
+        def next_job(in_flight: int) -> Job | None:
             nonlocal remaining
             # Never below one Machine: it is the clone source of every scale-up.
             # A destroy in flight counts as done until it fails.
@@ -689,20 +564,22 @@ class Reconciler:
                 return None
             remaining -= 1  # a failure counts too: never destroy more than asked
             remove = RemoveMachineInput(machine.id, kill=True)
-            return _Job.of(machine, lambda: client.destroy(remove, ""))
+            return Job.of(machine, lambda: client.destroy(remove, ""))
 
-        def done(job: _Job, _outcome: object) -> None:
+        def done(job: Job, _outcome: object) -> None:
             machine = job.target()
             self._done("destroy", machine)
             record.add(record.destroyed, job, machine.id)
             fleet.remove(machine.id)
 
-        def failed(job: _Job, exc: Exception) -> None:
+        def failed(job: Job, exc: Exception) -> None:
             self._fail(record, job, "destroy", exc)
 
-        self._run(record, _Step(next_job, done, failed))
+        run_step(record, Step(next_job, done, failed), self.max_parallel_actions)
 
-    def _start(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+    def _start(
+        self, client: FlapsClient, fleet: _Fleet, n: int, record: PassRecord
+    ) -> None:
         self.stats.incr("bulk_start")
         candidates = fleet.in_states(_STARTABLE)
         logger.info("reconcile.bulk_start", extra={"app": self.app_name, "n": n})
@@ -716,7 +593,9 @@ class Reconciler:
             record, fleet, switch, candidates, lambda m: client.start(m.id, "")
         )
 
-    def _stop(self, client: FlapsClient, fleet: _Fleet, n: int, record: _Pass) -> None:
+    def _stop(
+        self, client: FlapsClient, fleet: _Fleet, n: int, record: PassRecord
+    ) -> None:
         self.stats.incr("bulk_stop")
         logger.info("reconcile.bulk_stop", extra={"app": self.app_name, "n": n})
         switch = _Switch("stop", MachineState.STOPPED, record.stopped, n)
@@ -730,7 +609,7 @@ class Reconciler:
 
     def _switch(
         self,
-        record: _Pass,
+        record: PassRecord,
         fleet: _Fleet,
         switch: _Switch,
         candidates: list[Machine],
@@ -740,7 +619,7 @@ class Reconciler:
         pending = iter(candidates)
         succeeded = 0
 
-        def next_job(in_flight: int) -> _Job | None:
+        def next_job(in_flight: int) -> Job | None:
             # Never more in flight than still needed, so there is no overshoot
             # even if all succeed; a failure frees its slot for the next one.
             if succeeded + in_flight >= switch.n:
@@ -748,9 +627,9 @@ class Reconciler:
             machine = next(pending, None)
             if machine is None:
                 return None
-            return _Job.of(machine, lambda: call(machine))
+            return Job.of(machine, lambda: call(machine))
 
-        def done(job: _Job, _outcome: object) -> None:
+        def done(job: Job, _outcome: object) -> None:
             nonlocal succeeded
             machine = job.target()
             succeeded += 1
@@ -758,100 +637,10 @@ class Reconciler:
             record.add(switch.out, job, machine.id)
             fleet.replace(_with_state(machine, switch.state))
 
-        def failed(job: _Job, exc: Exception) -> None:
+        def failed(job: Job, exc: Exception) -> None:
             self._fail(record, job, switch.action, exc)
 
-        self._run(record, _Step(next_job, done, failed))
-
-    def _run(self, record: _Pass, step: _Step) -> None:
-        """Run *step*'s actions, up to :attr:`max_parallel_actions` at a time.
-
-        The first action runs alone; once one succeeds, the step runs as many
-        at once as allowed; after a failure it goes back to one at a time until
-        an action succeeds. Only the client calls run on the pool's threads:
-        the fleet, the record, the stats and the logs are touched on this one.
-        Before each action the deadline and ``cancel`` are checked; once they
-        stop the step, the actions in flight are waited for.
-        """
-        bound = max(1, self.max_parallel_actions)
-        record.step += 1
-        executor: Executor = (
-            _InlineExecutor()
-            if bound == 1
-            else ThreadPoolExecutor(bound, thread_name_prefix="flyautoscaler-action")
-        )
-        running: dict[Future[object], _Job] = {}
-        window = 1
-        stopped = False
-        with executor:
-            while True:
-                while not stopped and len(running) < window:
-                    job = step.next_job(len(running))
-                    if job is None:
-                        break
-                    if not record.may_act():
-                        stopped = True
-                        break
-                    job.seq = (record.step, record.next_seq())
-                    running[executor.submit(job.prepare())] = job
-                if not running:
-                    return
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: running[f].seq):
-                    job = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        step.done(job, future.result())
-                        window = bound
-                    elif isinstance(error, Exception):
-                        step.failed(job, error)
-                        window = 1
-                    else:  # KeyboardInterrupt and the like: not an action failure
-                        raise error
-
-
-@define
-class _Job:
-    """One Machine action of a bulk step.
-
-    Attributes:
-        machine: The Machine acted on (``None`` for a create).
-        slot: A create's missing-Machine number.
-        prepare: Called on the reconciling thread just before the action is
-            issued; returns the call to run (on a pool thread).
-        seq: (step, dispatch number) within the pass: the order of results.
-    """
-
-    machine: Machine | None
-    slot: int
-    prepare: Callable[[], Callable[[], object]]
-    seq: tuple[int, int] = (0, 0)
-
-    @classmethod
-    def of(cls, machine: Machine, call: Callable[[], object]) -> _Job:
-        return cls(machine, 0, lambda: call)
-
-    @property
-    def machine_id(self) -> str:
-        return "" if self.machine is None else self.machine.id
-
-    def target(self) -> Machine:
-        assert self.machine is not None  # noqa: S101 - only creates have none
-        return self.machine
-
-
-@frozen
-class _Step:
-    """A bulk step, as :meth:`Reconciler._run` drives it.
-
-    ``next_job(in_flight)`` returns the next action to issue, or ``None`` when
-    none may start now (the step ends once nothing is in flight either);
-    ``done`` and ``failed`` record an action's outcome.
-    """
-
-    next_job: Callable[[int], _Job | None]
-    done: Callable[[_Job, object], None]
-    failed: Callable[[_Job, Exception], None]
+        run_step(record, Step(next_job, done, failed), self.max_parallel_actions)
 
 
 @frozen
@@ -862,22 +651,6 @@ class _Switch:
     state: str
     out: list[tuple[tuple[int, int], str]]
     n: int
-
-
-class _InlineExecutor(Executor):
-    """Runs each call at once on the calling thread: ``max_parallel_actions=1``."""
-
-    def submit(  # type: ignore[override]
-        self, fn: Callable[[], object], /
-    ) -> Future[object]:
-        future: Future[object] = Future()
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed over like a pool's
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-        return future
 
 
 def _with_state(machine: Machine, state: str) -> Machine:

@@ -40,7 +40,8 @@ from flyautoscaler._models import (
 )
 from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
-from flyautoscaler._reconciler import Reconciler, ReconcileResult
+from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._results import ReconcileResult
 from flyautoscaler._simreport import TickRow, format_clock
 from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
 
