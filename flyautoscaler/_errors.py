@@ -198,9 +198,12 @@ class FlapsError(FlyAutoscalerError):
         method: HTTP method of the request.
         url: URL of the request (never carries credentials).
         request_id: The ``fly-request-id`` response header, when present.
+        error_status: The error body's ``status`` field, when it has one:
+            ``insufficient_capacity`` means the region is out of capacity
+            (try another), ``name_taken``, ``unknown``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the fields of one HTTP error
         self,
         message: str,
         *,
@@ -208,12 +211,14 @@ class FlapsError(FlyAutoscalerError):
         method: str = "",
         url: str = "",
         request_id: str = "",
+        error_status: str = "",
     ) -> None:
         self.message = _truncate(redact(message))
         self.status = status
         self.method = method
         self.url = redact(url)
         self.request_id = request_id
+        self.error_status = error_status
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -222,6 +227,8 @@ class FlapsError(FlyAutoscalerError):
         text = f"{where}: {status}" if where else status
         if self.message:
             text += f": {self.message}"
+        if self.error_status:
+            text += f" [{self.error_status}]"
         if self.request_id:
             text += f" (fly-request-id {self.request_id})"
         return text
@@ -230,7 +237,7 @@ class FlapsError(FlyAutoscalerError):
         return (
             f"{type(self).__name__}({self.message!r}, status={self.status!r}, "
             f"method={self.method!r}, url={self.url!r}, "
-            f"request_id={self.request_id!r})"
+            f"request_id={self.request_id!r}, error_status={self.error_status!r})"
         )
 
 
@@ -252,6 +259,7 @@ class FlapsRateLimitedError(FlapsError):
         method: See :class:`FlapsError`.
         url: See :class:`FlapsError`.
         request_id: See :class:`FlapsError`.
+        error_status: See :class:`FlapsError`.
     """
 
     transient = True
@@ -265,10 +273,16 @@ class FlapsRateLimitedError(FlapsError):
         method: str = "",
         url: str = "",
         request_id: str = "",
+        error_status: str = "",
     ) -> None:
         self.retry_after = retry_after
         super().__init__(
-            message, status=status, method=method, url=url, request_id=request_id
+            message,
+            status=status,
+            method=method,
+            url=url,
+            request_id=request_id,
+            error_status=error_status,
         )
 
 

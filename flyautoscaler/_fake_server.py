@@ -1032,6 +1032,9 @@ def _flaps_error(exc: FlapsError, *, lease: bool) -> _AnswerError:
         return _AnswerError(
             _json(409, {"status": "error", "message": exc.message, "code": "invalid"})
         )
+    if exc.error_status:
+        body = {"error": exc.message, "status": exc.error_status}
+        return _AnswerError(_json(status, body))
     return _error(status, exc.message)
 
 

@@ -35,6 +35,7 @@ from flyautoscaler._http import (
     request_headers,
     request_id,
     scrub,
+    server_error_status,
     server_message,
 )
 from flyautoscaler._models import (
@@ -160,6 +161,7 @@ class FlapsHTTPClient(Lifecycle):
             "method": method,
             "url": url,
             "request_id": request_id(response),
+            "error_status": server_error_status(response),
         }
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -514,6 +514,22 @@ def server_message(response: requests.Response) -> str:
     return text
 
 
+def server_error_status(response: requests.Response) -> str:
+    """Return the error body's ``status`` field (``insufficient_capacity``, ...).
+
+    The lease envelope's ``"error"``/``"success"`` say nothing more than the
+    HTTP status, so they give ``""``.
+    """
+    try:
+        payload = json.loads(response.content)
+    except ValueError:
+        return ""
+    status = payload.get("status") if isinstance(payload, Mapping) else None
+    if not isinstance(status, str) or status in {"error", "success"}:
+        return ""
+    return status
+
+
 def decode_json(response: requests.Response) -> object:
     """Return the body's JSON, ``None`` for an empty body.
 

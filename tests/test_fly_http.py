@@ -324,6 +324,30 @@ def test_status_maps_to_error(rsps, status, cls):
     assert error.transient == (status in {429, 500, 502, 503})
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"error": "no capacity", "status": "insufficient_capacity"},
+            "insufficient_capacity",
+        ),
+        ({"error": "taken", "status": "name_taken"}, "name_taken"),
+        ({"status": "error", "message": "lease held", "code": "invalid"}, ""),
+        ({"error": "plain"}, ""),
+    ],
+)
+def test_error_body_status_is_kept(rsps, body, expected):
+    """The error body's status (insufficient_capacity, ...) is on the error."""
+    rsps.post(MACHINES, status=412, json=body)
+    config = fas.MachineConfig(image="nginx")
+    with no_retry_client() as flaps, pytest.raises(fas.FlapsError) as caught:
+        flaps.launch(fas.LaunchMachineInput(config))
+    assert caught.value.error_status == expected
+    if expected:
+        assert f"[{expected}]" in str(caught.value)
+        assert expected in repr(caught.value)
+
+
 def test_message_preferred_over_error(rsps):
     """A non-empty message wins over error, as fly-go reads error bodies."""
     rsps.post(

@@ -243,3 +243,22 @@ def test_pool_survives_api_outage(server):
         fly.close()
     assert table.count("started") == 2
     assert errors["api"] >= 1
+
+
+def test_capacity_error_moves_the_create_to_the_next_region(server, client):
+    """An insufficient_capacity answer is reported; the retry uses the next region."""
+    table = server.add_app("my-app", machines=[machine("1", "started")])
+    table.fail(
+        "launch",
+        fas.FlapsError(
+            "no capacity in ams", status=412, error_status="insufficient_capacity"
+        ),
+    )
+    r = reconciler(client, min_created_machine_n="2")
+    r.regions = ["ams", "syd"]
+    result = r.reconcile()
+    assert len(result.failures) == 1
+    error = result.failures[0].error
+    assert isinstance(error, fas.FlapsError)
+    assert error.error_status == "insufficient_capacity"
+    assert [table.machine(i).region for i in result.created] == ["syd"]
