@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -19,15 +18,12 @@ from flyautoscaler._errors import (
     FlapsTransportError,
 )
 from flyautoscaler._http import (
-    DEFAULT_TIMEOUT,
+    HTTPOptions,
     Lifecycle,
-    RetryPolicy,
     Sender,
     SessionPool,
     check_base_url,
-    check_timeout,
     decode_json,
-    default_user_agent,
     encode_json,
     flaps_authorization,
     make_sender,
@@ -54,7 +50,7 @@ DEFAULT_FLAPS_BASE_URL = "https://api.machines.dev"
 
 
 @frozen(eq=False)
-class FlapsHTTPClient(Lifecycle):
+class FlapsHTTPClient(Lifecycle, HTTPOptions):
     """The Machines API for one app, over HTTP.
 
     Thread-safe: each thread uses its own :class:`requests.Session`.
@@ -85,15 +81,6 @@ class FlapsHTTPClient(Lifecycle):
     base_url: str = field(
         default=DEFAULT_FLAPS_BASE_URL, kw_only=True, converter=check_base_url
     )
-    timeout: tuple[float, float] = field(
-        default=DEFAULT_TIMEOUT, kw_only=True, converter=check_timeout
-    )
-    retry: RetryPolicy = field(factory=RetryPolicy, kw_only=True)
-    user_agent: str = field(factory=default_user_agent, kw_only=True)
-    sleep: Callable[[float], object] = field(
-        default=time.sleep, kw_only=True, repr=False
-    )
-    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
     sessions: SessionPool | None = field(default=None, kw_only=True, repr=False)
     rate_limiter: RateLimiter | None = field(
         default=Factory(RateLimiter), kw_only=True, repr=False

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -11,15 +10,12 @@ from attrs import field, frozen
 
 from flyautoscaler._errors import FlyAPIError
 from flyautoscaler._http import (
-    DEFAULT_TIMEOUT,
+    HTTPOptions,
     Lifecycle,
-    RetryPolicy,
     Sender,
     SessionPool,
     check_base_url,
-    check_timeout,
     decode_json,
-    default_user_agent,
     encode_json,
     graphql_authorization,
     make_sender,
@@ -81,7 +77,7 @@ def _mapping(value: object) -> Mapping[str, Any] | None:
 
 
 @frozen(eq=False)
-class FlyGraphQLClient(Lifecycle):
+class FlyGraphQLClient(Lifecycle, HTTPOptions):
     """Fly's GraphQL API (organizations, apps, releases), over HTTP.
 
     Every query is a read, so every query is retried on a connection failure,
@@ -108,15 +104,6 @@ class FlyGraphQLClient(Lifecycle):
     base_url: str = field(
         default=DEFAULT_API_BASE_URL, kw_only=True, converter=check_base_url
     )
-    timeout: tuple[float, float] = field(
-        default=DEFAULT_TIMEOUT, kw_only=True, converter=check_timeout
-    )
-    retry: RetryPolicy = field(factory=RetryPolicy, kw_only=True)
-    user_agent: str = field(factory=default_user_agent, kw_only=True)
-    sleep: Callable[[float], object] = field(
-        default=time.sleep, kw_only=True, repr=False
-    )
-    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
     sessions: SessionPool | None = field(default=None, kw_only=True, repr=False)
     max_pages: int = field(default=MAX_APP_PAGES, kw_only=True)
     _authorization: str = field(init=False, repr=False)

@@ -562,6 +562,29 @@ def encode_json(body: object) -> bytes:
     ).encode()
 
 
+@frozen(eq=False)
+class HTTPOptions:
+    """The keyword-only options every HTTP client of this package shares.
+
+    Attributes:
+        timeout: ``(connect, read)`` seconds on every request.
+        retry: When and how to retry; see :class:`RetryPolicy`.
+        user_agent: The ``User-Agent`` header.
+        sleep: Waits between retries (tests inject a recorder).
+        clock: Monotonic seconds, for the retry budget.
+    """
+
+    timeout: tuple[float, float] = field(
+        default=DEFAULT_TIMEOUT, kw_only=True, converter=check_timeout
+    )
+    retry: RetryPolicy = field(factory=RetryPolicy, kw_only=True)
+    user_agent: str = field(factory=default_user_agent, kw_only=True)
+    sleep: Callable[[float], object] = field(
+        default=time.sleep, kw_only=True, repr=False
+    )
+    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
+
+
 class Lifecycle(Closing):
     """``close()`` and ``with`` for a client holding a :class:`Sender`."""
 

@@ -28,10 +28,10 @@ from flyautoscaler._http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_TIMEOUT,
+    HTTPOptions,
     RetryPolicy,
     SessionPool,
     check_base_url,
-    check_timeout,
     default_user_agent,
     flaps_authorization,
     graphql_authorization,
@@ -92,7 +92,7 @@ def api_base_url(environ: Mapping[str, str] | None = None) -> str:
 
 
 @frozen(eq=False)
-class FlapsClientFactory(Closing):
+class FlapsClientFactory(Closing, HTTPOptions):
     """Builds a :class:`FlapsHTTPClient` per app: a ``NewFlapsClientFunc``.
 
     Every client it builds shares one :class:`SessionPool`, so all apps reuse
@@ -104,15 +104,6 @@ class FlapsClientFactory(Closing):
     base_url: str = field(
         factory=flaps_base_url, kw_only=True, converter=check_base_url
     )
-    timeout: tuple[float, float] = field(
-        default=DEFAULT_TIMEOUT, kw_only=True, converter=check_timeout
-    )
-    retry: RetryPolicy = field(factory=RetryPolicy, kw_only=True)
-    user_agent: str = field(factory=default_user_agent, kw_only=True)
-    sleep: Callable[[float], object] = field(
-        default=time.sleep, kw_only=True, repr=False
-    )
-    clock: Callable[[], float] = field(default=time.monotonic, kw_only=True, repr=False)
     rate_limits: bool = field(default=True, kw_only=True)
     sessions: SessionPool = field(factory=SessionPool, init=False, repr=False)
 
