@@ -7,6 +7,9 @@ import os
 import shutil
 import socket
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -50,3 +53,31 @@ def import_or_skip(name: str, extra: str) -> ModuleType:
         if os.environ.get("CI") and not os.environ.get("FAS_MINIMAL_TESTS"):
             pytest.fail(message)
         pytest.skip(message, allow_module_level=True)
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    name: str,
+    log: Path,
+    deadline: float,
+    poll: float,
+) -> None:
+    """Poll *ready* until it holds; fail if *proc* exits or *deadline* s pass.
+
+    Raises:
+        RuntimeError: The process exited (the tail of its log is in the message).
+    """
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if ready():
+            return
+        try:
+            code = proc.wait(timeout=poll)  # the poll interval, and a liveness check
+        except subprocess.TimeoutExpired:
+            continue
+        log_tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{name} exited with {code}:\n{log_tail}")
+    stop(proc)
+    pytest.fail(f"{name} did not become ready in {deadline} s")

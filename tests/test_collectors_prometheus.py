@@ -30,7 +30,7 @@ from flyautoscaler.collectors import (
     PrometheusCollector,
     PrometheusQueryError,
 )
-from servers import free_port, require_binary, stop
+from servers import free_port, require_binary, stop, wait_ready
 
 # Generous: other test runs share this machine's two cores.
 STARTUP_DEADLINE = 90.0
@@ -98,18 +98,15 @@ def _start_prometheus(
             stderr=log,
             cwd=workdir,
         )
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if _scraped(address):
-            return proc, address
-        try:
-            code = proc.wait(timeout=0.25)  # the poll interval, and a liveness check
-        except subprocess.TimeoutExpired:
-            continue
-        log_tail = (workdir / "prometheus.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"prometheus exited with {code}:\n{log_tail}")
-    stop(proc)
-    pytest.fail(f"prometheus did not scrape the exporter in {STARTUP_DEADLINE} s")
+    wait_ready(
+        proc,
+        lambda: _scraped(address),
+        name="prometheus",
+        log=workdir / "prometheus.log",
+        deadline=STARTUP_DEADLINE,
+        poll=0.25,
+    )
+    return proc, address
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 import flyautoscaler as fas
 from flyautoscaler.collectors import RedisListLengthCollector
-from servers import free_port, import_or_skip, require_binary, stop
+from servers import free_port, import_or_skip, require_binary, stop, wait_ready
 
 redis = import_or_skip("redis", "redis")
 
@@ -44,25 +44,26 @@ def _start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], i
             stderr=log,
             cwd=workdir,
         )
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         try:
             with redis.Redis(
                 host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=2
             ) as client:
                 client.ping()
         except redis.RedisError:
-            pass
-        else:
-            return proc, port
-        try:
-            code = proc.wait(timeout=0.1)  # the poll interval, and a liveness check
-        except subprocess.TimeoutExpired:
-            continue
-        log_tail = (workdir / "redis.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"redis-server exited with {code}:\n{log_tail}")
-    stop(proc)
-    pytest.fail(f"redis-server did not answer in {STARTUP_DEADLINE} s")
+            return False
+        return True
+
+    wait_ready(
+        proc,
+        answers,
+        name="redis-server",
+        log=workdir / "redis.log",
+        deadline=STARTUP_DEADLINE,
+        poll=0.1,
+    )
+    return proc, port
 
 
 @pytest.fixture(scope="module")
