@@ -16,7 +16,8 @@ The tree::
     │   ├── FlapsConflictError            409 and 412 (leases, state, versions)
     │   ├── FlapsRateLimitedError         429, with ``retry_after`` seconds
     │   ├── FlapsServerError              5xx
-    │   └── FlapsTransportError           no answer: connection refused, reset, timeout
+    │   ├── FlapsTransportError           no answer: connection refused, reset, timeout
+    │   └── FlapsNotSentError             not sent: its pass was cancelled or too late
     └── FlyAPIError                       the GraphQL API failed; carries ``code``
 
 No exception message, ``repr`` or log line made from these carries a token:
@@ -36,6 +37,7 @@ __all__ = [
     "FlapsConflictError",
     "FlapsError",
     "FlapsNotFoundError",
+    "FlapsNotSentError",
     "FlapsRateLimitedError",
     "FlapsServerError",
     "FlapsTransportError",
@@ -44,6 +46,7 @@ __all__ = [
     "MetricCollectionError",
     "NoMachineToCloneError",
     "ReconcileError",
+    "describe",
     "redact",
 ]
 
@@ -72,6 +75,20 @@ def redact(text: str) -> str:
     """
     text = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
     return _MACAROON.sub(_REDACTED, text)
+
+
+def describe(exc: BaseException) -> str:
+    """Return ``Type: message`` for a log line, with the exception's notes.
+
+    The notes (:meth:`BaseException.add_note`) say where the error happened
+    ("while computing the max started machine count") or why it was not
+    retried; :func:`str` leaves them out. Credentials are redacted.
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    notes = [str(note) for note in getattr(exc, "__notes__", ())]
+    if notes:
+        text += " (" + "; ".join(notes) + ")"
+    return redact(text)
 
 
 def _truncate(text: str, limit: int = MAX_SERVER_MESSAGE) -> str:
@@ -111,7 +128,14 @@ class ExpressionError(FlyAutoscalerError, ValueError):
         message: What is wrong, naming the offending name or position.
         expression: The expression's source text.
         position: Zero-based character offset of the problem, when known.
+
+    Attributes:
+        count: Which Machine count the expression computes, in words (``"max
+            started machine count"``), once a reconciler has said so; ``""``
+            before.
     """
+
+    count: str = ""
 
     def __init__(
         self, message: str, *, expression: str = "", position: int | None = None
@@ -201,6 +225,8 @@ class FlapsError(FlyAutoscalerError):
         error_status: The error body's ``status`` field, when it has one:
             ``insufficient_capacity`` means the region is out of capacity
             (try another), ``name_taken``, ``unknown``.
+        sent: ``False`` when the request certainly never reached Fly (the
+            connection was never established, or it was not sent at all).
     """
 
     def __init__(  # noqa: PLR0913 - the fields of one HTTP error
@@ -212,6 +238,7 @@ class FlapsError(FlyAutoscalerError):
         url: str = "",
         request_id: str = "",
         error_status: str = "",
+        sent: bool = True,
     ) -> None:
         self.message = _truncate(redact(message))
         self.status = status
@@ -219,7 +246,17 @@ class FlapsError(FlyAutoscalerError):
         self.url = redact(url)
         self.request_id = request_id
         self.error_status = error_status
+        self.sent = sent
         super().__init__(self._describe())
+
+    @property
+    def refused(self) -> bool:
+        """Whether Fly certainly did not act on the request.
+
+        True for a 4xx answer and for a request that never reached Fly; false
+        for a 5xx or a lost answer, after which the action may have happened.
+        """
+        return not self.sent or (self.status is not None and 400 <= self.status < 500)
 
     def _describe(self) -> str:
         where = " ".join(part for part in (self.method, self.url) if part)
@@ -283,7 +320,14 @@ class FlapsRateLimitedError(FlapsError):
             url=url,
             request_id=request_id,
             error_status=error_status,
+            sent=status is not None,
         )
+
+    def _describe(self) -> str:
+        text = super()._describe()
+        if self.retry_after is not None and self.status is not None:
+            text += f" (Fly asked to wait {self.retry_after:g} s)"
+        return text
 
 
 class FlapsServerError(FlapsError):
@@ -293,9 +337,37 @@ class FlapsServerError(FlapsError):
 
 
 class FlapsTransportError(FlapsError):
-    """No usable answer: connection refused or reset, DNS failure, timeout."""
+    """No usable answer: connection refused or reset, DNS failure, timeout.
+
+    ``sent`` tells the cases apart: ``False`` when the connection was never
+    established (refused, DNS failure, connect timeout), so Fly never saw the
+    request; ``True`` when it may have (a read timeout or a reset after sending).
+    """
 
     transient = True
+
+
+class FlapsNotSentError(FlapsError):
+    """The request was not sent: its pass was cancelled, or it would end too late.
+
+    Raised before anything goes on the wire, so Fly did nothing (``sent`` is
+    ``False``): the pool was closed (``reason`` ``"cancelled"``), or the pass's
+    deadline would pass before the request could go (``"deadline"``).
+
+    Args:
+        message: What was not sent, and why.
+        reason: ``"cancelled"`` or ``"deadline"``.
+        method: See :class:`FlapsError`.
+        url: See :class:`FlapsError`.
+    """
+
+    transient = True
+
+    def __init__(
+        self, message: str, *, reason: str, method: str = "", url: str = ""
+    ) -> None:
+        self.reason = reason
+        super().__init__(message, method=method, url=url, sent=False)
 
 
 class FlyAPIError(FlyAutoscalerError):

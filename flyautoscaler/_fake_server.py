@@ -241,11 +241,14 @@ def _parse_seconds(text: str) -> float:
 
 @define
 class _Fault:
-    kind: str  # "fail" | "drop" | "malformed"
+    kind: str  # "fail" | "drop" | "malformed" | "delay"
     remaining: int
     status: int
     method: str | None
     path: str | None
+    act: bool = False  # act on the request first: only the answer is lost
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
 
     def matches(self, request: _Request) -> bool:
         if self.method is not None and self.method.upper() != request.method:
@@ -493,33 +496,64 @@ class FakeMachinesServer:
             raise ValueError(f"latency must be >= 0, got {seconds}")
         self._latency = seconds
 
-    def fail_next(
+    def fail_next(  # noqa: PLR0913 - keyword-only options of one fault
         self,
         n: int = 1,
         status: int = 503,
         *,
         method: str | None = None,
         path: str | None = None,
+        act: bool = False,
+        retry_after: str | None = None,
     ) -> None:
-        """Answer the next *n* matching requests with *status* (nothing is done).
+        """Answer the next *n* matching requests with *status*.
 
         Args:
             n: How many requests fail.
             status: Status to answer, with ``{"error": "injected failure"}``.
             method: Only requests with this method.
             path: Only requests whose path contains this.
+            act: Do what the request asks first, then answer *status*: a
+                server that fails after acting (by default nothing is done).
+            retry_after: A ``Retry-After`` header to send with the answer.
         """
-        self._add_fault("fail", n, status, method, path)
+        headers = () if retry_after is None else (("Retry-After", retry_after),)
+        self._add_fault("fail", n, status, method, path, act=act, headers=headers)
 
     def drop_next(
-        self, n: int = 1, *, method: str | None = None, path: str | None = None
+        self,
+        n: int = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        act: bool = False,
     ) -> None:
         """Close the connection of the next *n* matching requests, unanswered.
 
-        The request is read but not acted on. *method* and *path* filter as in
+        The request is read but, unless *act*, not acted on; with *act* it is
+        carried out and only the answer is lost, as when a connection breaks
+        after the server acted. *method* and *path* filter as in
         :meth:`fail_next`.
         """
-        self._add_fault("drop", n, 0, method, path)
+        self._add_fault("drop", n, 0, method, path, act=act)
+
+    def delay_next(
+        self,
+        n: int = 1,
+        seconds: float = 1.0,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Carry out the next *n* matching requests at once, answer *seconds* later.
+
+        A client whose read timeout is shorter gives up although the server
+        acted: the answer of a create is lost, its Machine exists. *method*
+        and *path* filter as in :meth:`fail_next`.
+        """
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self._add_fault("delay", n, 0, method, path, act=True, delay=seconds)
 
     def malformed_next(
         self, n: int = 1, *, method: str | None = None, path: str | None = None
@@ -536,13 +570,25 @@ class FakeMachinesServer:
         with self._lock:
             self._faults.clear()
 
-    def _add_fault(
-        self, kind: str, n: int, status: int, method: str | None, path: str | None
+    def _add_fault(  # noqa: PLR0913 - one fault, described in full
+        self,
+        kind: str,
+        n: int,
+        status: int,
+        method: str | None,
+        path: str | None,
+        *,
+        act: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
+        delay: float = 0.0,
     ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        fault = _Fault(
+            kind, n, status, method, path, act=act, headers=headers, delay=delay
+        )
         with self._lock:
-            self._faults.append(_Fault(kind, n, status, method, path))
+            self._faults.append(fault)
 
     def _take_fault(self, request: _Request) -> _Fault | None:
         with self._lock:
@@ -662,13 +708,28 @@ class FakeMachinesServer:
 
     def _answer(self, request: _Request, route: _Route) -> _Response:
         fault = self._take_fault(request)
-        if fault is not None:
-            _log.debug("fake_server.fault", extra={"kind": fault.kind})
-            if fault.kind == "drop":
-                return _Response(None)
-            if fault.kind == "malformed":
-                return _Response(200, _MALFORMED)
-            raise _error(fault.status, "injected failure")
+        if fault is None:
+            return self._serve(request, route)
+        _log.debug("fake_server.fault", extra={"kind": fault.kind, "act": fault.act})
+        if fault.kind == "delay":
+            try:
+                response = self._serve(request, route)
+            except _AnswerError as answer:
+                response = answer.response
+            self._stop.wait(fault.delay)
+            return response
+        if fault.act:
+            with contextlib.suppress(_AnswerError):
+                self._serve(request, route)
+        if fault.kind == "drop":
+            return _Response(None)
+        if fault.kind == "malformed":
+            return _Response(200, _MALFORMED)
+        raise _AnswerError(
+            _json(fault.status, {"error": "injected failure"}, *fault.headers)
+        )
+
+    def _serve(self, request: _Request, route: _Route) -> _Response:
         if not self._tokens & _token_pieces(request.headers.get("authorization", "")):
             if request.path == "/graphql":
                 message = "You must be authenticated to view this."

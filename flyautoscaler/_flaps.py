@@ -13,6 +13,7 @@ from flyautoscaler._errors import (
     FlapsConflictError,
     FlapsError,
     FlapsNotFoundError,
+    FlapsNotSentError,
     FlapsRateLimitedError,
     FlapsServerError,
     FlapsTransportError,
@@ -122,10 +123,11 @@ class FlapsHTTPClient(Lifecycle, HTTPOptions):
             body=data,
             idempotent=idempotent,
             response_error=lambda response: self._error(method, url, response),
-            transport_error=lambda exc: FlapsTransportError(
+            transport_error=lambda exc, sent: FlapsTransportError(
                 scrub(f"{type(exc).__name__}: {exc}", self._token),
                 method=method,
                 url=url,
+                sent=sent,
             ),
             log_event="flaps.retry",
             log_extra={"app": self.app_name},
@@ -137,6 +139,9 @@ class FlapsHTTPClient(Lifecycle, HTTPOptions):
                 status=None,
                 method=method,
                 url=url,
+            ),
+            not_sent_error=lambda reason, text: FlapsNotSentError(
+                text, reason=reason, method=method, url=url
             ),
         )
 

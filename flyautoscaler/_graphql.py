@@ -153,7 +153,7 @@ class FlyGraphQLClient(Lifecycle, HTTPOptions):
             body=encode_json({"query": query, "variables": dict(variables)}),
             idempotent=True,
             response_error=lambda response: self._error(operation, response),
-            transport_error=lambda exc: FlyAPIError(
+            transport_error=lambda exc, _sent: FlyAPIError(
                 scrub(f"{type(exc).__name__}: {exc}", self._token),
                 operation=operation,
                 url=self.url,

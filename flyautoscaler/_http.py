@@ -28,6 +28,7 @@ from attrs import define, field, frozen
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError
 from flyautoscaler._ratelimit import RateLimiter
+from flyautoscaler._scope import Scope, current_scope, pause
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -96,15 +97,18 @@ class RetryPolicy:
 
     The delay before retry *n* (1-based) is drawn uniformly from
     ``[0, min(max_delay, base_delay * 2 ** (n - 1))]`` ("full jitter"), unless the
-    server sent ``Retry-After``: then it is that many seconds, capped at
-    ``max_retry_after``. No retry starts if it would end later than
-    ``max_elapsed`` seconds after the first attempt began.
+    server sent ``Retry-After``: then it is exactly that many seconds. A
+    ``Retry-After`` longer than ``max_retry_after`` is never cut short: the
+    client gives up at once, and the error says how long the server asked to
+    wait. No retry starts if it would end later than ``max_elapsed`` seconds
+    after the first attempt began, or after the current pass's deadline.
 
     Args:
         max_attempts: Attempts in all, the first one included (1 = never retry).
         base_delay: Seconds; the upper bound of the first backoff.
         max_delay: Seconds; the largest backoff bound.
-        max_retry_after: Seconds; the longest ``Retry-After`` obeyed as is.
+        max_retry_after: Seconds; the longest ``Retry-After`` the client waits
+            for; a longer one fails the request at once.
         max_elapsed: Seconds; the budget for all attempts and waits together.
     """
 
@@ -236,10 +240,40 @@ class SessionPool:
 
 #: Turns a non-2xx response into the exception to raise.
 ResponseError = Callable[[requests.Response], Exception]
-#: Turns a ``requests`` failure (no response) into the exception to raise.
-TransportError = Callable[[requests.RequestException], Exception]
+#: Turns a ``requests`` failure (no response) into the exception to raise; the
+#: flag says whether the request may have reached the server.
+TransportError = Callable[[requests.RequestException, bool], Exception]
 #: Makes the exception raised when the rate limiter would wait *seconds*, too long.
 LimitedError = Callable[[float], Exception]
+#: Makes the exception raised when a request is not sent because the current
+#: pass was cancelled (``"cancelled"``) or would end first (``"deadline"``);
+#: the second argument says it in words.
+NotSentError = Callable[[str, str], Exception]
+
+
+@frozen
+class _Request:
+    """One request as :meth:`Sender.send` sends it, attempt after attempt."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+    idempotent: bool
+    response_error: ResponseError
+    transport_error: TransportError
+
+
+@frozen
+class _Failed:
+    """What one failed attempt left: the error, and whether to try again."""
+
+    error: Exception
+    retryable: bool
+    maybe_acted: bool
+    cause: BaseException | None = None
+    status: int | None = None
+    retry_after: float | None = None
 
 
 @define
@@ -278,65 +312,74 @@ class Sender:
         log_extra: Mapping[str, object],
         rate_key: tuple[str, str] | None = None,
         limited_error: LimitedError | None = None,
+        not_sent_error: NotSentError | None = None,
     ) -> requests.Response:
         """Send the request, retrying what the policy allows; return a 2xx response.
 
         A retry happens on a status in :data:`RETRY_STATUSES` or a connection
         failure or timeout. A non-idempotent request (*idempotent* false) is
         retried only when it certainly did not reach the server: on 429 or when
-        the connection was never established.
+        the connection was never established. A ``DELETE`` answered 404 after
+        an earlier attempt that may have reached the server succeeded: that
+        attempt did the deleting.
 
         With a :attr:`limiter` and a *rate_key* ``(action, Machine id or app)``,
         the first attempt first waits for a token of that bucket; retries,
         already backed off, take one without waiting; a 429 holds the bucket
         for as long as the retry waits, so other threads wait too.
 
+        Inside a pass (:func:`~flyautoscaler._scope.current_scope`), with a
+        *not_sent_error*: nothing is sent once the pass is cancelled, waits end
+        as soon as it is, and no wait that would outlast the pass's deadline
+        begins; the request fails at once instead.
+
         Raises:
             Exception: What *response_error* or *transport_error* made of the last
-                failure, or what *limited_error* made of a wait for a token
-                longer than the limiter's ``max_wait`` (nothing was sent then).
+                failure, what *limited_error* made of a wait for a token longer
+                than the limiter's ``max_wait``, or what *not_sent_error* made
+                of a cancelled pass or a wait past its deadline (nothing was
+                sent in those two cases).
         """
         key = rate_key if self.limiter is not None else None
-        self._wait_for_token(key, limited_error, log_extra)
+        scope = current_scope() if not_sent_error is not None else None
+        what = f"{method} {url} not sent"
+        if scope is not None and scope.cancelled:
+            raise self._not_sent(
+                not_sent_error, "cancelled", f"{what}: the pass was cancelled"
+            )
+        self._wait_for_token(
+            key, what, limited_error, log_extra, (scope, not_sent_error)
+        )
+        request = _Request(
+            method,
+            url,
+            dict(headers),
+            body,
+            idempotent,
+            response_error,
+            transport_error,
+        )
         start = self.clock()
         attempt = 0
-        while True:
+        maybe_acted = False  # an earlier attempt may have reached the server
+        while True:  # bounded: at most retry.max_attempts turns
             attempt += 1
             if attempt > 1:
                 self._count_retry(key)
-            status: int | None = None
-            retry_after: float | None = None
-            try:
-                response = self.sessions.get().request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    data=body,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                error = transport_error(exc)
-                cause: BaseException | None = exc
-                retryable = isinstance(exc, _TRANSPORT_ERRORS) and (
-                    idempotent or _never_sent(exc)
-                )
-            else:
-                if 200 <= response.status_code < 300:
-                    return response
-                status = response.status_code
-                error = response_error(response)
-                cause = None
-                retryable = status == 429 or (idempotent and status in RETRY_STATUSES)
-                if retryable:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                response.close()
-            if not retryable or attempt >= self.retry.max_attempts:
+            outcome = self._attempt(request, maybe_acted=maybe_acted)
+            if isinstance(outcome, requests.Response):
+                if outcome.status_code == 404:
+                    logger.debug(
+                        "http.already_deleted",
+                        extra={**log_extra, "method": method, "url": url},
+                    )
+                return outcome
+            maybe_acted = maybe_acted or outcome.maybe_acted
+            error, cause = outcome.error, outcome.cause
+            if not outcome.retryable or attempt >= self.retry.max_attempts:
                 raise error from cause
-            delay = self.retry.delay(attempt, retry_after, self.rng)
-            if self.clock() - start + delay > self.retry.max_elapsed:
-                raise error from cause
-            if status == 429:
+            delay = self._retry_delay(attempt, outcome.retry_after, start, scope, error)
+            if outcome.status == 429:
                 self._hold_bucket(key, delay)
             logger.warning(
                 log_event,
@@ -346,25 +389,133 @@ class Sender:
                     "url": url,
                     "attempt": attempt,
                     "delay": delay,
-                    "status": status,
+                    "status": outcome.status,
                     "error": str(error),
                 },
             )
-            self.sleep(delay)
+            if not pause(delay, self.sleep):
+                error.add_note("not retried: the pass was cancelled")
+                raise error from cause
+
+    def _attempt(
+        self, request: _Request, *, maybe_acted: bool
+    ) -> requests.Response | _Failed:
+        """Send *request* once; return the success, or what went wrong.
+
+        A ``DELETE`` answered 404 counts as a success when an earlier attempt
+        (*maybe_acted*) may have reached the server: that attempt deleted it.
+        """
+        try:
+            response = self.sessions.get().request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            sent = not _never_sent(exc)
+            return _Failed(
+                error=request.transport_error(exc, sent),
+                cause=exc,
+                retryable=isinstance(exc, _TRANSPORT_ERRORS)
+                and (request.idempotent or not sent),
+                maybe_acted=sent,
+            )
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        if status == 404 and request.method == "DELETE" and maybe_acted:
+            return response
+        retryable = status == 429 or (request.idempotent and status in RETRY_STATUSES)
+        failed = _Failed(
+            error=request.response_error(response),
+            status=status,
+            retryable=retryable,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            if retryable
+            else None,
+            maybe_acted=status >= 500,
+        )
+        response.close()
+        return failed
+
+    def _retry_delay(
+        self,
+        attempt: int,
+        retry_after: float | None,
+        start: float,
+        scope: Scope | None,
+        error: Exception,
+    ) -> float:
+        """Return the wait before the next attempt, or raise *error* if too long.
+
+        A ``Retry-After`` is waited in full or not at all: a resend before the
+        server allows it would only be refused again.
+        """
+        if retry_after is not None and retry_after > self.retry.max_retry_after:
+            error.add_note(
+                f"not retried: the server asked to wait {retry_after:g} s "
+                f"(Retry-After), longer than this client waits "
+                f"({self.retry.max_retry_after:g} s)"
+            )
+            raise error
+        delay = self.retry.delay(attempt, retry_after, self.rng)
+        elapsed = self.clock() - start
+        if elapsed + delay > self.retry.max_elapsed:
+            error.add_note(
+                f"not retried: waiting {delay:.3g} s more would exceed the retry "
+                f"budget of {self.retry.max_elapsed:g} s"
+            )
+            raise error
+        if scope is not None and delay > scope.remaining():
+            error.add_note(
+                f"not retried: waiting {delay:.3g} s would pass the deadline "
+                f"of this pass ({scope.remaining():.3g} s left)"
+            )
+            raise error
+        return delay
+
+    @staticmethod
+    def _not_sent(
+        not_sent_error: NotSentError | None, reason: str, text: str
+    ) -> Exception:
+        return (
+            RuntimeError(text)
+            if not_sent_error is None
+            else not_sent_error(reason, text)
+        )
 
     def _wait_for_token(
         self,
         rate_key: tuple[str, str] | None,
+        what: str,
         limited_error: LimitedError | None,
         log_extra: Mapping[str, object],
+        within: tuple[Scope | None, NotSentError | None] = (None, None),
     ) -> None:
-        """Wait for a token of *rate_key*'s bucket, or raise if it is too far off."""
+        """Wait for a token of *rate_key*'s bucket, or raise if it is too far off.
+
+        *what* names the request in errors. Inside a scope (*within*: the scope
+        and the error to raise), a wait that would outlast the pass's deadline
+        is not begun, and a cancel ends the wait; both raise that error.
+        """
+        scope, not_sent_error = within
         if self.limiter is None or rate_key is None:
             return
         now = self.clock()
-        wait = self.limiter.reserve(*rate_key, now)
+        left = scope.remaining() if scope is not None else math.inf
+        wait = self.limiter.reserve(*rate_key, now, max_wait=left)
         if wait is None:
             seconds = self.limiter.wait_time(*rate_key, now)
+            if seconds <= self.limiter.max_wait and scope is not None:
+                raise self._not_sent(
+                    not_sent_error,
+                    "deadline",
+                    f"{what}: its rate-limit token is {seconds:.3g} s away, "
+                    f"after the pass's deadline ({left:.3g} s left)",
+                )
             if limited_error is None:
                 message = f"rate limit: {rate_key[0]} would wait {seconds:.1f} s"
                 raise RuntimeError(message)
@@ -379,7 +530,13 @@ class Sender:
                     "delay": wait,
                 },
             )
-            self.sleep(wait)
+            if not pause(wait, self.sleep):
+                raise self._not_sent(
+                    not_sent_error,
+                    "cancelled",
+                    f"{what}: the pass was cancelled while it waited for a "
+                    "rate-limit token",
+                )
 
     def _count_retry(self, rate_key: tuple[str, str] | None) -> None:
         """Count a retry in its bucket; it does not wait (it backed off already)."""

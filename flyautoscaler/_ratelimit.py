@@ -113,24 +113,30 @@ class RateLimiter:
         interval = (1.0 + self.headroom) / limit.rate
         return interval, (limit.burst - 1.0) * interval
 
-    def reserve(self, action: str, key: str, now: float) -> float | None:
+    def reserve(
+        self, action: str, key: str, now: float, *, max_wait: float | None = None
+    ) -> float | None:
         """Take a token for one request, possibly in the future.
 
         Args:
             action: The request's action (``"launch"``, ``"start"``, ...).
             key: The Machine id, or the app for create and list.
             now: The current time on the caller's monotonic clock.
+            max_wait: A tighter bound than :attr:`max_wait` for this request
+                (such as the time left before its pass's deadline).
 
         Returns:
             Seconds to wait before sending (0: send now), or ``None`` when the
-            wait would exceed :attr:`max_wait`; no token is taken then.
+            wait would exceed :attr:`max_wait` (or *max_wait*); no token is
+            taken then.
         """
         interval, tolerance = self._interval_and_tolerance(action)
+        bound = self.max_wait if max_wait is None else min(max_wait, self.max_wait)
         with self._lock:
             due = max(self._due.get((action, key), now), now)
             wait = due - tolerance - now
             wait = 0.0 if wait <= _EPSILON else wait
-            if wait > self.max_wait:
+            if wait > bound:
                 return None
             self._due[action, key] = due + interval
             self._prune(now)

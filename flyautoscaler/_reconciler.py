@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Final, Literal, cast
 
@@ -13,11 +12,13 @@ from attrs import define, evolve, field, frozen
 
 from flyautoscaler._errors import (
     ConfigError,
+    ExpressionError,
+    FlapsError,
     FlyAutoscalerError,
     MetricCollectionError,
     NoMachineToCloneError,
     ReconcileError,
-    redact,
+    describe,
 )
 from flyautoscaler._expr import compile_expression
 from flyautoscaler._models import (
@@ -32,6 +33,7 @@ from flyautoscaler._models import (
 )
 from flyautoscaler._protocols import FlapsClient, MetricCollector
 from flyautoscaler._results import Action, ActionFailure, ReconcileResult
+from flyautoscaler._scope import Scope
 from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._steps import Job, PassRecord, Step, ordered, run_step
 
@@ -39,7 +41,7 @@ __all__ = ["Reconciler"]
 
 logger = logging.getLogger("flyautoscaler.reconciler")
 
-#: How many times one missing Machine's create is tried within a pass.
+#: How many launches in a row may fail before a pass stops creating.
 DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
 #: How many Machine actions of one bulk step run at the same time.
 DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
@@ -149,7 +151,9 @@ class Reconciler:
             state new Machines are created in.
         collectors: Metric sources; each value is stored under its ``name``.
         stats: Counters of what passes did.
-        max_create_attempts: Tries per missing Machine in one pass.
+        max_create_attempts: Failed launches in a row after which a pass stops
+            creating (a launch that may have reached Fly is never resent in
+            the same pass; one Fly refused is tried again, in the next region).
         max_parallel_actions: Machine actions of one bulk step (create,
             destroy, start or stop) that may run at the same time, each on a
             thread of a pool that lives only as long as the step; 1 runs them
@@ -242,7 +246,11 @@ class Reconciler:
         try:
             return compile_expression(source).evaluate_int(self._metrics)
         except FlyAutoscalerError as exc:
-            exc.add_note(f"while computing the {_COUNT_NAMES[attr]}")
+            label = _COUNT_NAMES[attr]
+            if isinstance(exc, ExpressionError):
+                exc.count = label
+                exc.expression = exc.expression or source
+            exc.add_note(f"while computing the {label} ({source})")
             raise
 
     def calc_min_created_machine_n(self) -> int | None:
@@ -360,7 +368,9 @@ class Reconciler:
         max_created = self._max_at_least_min("created", min_created, max_created)
         max_started = self._max_at_least_min("started", min_started, max_started)
         client = self._require_client()
-        fleet = _Fleet(self._watched(client.list("")))
+        scope = Scope(deadline, self.clock, cancel)
+        with scope.entered():
+            fleet = _Fleet(self._watched(client.list("")))
         created_count = fleet.created_count()
         started_count = len(fleet.running())
         logger.info(
@@ -374,9 +384,12 @@ class Reconciler:
                 },
             },
         )
-        record = PassRecord(deadline=deadline, clock=self.clock, cancel=cancel)
+        record = PassRecord(scope)
         if min_created is not None and created_count < min_created:
-            self._create(client, fleet, min_created - created_count, record)
+            # Room for started Machines: a create beyond it is launched
+            # stopped, so that no serving Machine is stopped to make room.
+            room = None if max_started is None else max_started - started_count
+            self._create(client, fleet, min_created - created_count, record, room)
         elif max_created is not None and created_count > max_created:
             self._destroy(client, fleet, created_count - max_created, record)
 
@@ -386,9 +399,7 @@ class Reconciler:
         elif max_started is not None and running > max_started:
             self._stop(client, fleet, running - max_started, record)
 
-        acted = record.acted()
-        troubled = record.failures or record.gave_up_creating or record.timed_out
-        if not (acted or troubled):
+        if record.step == 0:  # no bulk step was called for
             self.stats.incr("no_scale")
         result = ReconcileResult(
             app_name=self.app_name,
@@ -459,7 +470,7 @@ class Reconciler:
             extra={
                 "app": self.app_name,
                 "machine_id": machine_id,
-                "error": redact(f"{type(exc).__name__}: {exc}"),
+                "error": describe(exc),
             },
         )
 
@@ -489,39 +500,49 @@ class Reconciler:
         return source, config.clone(image=image)
 
     def _create(
-        self, client: FlapsClient, fleet: _Fleet, n: int, record: PassRecord
+        self,
+        client: FlapsClient,
+        fleet: _Fleet,
+        n: int,
+        record: PassRecord,
+        start_room: int | None,
     ) -> None:
+        """Create *n* Machines; at most *start_room* of them launched started.
+
+        See :class:`_Launches` for which launches are sent, and when the step
+        stops.
+        """
         source, config = self._clone_source(fleet)
         self.stats.incr("bulk_create")
         logger.info(
             "reconcile.bulk_create",
             extra={"app": self.app_name, "n": n, "source_machine_id": source.id},
         )
-        skip_launch = self.initial_machine_state == MachineState.STOPPED
-        attempts = max(1, self.max_create_attempts)
-        # The missing Machines ("slots") still to launch; a failed one goes back
-        # to the front, so it is retried before the next one is tried.
-        todo: deque[int] = deque(range(n))
-        tries = [0] * n
+        launches = _Launches(
+            todo=n,
+            room=start_room,
+            always_stopped=self.initial_machine_state == MachineState.STOPPED,
+            attempts=max(1, self.max_create_attempts),
+        )
 
         def next_job(in_flight: int) -> Job | None:
-            del in_flight  # at most one launch in flight per missing Machine
-            if record.gave_up_creating or not todo:
+            del in_flight  # each launch takes its own missing Machine
+            if record.gave_up_creating or launches.todo <= 0:
                 return None
-            return Job(None, todo[0], prepare)
+            return Job(None, 0, prepare)
 
-        def prepare() -> Callable[[], object]:
-            # The deadline was checked: take the slot and the next region now,
-            # on this thread, so regions go round-robin in the order of launches.
-            tries[todo.popleft()] += 1
+        def prepare(job: Job) -> Callable[[], object]:
+            # The deadline was checked: take the Machine and the next region
+            # now, on this thread, so regions go round-robin in launch order.
             launch = LaunchMachineInput(
                 config=config,
+                skip_launch=launches.take(job.seq),
                 region=self.next_region() or source.region,
-                skip_launch=skip_launch,
             )
             return lambda: client.launch(launch)
 
         def done(job: Job, outcome: object) -> None:
+            launches.succeeded()
             machine = cast("Machine", outcome)
             self._done("create", machine)
             record.add(record.created, job, machine.id)
@@ -529,16 +550,16 @@ class Reconciler:
 
         def failed(job: Job, exc: Exception) -> None:
             self._fail(record, job, "create", exc)
-            if record.gave_up_creating:
-                return
-            if tries[job.slot] < attempts:
-                todo.appendleft(job.slot)
-                return
-            logger.error(
-                "reconcile.create_gave_up",
-                extra={"app": self.app_name, "attempts": attempts},
-            )
-            record.gave_up_creating = True
+            refused = isinstance(exc, FlapsError) and exc.refused
+            if (
+                launches.failed(job.seq, refused=refused)
+                and not record.gave_up_creating
+            ):
+                logger.error(
+                    "reconcile.create_gave_up",
+                    extra={"app": self.app_name, "attempts": launches.attempts},
+                )
+                record.gave_up_creating = True
 
         run_step(record, Step(next_job, done, failed), self.max_parallel_actions)
 
@@ -641,6 +662,54 @@ class Reconciler:
             self._fail(record, job, switch.action, exc)
 
         run_step(record, Step(next_job, done, failed), self.max_parallel_actions)
+
+
+@define
+class _Launches:
+    """The bookkeeping of a create step: what is missing, and what to launch.
+
+    Memory and time are proportional to the launches made, not to the number
+    of missing Machines, which is a count (:attr:`todo`). A launch Fly
+    certainly refused (a 4xx, or a connection never opened) gives its Machine
+    back, to be tried again (in the next region); a launch that may have
+    reached Fly (a 5xx, a lost answer) is never sent again in the pass, since
+    it may have created the Machine: the next pass lists and decides. After
+    :attr:`attempts` failed launches in a row the step stops.
+
+    A Machine is launched started while :attr:`room` (the started Machines
+    the max started count still allows) lasts, and stopped after that, so the
+    pass never stops a serving Machine to make room for one it created.
+    """
+
+    todo: int
+    room: int | None
+    always_stopped: bool
+    attempts: int
+    failed_in_a_row: int = 0
+    started: set[tuple[int, int]] = field(factory=set)
+
+    def take(self, seq: tuple[int, int]) -> bool:
+        """Take a missing Machine for launch *seq*; return True to launch it stopped."""
+        self.todo -= 1
+        if self.always_stopped or (self.room is not None and self.room <= 0):
+            return True
+        self.started.add(seq)
+        if self.room is not None:
+            self.room -= 1
+        return False
+
+    def succeeded(self) -> None:
+        """Count a launch that worked."""
+        self.failed_in_a_row = 0
+
+    def failed(self, seq: tuple[int, int], *, refused: bool) -> bool:
+        """Count a failed launch; return True once the step must stop."""
+        self.failed_in_a_row += 1
+        if refused:  # Fly did nothing: the Machine is still missing
+            self.todo += 1
+            if seq in self.started and self.room is not None:
+                self.room += 1
+        return self.failed_in_a_row >= self.attempts
 
 
 @frozen

@@ -2,28 +2,25 @@
 
 A step (create, destroy, start or stop) hands :func:`run_step` a
 :class:`Step`: a source of :class:`Job` s and what to do with each outcome.
-:func:`run_step` issues them up to a bound at a time on a thread pool that lives
-for the step, and the :class:`PassRecord` keeps the results in the order the
-actions were issued.
+:func:`run_step` issues them up to a bound at a time on daemon threads that
+live for the step, and the :class:`PassRecord` keeps the results in the order
+the actions were issued.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import TypeVar
 
 from attrs import define, field, frozen
 
+from flyautoscaler._errors import FlapsNotSentError
 from flyautoscaler._models import Machine
 from flyautoscaler._results import ActionFailure
+from flyautoscaler._scope import Scope
 
 __all__ = ["Job", "PassRecord", "Step", "ordered", "run_step"]
 
@@ -39,9 +36,7 @@ class PassRecord:
     order they finished in.
     """
 
-    deadline: float | None
-    clock: Callable[[], float]
-    cancel: threading.Event | None = None
+    scope: Scope
     created: list[tuple[tuple[int, int], str]] = field(factory=list)
     destroyed: list[tuple[tuple[int, int], str]] = field(factory=list)
     started: list[tuple[tuple[int, int], str]] = field(factory=list)
@@ -54,9 +49,7 @@ class PassRecord:
 
     def may_act(self) -> bool:
         """Return False (and remember why) once the deadline passed or on cancel."""
-        if self.deadline is not None and self.clock() >= self.deadline:
-            self.timed_out = True
-        if self.cancel is not None and self.cancel.is_set():
+        if self.scope.remaining() <= 0 or self.scope.cancelled:
             self.timed_out = True
         return not self.timed_out
 
@@ -85,20 +78,21 @@ class Job:
 
     Attributes:
         machine: The Machine acted on (``None`` for a create).
-        slot: A create's missing-Machine number.
-        prepare: Called on the reconciling thread just before the action is
-            issued; returns the call to run (on a pool thread).
+        slot: Unused; kept for the step functions' shape.
+        prepare: Called with the job on the reconciling thread just before the
+            action is issued (its ``seq`` is set); returns the call to run (on
+            an action thread).
         seq: (step, dispatch number) within the pass: the order of results.
     """
 
     machine: Machine | None
     slot: int
-    prepare: Callable[[], Callable[[], object]]
+    prepare: Callable[[Job], Callable[[], object]]
     seq: tuple[int, int] = (0, 0)
 
     @classmethod
     def of(cls, machine: Machine, call: Callable[[], object]) -> Job:
-        return cls(machine, 0, lambda: call)
+        return cls(machine, 0, lambda _job: call)
 
     @property
     def machine_id(self) -> str:
@@ -139,28 +133,104 @@ class _InlineExecutor(Executor):
         return future
 
 
+_Call = tuple[Future[object], Callable[[], object]]
+
+
+class _DaemonThreads(Executor):
+    """Up to *size* daemon threads, started as calls come.
+
+    Unlike :class:`~concurrent.futures.ThreadPoolExecutor`, whose threads the
+    interpreter waits for at exit, these never hold a process up: a process
+    stopping (SIGTERM) while a call waits on the network exits at once.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._calls: queue.SimpleQueue[
+            tuple[Future[object], Callable[[], object]] | None
+        ]
+        self._calls = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(  # type: ignore[override]
+        self, fn: Callable[[], object], /
+    ) -> Future[object]:
+        future: Future[object] = Future()
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"{self._name}-{len(self._threads)}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        self._calls.put((future, fn))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, fn = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn()
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:  # noqa: FBT001, FBT002 - Executor's signature
+        """Let every thread finish its call and end; join them if *wait*."""
+        del cancel_futures  # run_step never leaves a call queued
+        for _ in self._threads:
+            self._calls.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def _in_scope(scope: Scope, call: Callable[[], object]) -> Callable[[], object]:
+    """Return *call*, to be run inside *scope* on whichever thread runs it."""
+
+    def run() -> object:
+        with scope.entered():
+            return call()
+
+    return run
+
+
 def run_step(record: PassRecord, step: Step, max_parallel: int) -> None:
     """Run *step*'s actions, up to *max_parallel* at a time.
 
     The first action runs alone; once one succeeds, the step runs as many
     at once as allowed; after a failure it goes back to one at a time until
-    an action succeeds. Only the client calls run on the pool's threads:
+    an action succeeds. Only the client calls run on the action threads:
     the fleet, the record, the stats and the logs are touched on this one.
     Before each action the deadline and ``cancel`` are checked; once they
-    stop the step, the actions in flight are waited for.
+    stop the step, the actions in flight are waited for. Each call runs in
+    the pass's scope, so a call the client did not send because the pass was
+    cancelled or out of time (:class:`FlapsNotSentError`) ends the step like
+    the deadline does, and is not a failure.
     """
     bound = max(1, max_parallel)
     record.step += 1
     executor: Executor = (
         _InlineExecutor()
         if bound == 1
-        else ThreadPoolExecutor(bound, thread_name_prefix="flyautoscaler-action")
+        else _DaemonThreads(bound, "flyautoscaler-action")
     )
     running: dict[Future[object], Job] = {}
     window = 1
     stopped = False
     with executor:
-        while True:
+        while True:  # bounded: every turn issues a job or waits for one
             while not stopped and len(running) < window:
                 job = step.next_job(len(running))
                 if job is None:
@@ -169,7 +239,8 @@ def run_step(record: PassRecord, step: Step, max_parallel: int) -> None:
                     stopped = True
                     break
                 job.seq = (record.step, record.next_seq())
-                running[executor.submit(job.prepare())] = job
+                call = _in_scope(record.scope, job.prepare(job))
+                running[executor.submit(call)] = job
             if not running:
                 return
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -179,6 +250,8 @@ def run_step(record: PassRecord, step: Step, max_parallel: int) -> None:
                 if error is None:
                     step.done(job, future.result())
                     window = bound
+                elif isinstance(error, FlapsNotSentError):
+                    record.timed_out = stopped = True
                 elif isinstance(error, Exception):
                     step.failed(job, error)
                     window = 1

@@ -519,12 +519,17 @@ def test_429_waits_retry_after(rsps, client, fake_time):
     assert fake_time.sleeps == [pytest.approx(1.0)]
 
 
-def test_retry_after_is_capped(rsps, client, fake_time):
-    """A Retry-After longer than max_retry_after waits only the cap."""
+def test_retry_after_longer_than_the_cap_fails_at_once(rsps, client, fake_time):
+    """A Retry-After beyond max_retry_after is not cut short: no wait, no resend."""
     rsps.get(MACHINES, status=429, headers={"Retry-After": "3600"})
     rsps.get(MACHINES, json=[])
-    client.list()
-    assert fake_time.sleeps == [10.0]
+    with pytest.raises(fas.FlapsRateLimitedError) as caught:
+        client.list()
+    assert fake_time.sleeps == []
+    assert len(rsps.calls) == 1
+    assert caught.value.retry_after == 3600.0
+    assert "asked to wait 3600 s" in str(caught.value)
+    assert "longer than this client waits (10 s)" in caught.value.__notes__[0]
 
 
 def test_retry_budget_exhausted(rsps, client, fake_time):

@@ -13,6 +13,7 @@ import pytest
 
 import flyautoscaler as fas
 from factories import machine
+from flyautoscaler._errors import describe as fas_describe
 from flyautoscaler.fly import FlapsHTTPClient, FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import FakeMachinesServer, StaticCollector
 
@@ -262,3 +263,124 @@ def test_capacity_error_moves_the_create_to_the_next_region(server, client):
     assert isinstance(error, fas.FlapsError)
     assert error.error_status == "insufficient_capacity"
     assert [table.machine(i).region for i in result.created] == ["syd"]
+
+
+# --- hardening: lost answers, Retry-After, the pass's deadline and cancel --------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "drop"},
+        {"kind": "fail", "status": 503},
+        {"kind": "fail", "status": 500},
+    ],
+    ids=["answer lost", "503 after acting", "500 after acting"],
+)
+def test_create_whose_answer_is_lost_is_not_sent_again(server, client, fault):
+    """A create Fly carried out but did not confirm is one POST, not three."""
+    table = server.add_app("my-app", machines=[machine("1", "started")])
+    if fault["kind"] == "drop":
+        server.drop_next(2, method="POST", act=True)
+    else:
+        server.fail_next(2, fault["status"], method="POST", act=True)
+    r = reconciler(client, min_created_machine_n="2")
+    result = r.reconcile()
+    assert server.count("launch") == 1
+    assert table.count() == 2  # the one Machine asked for, no more
+    assert result.created == ()
+    assert [f.action for f in result.failures] == ["create"]
+    # The next pass lists the Machine the lost answer created: nothing to do.
+    server.clear_faults()
+    assert r.reconcile().created == ()
+    assert server.count("launch") == 1
+
+
+def test_create_read_timeout_is_not_sent_again(server, sleeps):
+    """A create whose answer times out is not resent, though Fly created it."""
+    table = server.add_app("my-app", machines=[machine("1", "started")])
+    server.delay_next(1, 1.0, method="POST")
+    with FlapsHTTPClient(
+        "my-app", TOKEN, base_url=server.url, sleep=sleeps.append, timeout=(5, 0.2)
+    ) as slow_client:
+        result = reconciler(slow_client, min_created_machine_n="2").reconcile()
+    assert [type(f.error) for f in result.failures] == [fas.FlapsTransportError]
+    assert table.count() == 2
+    # The server logs the request once its late answer went out.
+    deadline = time.monotonic() + WAIT
+    while server.in_flight and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    assert server.count("launch") == 1
+
+
+def test_refused_create_is_sent_again(server, client):
+    """A create Fly refused (422) is tried again in the same pass."""
+    table = server.add_app("my-app", machines=[machine("1", "started")])
+    server.fail_next(1, 422, method="POST")
+    result = reconciler(client, min_created_machine_n="2").reconcile()
+    assert server.count("launch") == 2
+    assert len(result.created) == 1
+    assert table.count() == 2
+
+
+def test_destroy_retried_after_a_lost_answer_succeeds(server, client, sleeps):
+    """A DELETE whose answer was lost is retried; its 404 means it worked."""
+    table = server.add_app(
+        "my-app", machines=[machine("1", "started"), machine("2", "stopped")]
+    )
+    server.drop_next(1, method="DELETE", act=True)
+    r = reconciler(client, max_created_machine_n="1")
+    result = r.reconcile()
+    assert result.ok
+    assert result.destroyed == ("2",)
+    assert r.stats.machine_destroy_failed == 0
+    assert [m.id for m in table.machines] == ["1"]
+    assert [r.status for r in server.requests if r.method == "DELETE"] == [None, 404]
+
+
+def test_long_retry_after_fails_at_once(server, client, sleeps):
+    """Retry-After: 60 is never cut short: one request, no wait, the error says 60 s."""
+    table = server.add_app("my-app", machines=[machine("1")])
+    server.fail_next(1, 429, method="POST", path="/start", retry_after="60")
+    with pytest.raises(fas.FlapsRateLimitedError) as caught:
+        client.start("1", "")
+    assert caught.value.retry_after == 60.0
+    assert "asked to wait 60 s" in str(caught.value)
+    assert sleeps == []
+    assert server.count("start") == 1
+    assert table.machine("1").state == "stopped"
+
+
+def test_retry_after_beyond_the_pass_deadline_fails_at_once(server, client, sleeps):
+    """A Retry-After the pass cannot wait for fails the action at once."""
+    server.add_app("my-app", machines=[machine("1")])
+    server.fail_next(1, 429, method="POST", path="/start", retry_after="5")
+    r = reconciler(client, min_started_machine_n="1")
+    result = r.reconcile(deadline=time.monotonic() + 2.0)
+    assert sleeps == []
+    assert server.count("start") == 1
+    (failure,) = result.failures
+    assert "deadline" in fas_describe(failure.error)
+
+
+def test_no_action_is_sent_after_cancel(server):
+    """Actions waiting for a rate-limit token when the pool closes are not sent."""
+    table = server.add_app("my-app", machines=[machine("1", "started")])
+    cancel = threading.Event()
+    now = [100.0]
+
+    def sleep(seconds: float) -> None:
+        cancel.set()  # the signal arrives while the first launch waits for a token
+        now[0] += seconds
+
+    with FlapsHTTPClient(
+        "my-app", TOKEN, base_url=server.url, sleep=sleep, clock=lambda: now[0]
+    ) as limited:
+        r = reconciler(limited, min_created_machine_n="11")
+        result = r.reconcile(cancel=cancel)
+    launches = server.count("launch")
+    assert launches == 3  # the burst of 3 went before the signal; nothing after
+    assert table.count() == 1 + launches
+    assert result.timed_out
+    assert result.failures == ()
+    assert len(result.created) == launches

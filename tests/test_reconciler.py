@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -71,6 +72,16 @@ def test_go_no_scale():
     assert r.stats.no_scale == 1
     assert result.ok
     assert not result.scaled
+
+
+def test_start_step_without_candidates_counts_only_bulk_start():
+    """A start step with nothing to start counts bulk_start, not no_scale (as Go)."""
+    client = FakeFlapsClient([machine("1", "started")])
+    r = reconciler(client, min_started_machine_n="3")
+    result = r.reconcile()
+    assert result.started == ()
+    assert r.stats.bulk_start == 1
+    assert r.stats.no_scale == 0
 
 
 def test_go_create_ok():
@@ -462,7 +473,7 @@ def test_create_regions_round_robin_and_initial_state():
 
 
 def test_create_gives_up_after_bounded_attempts():
-    """A launch that always fails is tried a bounded number of times, then gives up."""
+    """Launches that always fail stop after max_create_attempts in a row."""
     client = FakeFlapsClient([machine("1", "started")])
     client.fail("launch", fas.FlapsServerError("no capacity", status=503), times=None)
     r = reconciler(client, min_created_machine_n="5")
@@ -474,16 +485,96 @@ def test_create_gives_up_after_bounded_attempts():
     assert len(result.failures) == 3
 
 
-def test_create_retries_then_succeeds():
-    """Transient launch failures are retried within the bound."""
+def test_refused_create_is_tried_again():
+    """A launch Fly refused (4xx) is tried again for the same missing Machine."""
     client = FakeFlapsClient([machine("1", "started")])
-    client.fail("launch", times=2)
+    refused = fas.FlapsError(
+        "no capacity", status=412, error_status="insufficient_capacity"
+    )
+    client.fail("launch", refused, times=2)
     r = reconciler(client, min_created_machine_n="3")
     result = r.reconcile()
     assert len(result.created) == 2
     assert client.call_count("launch") == 4
     assert not result.gave_up_creating
     assert r.stats.machine_create_failed == 2
+
+
+def test_never_sent_create_is_tried_again():
+    """A launch whose connection never opened is tried again in the same pass."""
+    client = FakeFlapsClient([machine("1", "started")])
+    client.fail("launch", fas.FlapsTransportError("refused", sent=False))
+    result = reconciler(client, min_created_machine_n="2").reconcile()
+    assert len(result.created) == 1
+    assert client.call_count("launch") == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        fas.FlapsServerError("bad gateway", status=502),
+        fas.FlapsTransportError("read timed out"),
+        fas.FlapsError("injected", status=500),
+        RuntimeError("a client of your own failed"),
+    ],
+    ids=["5xx", "lost answer", "500", "unknown"],
+)
+def test_create_that_may_have_reached_fly_is_not_sent_again(error):
+    """A launch that may have created its Machine is never resent in the pass."""
+    client = FakeFlapsClient([machine("1", "started")])
+    client.fail("launch", error)
+    r = reconciler(client, min_created_machine_n="2")
+    result = r.reconcile()
+    assert client.call_count("launch") == 1
+    assert result.created == ()
+    assert [f.action for f in result.failures] == ["create"]
+    assert not result.gave_up_creating
+
+
+def test_huge_target_costs_only_the_actions_taken():
+    """A target of 10**7 Machines allocates as much as the launches made."""
+    launches = [0]
+
+    def count(method: str, args: tuple[object, ...]) -> None:
+        if method == "launch":
+            launches[0] += 1
+
+    client = FakeFlapsClient([machine("1", "started")], before_call=count)
+    r = reconciler(
+        client, min_created_machine_n="10000000", clock=lambda: float(launches[0])
+    )
+    tracemalloc.start()
+    try:
+        result = r.reconcile(deadline=5.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.timed_out
+    assert 5 <= client.call_count("launch") <= 5 + 8  # the deadline, plus in flight
+    assert peak < 2_000_000  # bytes; a list per missing Machine takes 80 MB
+
+
+def test_created_machines_never_make_a_serving_machine_a_stop_victim():
+    """Creates beyond max started are launched stopped; no serving Machine stops."""
+    client = FakeFlapsClient([machine("1", "started")])
+    r = reconciler(client, min_created_machine_n="3", max_started_machine_n="2")
+    result = r.reconcile()
+    assert len(result.created) == 2
+    assert result.stopped == ()
+    assert client.call_count("stop") == 0
+    assert client.machine("1").state == "started"
+    launched = [c.args[0] for c in client.calls if c.method == "launch"]
+    assert [li.skip_launch for li in launched] == [False, True]  # type: ignore[attr-defined]
+    assert client.count("started") == 2
+    assert client.count("created") == 1
+
+
+def test_created_machines_start_when_max_started_allows():
+    """Without a max started count every create is launched started, as in Go."""
+    client = FakeFlapsClient([machine("1", "started")])
+    result = reconciler(client, min_created_machine_n="3").reconcile()
+    assert len(result.created) == 2
+    assert client.count("started") == 3
 
 
 def test_create_then_start_in_one_pass():
