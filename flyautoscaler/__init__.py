@@ -17,6 +17,7 @@ from flyautoscaler._errors import (
     FlapsConflictError,
     FlapsError,
     FlapsNotFoundError,
+    FlapsNotSentError,
     FlapsRateLimitedError,
     FlapsServerError,
     FlapsTransportError,
@@ -46,7 +47,7 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._names import expand_metric_query, format_wildcard_as_regexp
-from flyautoscaler._pool import AppStatus, PoolState, ReconcilerPool
+from flyautoscaler._pool import AppStatus, PoolHealth, PoolState, ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
     FlyClient,
@@ -76,6 +77,7 @@ __all__ = [
     "FlapsConflictError",
     "FlapsError",
     "FlapsNotFoundError",
+    "FlapsNotSentError",
     "FlapsRateLimitedError",
     "FlapsServerError",
     "FlapsTransportError",
@@ -93,6 +95,7 @@ __all__ = [
     "NewFlapsClientFunc",
     "NoMachineToCloneError",
     "Organization",
+    "PoolHealth",
     "PoolState",
     "ReconcileError",
     "ReconcileResult",

@@ -130,6 +130,11 @@ class PoolCollector(Collector):
             "Created and started Machines of the watched group, as last listed.",
             labels=["app", "kind"],
         )
+        failing = GaugeMetricFamily(
+            "fas_app_consecutive_failed_passes",
+            "Failed passes in a row, per app.",
+            labels=["app"],
+        )
         for name, app in sorted(apps.items()):
             passes.add_metric([name], float(app.passes))
             skipped.add_metric([name], float(app.skipped))
@@ -140,6 +145,7 @@ class PoolCollector(Collector):
             )
             last_duration.add_metric([name], app.last_duration)
             lag.add_metric([name], app.last_lag)
+            failing.add_metric([name], float(app.consecutive_failures))
             for metric, value in sorted(app.metrics.items()):
                 values.add_metric([name, metric], value)
             result = app.last_result
@@ -157,7 +163,7 @@ class PoolCollector(Collector):
             current.add_metric([name, "created"], float(result.created_count))
             current.add_metric([name, "started"], float(result.started_count))
         yield from (passes, skipped, errors, duration, last_duration, lag)
-        yield from (values, targets, current)
+        yield from (values, targets, current, failing)
 
 
 def register_prom_metrics(

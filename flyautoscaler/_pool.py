@@ -11,17 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Final, Self
 
-from attrs import define, field
+from attrs import define, evolve, field, frozen
 from prometheus_client.registry import CollectorRegistry
 
 from flyautoscaler._errors import (
     ConfigError,
     ExpressionError,
     FlapsError,
+    FlapsNotSentError,
     FlyAutoscalerError,
     MetricCollectionError,
     ReconcileError,
-    redact,
+    describe,
 )
 from flyautoscaler._metrics import register_prom_metrics
 from flyautoscaler._names import format_wildcard_as_regexp
@@ -30,15 +31,18 @@ from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
 
-__all__ = ["AppStatus", "PoolState", "ReconcilerPool"]
+__all__ = ["AppStatus", "PoolHealth", "PoolState", "ReconcilerPool"]
 
 logger = logging.getLogger("flyautoscaler.pool")
 
 DEFAULT_RECONCILE_TIMEOUT: Final = 30.0
 DEFAULT_RECONCILE_INTERVAL: Final = 15.0
 DEFAULT_APP_LIST_REFRESH_INTERVAL: Final = 60.0
-#: Longest ``close()`` waits for passes in flight, in seconds.
-DEFAULT_CLOSE_TIMEOUT: Final = 10.0
+#: Longest ``close()`` waits for passes in flight, in seconds: well inside the
+#: 5 s Fly gives a Machine between SIGTERM (or SIGINT) and SIGKILL by default.
+DEFAULT_CLOSE_TIMEOUT: Final = 3.0
+#: Failed passes in a row after which an app is unhealthy (``/healthz`` 503).
+DEFAULT_UNHEALTHY_AFTER: Final = 3
 
 #: Release status of a deploy in progress: the app is skipped.
 RELEASE_RUNNING: Final = "running"
@@ -80,7 +84,15 @@ class AppStatus:
         duration_sum: Seconds all passes took.
         last_lag: Seconds the last pass started after it was due.
         metrics: The last collected metric values.
-        last_result: The last pass's result, if it got that far.
+        last_result: The last result a pass returned (an earlier pass's when
+            the last one failed before it had a result).
+        last_ok: Whether the last pass succeeded: ``None`` before the first
+            pass and while every pass was skipped (a deploy running).
+        last_error: Why the last pass failed, in words (``""`` when it did not).
+        consecutive_failures: Failed passes in a row, up to now (skipped passes
+            leave it as it is).
+        running_since: When the pass in progress started (on the pool's
+            clock), or ``None`` when no pass runs.
     """
 
     name: str
@@ -92,6 +104,46 @@ class AppStatus:
     last_lag: float = 0.0
     metrics: dict[str, float] = field(factory=dict)
     last_result: ReconcileResult | None = None
+    last_ok: bool | None = None
+    last_error: str = ""
+    consecutive_failures: int = 0
+    running_since: float | None = None
+
+
+@frozen
+class PoolHealth:
+    """Whether a pool works, and if not, what is wrong.
+
+    Attributes:
+        healthy: The pool runs, no thread of it died, and no app is unhealthy.
+        state: The pool's lifecycle state.
+        apps: Each unhealthy app, with why in words: its last
+            ``unhealthy_after`` passes failed (and the last error), or its pass
+            has run past the pass timeout.
+        threads: Each pool thread that died, with the error that killed it.
+    """
+
+    healthy: bool
+    state: PoolState
+    apps: dict[str, str]
+    threads: dict[str, str]
+
+
+@frozen
+class _Outcome:
+    """How one pass ended, for the app's status: ``ok`` None means skipped."""
+
+    ok: bool | None
+    error: str = ""
+    result: ReconcileResult | None = None
+
+    @classmethod
+    def failed(cls, error: str, result: ReconcileResult | None = None) -> _Outcome:
+        return cls(ok=False, error=error, result=result)
+
+    @classmethod
+    def skipped(cls) -> _Outcome:
+        return cls(ok=None)
 
 
 @define
@@ -143,7 +195,12 @@ class ReconcilerPool:
         new_reconciler: Builds a configured :class:`Reconciler`; the pool sets
             its ``app_name``, ``client``, ``stats`` and ``clock``.
         stats: Counters shared by every app's reconciler.
-        close_timeout: Seconds ``close()`` waits for passes in flight.
+        close_timeout: Seconds ``close()`` waits for passes in flight
+            (default 3, inside the 5 s Fly allows between SIGTERM and SIGKILL);
+            after it, passes still waiting on the network are abandoned (their
+            threads are daemon threads) and send no new Machine action.
+        unhealthy_after: Failed passes in a row after which :meth:`health`
+            reports an app unhealthy.
         clock: Monotonic clock (injectable).
     """
 
@@ -158,6 +215,7 @@ class ReconcilerPool:
     new_reconciler: Callable[[], Reconciler] = Reconciler
     stats: ReconcilerStats = field(factory=ReconcilerStats)
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    unhealthy_after: int = DEFAULT_UNHEALTHY_AFTER
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     _state: PoolState = field(init=False, default=PoolState.NEW)
@@ -170,6 +228,7 @@ class ReconcilerPool:
     _threads: list[threading.Thread] = field(init=False, factory=list, repr=False)
     _pass_count: int = field(init=False, default=0, repr=False)
     _in_flight: int = field(init=False, default=0, repr=False)
+    _dead_threads: dict[str, str] = field(init=False, factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._cond = threading.Condition(self._lock)
@@ -204,26 +263,31 @@ class ReconcilerPool:
                     "a fly client is required if app name uses a wildcard",
                     field="fly_client",
                 )
-        for name in ("reconcile_interval", "reconcile_timeout", "close_timeout"):
+        self._validate_durations()
+        if self.concurrency < 1:
+            raise ConfigError(
+                f"concurrency must be at least 1, got {self.concurrency!r}",
+                field="concurrency",
+            )
+        if self.unhealthy_after < 1:
+            raise ConfigError(
+                f"unhealthy_after must be at least 1, got {self.unhealthy_after!r}",
+                field="unhealthy_after",
+            )
+        # Compile every expression now: a typo fails here, not on every tick.
+        self.new_reconciler().validate()
+
+    def _validate_durations(self) -> None:
+        names = ["reconcile_interval", "reconcile_timeout", "close_timeout"]
+        if self.is_wildcard:
+            names.append("app_list_refresh_interval")
+        for name in names:
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(
                     f"{name} must be a positive number of seconds, got {value!r}",
                     field=name,
                 )
-        if self.is_wildcard and not self.app_list_refresh_interval > 0:
-            raise ConfigError(
-                "app_list_refresh_interval must be a positive number of seconds, "
-                f"got {self.app_list_refresh_interval!r}",
-                field="app_list_refresh_interval",
-            )
-        if self.concurrency < 1:
-            raise ConfigError(
-                f"concurrency must be at least 1, got {self.concurrency!r}",
-                field="concurrency",
-            )
-        # Compile every expression now: a typo fails here, not on every tick.
-        self.new_reconciler().validate()
 
     def open(self) -> None:
         """Validate the configuration and start the worker threads.
@@ -244,7 +308,10 @@ class ReconcilerPool:
             self._validate()
             if not self.is_wildcard:
                 assert self.new_flaps_client is not None  # noqa: S101 - validated
-                self._add_app(self.app_name, self.new_flaps_client(self.app_name))
+                client = self.new_flaps_client(self.app_name)
+                self._add_app(
+                    self.app_name, self._new_app_reconciler(self.app_name, client)
+                )
             self._state = PoolState.RUNNING
         workers = self.concurrency if self.is_wildcard else 1
         for i in range(workers):
@@ -261,7 +328,25 @@ class ReconcilerPool:
         )
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        """Start a pool thread; if it ever dies of an exception, remember why."""
+
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException as exc:  # recorded: health() says it
+                logger.critical(
+                    "pool.thread_died",
+                    extra={
+                        "app": self.app_name,
+                        "thread_name": name,
+                        "error": describe(exc),
+                    },
+                    exc_info=True,
+                )
+                with self._lock:
+                    self._dead_threads[name] = describe(exc)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -321,20 +406,48 @@ class ReconcilerPool:
         """Return a copy of every managed app's status, by name."""
         with self._lock:
             return {
-                name: AppStatus(
-                    name=app.status.name,
-                    passes=app.status.passes,
-                    skipped=app.status.skipped,
+                name: evolve(
+                    app.status,
                     errors=dict(app.status.errors),
-                    last_duration=app.status.last_duration,
-                    duration_sum=app.status.duration_sum,
-                    last_lag=app.status.last_lag,
                     metrics=dict(app.status.metrics),
-                    last_result=app.status.last_result,
                 )
                 for name, app in self._apps.items()
                 if not app.removed
             }
+
+    def health(self) -> PoolHealth:
+        """Tell whether the pool works, naming each app or thread that does not.
+
+        An app is unhealthy when its last :attr:`unhealthy_after` passes all
+        failed (an error, a failed Machine action, a pass over its timeout)
+        or when its pass in progress has run past :attr:`reconcile_timeout`.
+        It is healthy again after one pass succeeds. A pool that is not
+        running, or one of whose threads died, is unhealthy too.
+        """
+        now = self.clock()
+        with self._lock:
+            apps: dict[str, str] = {}
+            for name, app in self._apps.items():
+                if app.removed:
+                    continue
+                status = app.status
+                if status.consecutive_failures >= self.unhealthy_after:
+                    apps[name] = (
+                        f"the last {status.consecutive_failures} passes failed; "
+                        f"last error: {status.last_error}"
+                    )
+                elif (
+                    status.running_since is not None
+                    and now - status.running_since > self.reconcile_timeout
+                ):
+                    apps[name] = (
+                        f"a pass has run for {now - status.running_since:.1f} s, "
+                        f"past its timeout of {self.reconcile_timeout:g} s"
+                    )
+            threads = dict(self._dead_threads)
+        state = self._state
+        healthy = state is PoolState.RUNNING and not apps and not threads
+        return PoolHealth(healthy, state, apps, threads)
 
     @property
     def pass_count(self) -> int:
@@ -352,13 +465,17 @@ class ReconcilerPool:
 
     # --- the app list ---------------------------------------------------------------
 
-    def _add_app(self, name: str, client: FlapsClient) -> None:
-        """Register an app (lock held) and make it due at once."""
+    def _new_app_reconciler(self, name: str, client: FlapsClient) -> Reconciler:
+        """Return a reconciler of *name*, set up for this pool."""
         reconciler = self.new_reconciler()
         reconciler.app_name = name
         reconciler.client = client
         reconciler.stats = self.stats
         reconciler.clock = self.clock
+        return reconciler
+
+    def _add_app(self, name: str, reconciler: Reconciler) -> None:
+        """Register an app (lock held) and make it due at once."""
         app = _App(name, reconciler, AppStatus(name), due=self.clock())
         self._apps[name] = app
         self._push(app)
@@ -370,7 +487,13 @@ class ReconcilerPool:
 
     def _refresh_loop(self) -> None:
         while not self._stop.is_set():
-            self.refresh_app_list()
+            try:
+                self.refresh_app_list()
+            except Exception as exc:  # noqa: BLE001 - log, try again next time
+                logger.error(
+                    "pool.app_list_refresh_failed",
+                    extra={"app": self.app_name, "error": describe(exc)},
+                )
             self._stop.wait(self.app_list_refresh_interval)
 
     def _matching_app_names(self) -> set[str] | None:
@@ -385,30 +508,30 @@ class ReconcilerPool:
         except Exception as exc:  # noqa: BLE001 - keep the previous list
             logger.error(
                 "pool.app_list_refresh_failed",
-                extra={
-                    "app": self.app_name,
-                    "error": redact(f"{type(exc).__name__}: {exc}"),
-                },
+                extra={"app": self.app_name, "error": describe(exc)},
             )
             return None
         return {a.name for a in apps if pattern.match(a.name)}
 
-    def _build_clients(self, names: list[str]) -> dict[str, FlapsClient]:
-        """Build each new app's client; one failure does not stop the others."""
+    def _build_apps(self, names: list[str]) -> dict[str, Reconciler]:
+        """Build each new app's client and reconciler; one failure skips one app.
+
+        An app whose client or reconciler cannot be built is logged and tried
+        again at the next refresh.
+        """
         assert self.new_flaps_client is not None  # noqa: S101 - validated in open()
-        clients: dict[str, FlapsClient] = {}
+        built: dict[str, Reconciler] = {}
         for name in names:
             try:
-                clients[name] = self.new_flaps_client(name)
+                built[name] = self._new_app_reconciler(
+                    name, self.new_flaps_client(name)
+                )
             except Exception as exc:  # noqa: BLE001 - logged, tried at the next refresh
                 logger.error(
                     "pool.app_client_failed",
-                    extra={
-                        "app": name,
-                        "error": redact(f"{type(exc).__name__}: {exc}"),
-                    },
+                    extra={"app": name, "error": describe(exc)},
                 )
-        return clients
+        return built
 
     def refresh_app_list(self) -> None:
         """Fetch the organization's apps and manage those matching the wildcard.
@@ -426,13 +549,13 @@ class ReconcilerPool:
                 if (app := self._apps.get(name)) is not None and app.removed:
                     app.removed = False
             known = {n for n, a in self._apps.items() if not a.removed}
-        clients = self._build_clients(sorted(names - known))
+        built = self._build_apps(sorted(names - known))
         with self._cond:
             if self._state is not PoolState.RUNNING:
                 return
-            for name, client in clients.items():
+            for name, reconciler in built.items():
                 if name not in self._apps:
-                    self._add_app(name, client)
+                    self._add_app(name, reconciler)
                     logger.info("pool.app_added", extra={"app": name})
             for name in known - names:
                 if (app := self._apps.get(name)) is None:
@@ -469,49 +592,91 @@ class ReconcilerPool:
         return app.removed or app.busy or self._apps.get(app.name) is not app
 
     def _work(self) -> None:
-        while True:
+        while True:  # until close(); each turn runs one pass
             with self._cond:
                 app = self._next_app()
                 if app is None:
                     return
                 self._in_flight += 1
-            started = self.clock()
+                started = self.clock()
+                app.status.running_since = started
             lag = max(0.0, started - app.due)
+            outcome = _Outcome.failed("internal: the pass did not finish")
             try:
-                self._run_pass(app, lag)
+                outcome = self._run_pass(app, lag)
+            except Exception as exc:  # never kill a worker
+                self._count_error(app, "internal")
+                outcome = _Outcome.failed(f"internal: {describe(exc)}")
+                logger.exception(
+                    "pool.pass_failed",
+                    extra={"app": app.name, "kind": "internal", "error": describe(exc)},
+                )
             finally:
-                finished = self.clock()
-                with self._cond:
-                    self._in_flight -= 1
-                    self._pass_count += 1
-                    app.busy = False
-                    status = app.status
-                    status.passes += 1
-                    status.last_duration = finished - started
-                    status.duration_sum += finished - started
-                    status.last_lag = lag
-                    if app.removed:
-                        if self._apps.get(app.name) is app:
-                            del self._apps[app.name]
-                    elif self._state is PoolState.RUNNING:
-                        app.due = max(app.due + self.reconcile_interval, finished)
-                        self._push(app)
-                    self._cond.notify_all()
+                self._finish_pass(app, started, lag, outcome)
+
+    def _finish_pass(
+        self, app: _App, started: float, lag: float, outcome: _Outcome
+    ) -> None:
+        """Record a pass's end in the app's status and queue its next pass."""
+        finished = self.clock()
+        duration = finished - started
+        if duration > self.reconcile_timeout and outcome.ok is not None:
+            logger.warning(
+                "pool.pass_overran",
+                extra={
+                    "app": app.name,
+                    "duration": round(duration, 3),
+                    "timeout": self.reconcile_timeout,
+                },
+            )
+            if outcome.ok:
+                self._count_error(app, "timeout")
+                outcome = _Outcome.failed(
+                    f"timeout: the pass took {duration:.1f} s, more than its "
+                    f"timeout of {self.reconcile_timeout:g} s",
+                    outcome.result,
+                )
+        with self._cond:
+            self._in_flight -= 1
+            self._pass_count += 1
+            app.busy = False
+            status = app.status
+            status.running_since = None
+            status.passes += 1
+            status.last_duration = duration
+            status.duration_sum += duration
+            status.last_lag = lag
+            if outcome.result is not None:
+                status.last_result = outcome.result
+            if outcome.ok is not None:
+                status.last_ok = outcome.ok
+                status.last_error = outcome.error
+                status.consecutive_failures = (
+                    0 if outcome.ok else status.consecutive_failures + 1
+                )
+            if app.removed:
+                if self._apps.get(app.name) is app:
+                    del self._apps[app.name]
+            elif self._state is PoolState.RUNNING:
+                app.due = max(app.due + self.reconcile_interval, finished)
+                self._push(app)
+            self._cond.notify_all()
 
     def _count_error(self, app: _App, kind: str) -> None:
         with self._lock:
             app.status.errors[kind] += 1
 
-    def _run_pass(self, app: _App, lag: float) -> None:
+    def _run_pass(self, app: _App, lag: float) -> _Outcome:
         """One pass for one app; every failure is logged and counted, never raised."""
         name = app.name
         deadline = self.clock() + self.reconcile_timeout
-        if self._release_running(app):
-            return
+        skip = self._release_check(app)
+        if skip is not None:
+            return skip
         reconciler = app.reconciler
         try:
             try:
-                reconciler.collect_metrics()
+                reconciler.collect_metrics(deadline=deadline)
             finally:
                 values = {
                     c.name: v
@@ -521,51 +686,79 @@ class ReconcilerPool:
                 with self._lock:
                     app.status.metrics = values
             if self._stop.is_set():
-                return
+                return _Outcome.skipped()
             if self.clock() >= deadline:
                 self._count_error(app, "timeout")
                 logger.warning("pool.pass_timed_out", extra={"app": name, "lag": lag})
-                return
+                return _Outcome.failed(
+                    "timeout: collecting the metrics used up the pass timeout of "
+                    f"{self.reconcile_timeout:g} s",
+                )
             result = reconciler.reconcile(deadline=deadline, cancel=self._stop)
         except Exception as exc:  # noqa: BLE001 - never kill a worker
-            kind = _classify(exc)
-            self._count_error(app, kind)
-            logger.error(
-                "pool.pass_failed",
-                extra={
-                    "app": name,
-                    "kind": kind,
-                    "error": redact(f"{type(exc).__name__}: {exc}"),
-                },
+            return self._pass_failed(app, exc)
+        return self._pass_result(app, result)
+
+    def _pass_failed(self, app: _App, exc: Exception) -> _Outcome:
+        """Log and count a pass that raised; return its outcome."""
+        if isinstance(exc, FlapsNotSentError) and self._stop.is_set():
+            return _Outcome.skipped()  # the pool closed while the pass listed
+        kind = _classify(exc)
+        self._count_error(app, kind)
+        extra: dict[str, object] = {
+            "app": app.name,
+            "kind": kind,
+            "error": describe(exc),
+        }
+        if isinstance(exc, ExpressionError):
+            extra |= {"count": exc.count, "expression": exc.expression}
+        logger.error("pool.pass_failed", extra=extra)
+        return _Outcome.failed(f"{kind}: {describe(exc)}")
+
+    def _pass_result(self, app: _App, result: ReconcileResult) -> _Outcome:
+        """Count what a pass that returned went through; return its outcome."""
+        closing = self._stop.is_set()
+        problems = [str(f) for f in result.failures]
+        if result.gave_up_creating:
+            problems.append("gave up creating")
+        if result.timed_out and not closing:
+            problems.append(
+                f"timed out: the pass timeout ({self.reconcile_timeout:g} s) "
+                "ended it before every action started"
             )
-            return
         with self._lock:
-            app.status.last_result = result
             if result.failures or result.gave_up_creating:
                 app.status.errors["action"] += 1
-            if result.timed_out and not self._stop.is_set():
+            if result.timed_out and not closing:
                 app.status.errors["timeout"] += 1
-        logger.debug("pool.pass", extra={"app": name, "lag": lag, "ok": result.ok})
+        logger.debug(
+            "pool.pass",
+            extra={"app": app.name, "ok": result.ok, "scaled": result.scaled},
+        )
+        if problems:
+            return _Outcome.failed("; ".join(problems), result)
+        return _Outcome(ok=True, result=result)
 
-    def _release_running(self, app: _App) -> bool:
-        """Return True when the app is to be skipped: a deploy runs, or no answer."""
+    def _release_check(self, app: _App) -> _Outcome | None:
+        """Return the outcome of a pass skipped for its release, or ``None`` to go on.
+
+        A deploy in progress skips the pass (not a failure); a failed look-up
+        skips it too, as a failure.
+        """
         if self.fly_client is None:
-            return False
+            return None
         try:
             release = self.fly_client.get_app_current_release_machines(app.name)
         except Exception as exc:  # noqa: BLE001 - skip this pass, keep the worker
             self._count_error(app, "release")
             logger.error(
                 "pool.release_check_failed",
-                extra={
-                    "app": app.name,
-                    "error": redact(f"{type(exc).__name__}: {exc}"),
-                },
+                extra={"app": app.name, "error": describe(exc)},
             )
-            return True
+            return _Outcome.failed(f"release: {describe(exc)}")
         if release is not None and release.status == RELEASE_RUNNING:
             with self._lock:
                 app.status.skipped += 1
             logger.info("pool.release_running", extra={"app": app.name})
-            return True
-        return False
+            return _Outcome.skipped()
+        return None

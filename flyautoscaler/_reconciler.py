@@ -177,6 +177,10 @@ class Reconciler:
     max_parallel_actions: int = DEFAULT_MAX_PARALLEL_ACTIONS
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _metrics: dict[str, float] = field(init=False, factory=dict, repr=False)
+    _collecting: dict[str, _Collection] = field(init=False, factory=dict, repr=False)
+    _collecting_lock: threading.Lock = field(
+        init=False, factory=threading.Lock, repr=False
+    )
     _region_seq: int = field(init=False, default=0, repr=False)
     _region_lock: threading.Lock = field(init=False, factory=threading.Lock, repr=False)
 
@@ -199,43 +203,70 @@ class Reconciler:
         """Set the metric *name* to *value*."""
         self._metrics[name] = float(value)
 
-    def collect_metrics(self) -> None:
+    def collect_metrics(self, *, deadline: float | None = None) -> None:
         """Clear the metrics, then ask every collector for its value.
 
         Every collector is asked even when one fails, so the others' values are
         there; the first failure is then raised.
 
+        Args:
+            deadline: A time on :attr:`clock` by which collection must end.
+                ``None`` (the default) asks the collectors one after another on
+                this thread, however long they take. With a deadline they are
+                asked at once, each on a daemon thread of its own, and one that
+                has not answered by the deadline fails the collection
+                ("no value within ..."): a metric source that hangs or trickles
+                bytes cannot hold the pass. Its thread is left to end on its
+                own; until it has, that collector is not asked again (so a stuck
+                source costs one thread, not one per pass).
+
         Raises:
-            MetricCollectionError: A collector raised or returned a non-number;
-                the error names it.
+            MetricCollectionError: A collector raised, returned a non-number or
+                (with a deadline) did not answer in time; the error names it.
         """
         self._metrics = {}
+        if deadline is None:
+            outcomes = [_collect_one(c, self.app_name) for c in self.collectors]
+        else:
+            outcomes = self._collect_with_deadline(deadline)
         first: MetricCollectionError | None = None
-        for collector in self.collectors:
-            name = collector.name
-            try:
-                value = collector.collect_metric(self.app_name)
-            except MetricCollectionError as exc:
-                error = exc
-            except Exception as exc:  # noqa: BLE001 - any collector failure is reported
-                error = MetricCollectionError(name, f"{type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-            else:
-                if not isinstance(value, bool) and isinstance(value, int | float):
-                    self.set_value(name, value)
-                    continue
-                error = MetricCollectionError(
-                    name,
-                    f"collect_metric returned {type(value).__name__}, not a number",
-                    transient=False,
-                )
+        for name, outcome in outcomes:
+            if isinstance(outcome, float):
+                self.set_value(name, outcome)
+                continue
             logger.warning(
                 "metrics.collect_failed",
-                extra={"app": self.app_name, "collector": name, "error": str(error)},
+                extra={"app": self.app_name, "collector": name, "error": str(outcome)},
             )
-            first = first or error
+            first = first or outcome
         if first is not None:
             raise first
+
+    def _collect_with_deadline(
+        self, deadline: float
+    ) -> list[tuple[str, float | MetricCollectionError]]:
+        """Ask every collector on a thread of its own; wait until *deadline*."""
+        started: list[tuple[str, _Collection | None]] = []
+        for collector in self.collectors:
+            name = collector.name
+            with self._collecting_lock:
+                busy = self._collecting.get(name)
+                if busy is not None and not busy.finished.is_set():
+                    started.append((name, None))
+                    continue
+                fresh = _Collection(collector, self.app_name)
+                self._collecting[name] = fresh
+            fresh.start()
+            started.append((name, fresh))
+        outcomes: list[tuple[str, float | MetricCollectionError]] = []
+        for name, job in started:
+            if job is None:
+                stuck = "still collecting for an earlier pass: not asked"
+                outcomes.append((name, MetricCollectionError(name, stuck)))
+                continue
+            job.finished.wait(max(0.0, deadline - self.clock()))
+            outcomes.append((name, job.outcome()))
+        return outcomes
 
     # --- targets ---------------------------------------------------------------
 
@@ -662,6 +693,63 @@ class Reconciler:
             self._fail(record, job, switch.action, exc)
 
         run_step(record, Step(next_job, done, failed), self.max_parallel_actions)
+
+
+def _collect_one(
+    collector: MetricCollector, app_name: str
+) -> tuple[str, float | MetricCollectionError]:
+    """Ask *collector* for its value; return it, or the error to report."""
+    name = collector.name
+    try:
+        value = collector.collect_metric(app_name)
+    except MetricCollectionError as exc:
+        return name, exc
+    except Exception as exc:  # noqa: BLE001 - any collector failure is reported
+        error = MetricCollectionError(name, f"{type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return name, error
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        return name, float(value)
+    return name, MetricCollectionError(
+        name,
+        f"collect_metric returned {type(value).__name__}, not a number",
+        transient=False,
+    )
+
+
+class _Collection:
+    """One collector asked on a daemon thread, for a collection with a deadline."""
+
+    def __init__(self, collector: MetricCollector, app_name: str) -> None:
+        self._collector = collector
+        self._app_name = app_name
+        self._began = time.monotonic()
+        self._result: float | MetricCollectionError | None = None
+        self.finished = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(
+            target=self._run,
+            name=f"flyautoscaler-collect-{self._collector.name}",
+            daemon=True,
+        ).start()
+
+    def _run(self) -> None:
+        try:
+            self._result = _collect_one(self._collector, self._app_name)[1]
+        finally:
+            self.finished.set()
+
+    def outcome(self) -> float | MetricCollectionError:
+        """Return the value or error, or a time-out error if still running."""
+        if self.finished.is_set() and self._result is not None:
+            return self._result
+        waited = time.monotonic() - self._began
+        return MetricCollectionError(
+            self._collector.name,
+            f"no value within {waited:.3g} s, the time left in the pass "
+            "(a source that hangs or answers too slowly)",
+        )
 
 
 @define

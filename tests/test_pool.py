@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 import flyautoscaler as fas
 from factories import machine
+from flyautoscaler.collectors import PrometheusCollector
 from flyautoscaler.testing import (
     CallableCollector,
     FakeFlapsClient,
@@ -32,6 +35,11 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
             return True
         pause.wait(0.002)
     return predicate()
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    """The captured records of the log event *name*."""
+    return [r for r in caplog.records if r.getMessage() == name]
 
 
 def settle(pool: fas.ReconcilerPool, passes: int = 3) -> None:
@@ -582,6 +590,7 @@ def test_prometheus_series(pools):
         value("fas_app_target_machines", app="a", kind="created", bound="min") is None
     )
     assert value("fas_app_current_machines", app="a", kind="started") == 1
+    assert value("fas_app_consecutive_failed_passes", app="a") == 0
     assert value("fas_app_reconcile_errors_total", app="a", kind="action") == 1
     passes = pool.app_status()["a"].passes
     assert value("fas_app_reconcile_passes_total", app="a") == passes
@@ -595,3 +604,258 @@ def test_nothing_registered_at_import():
     """Importing flyautoscaler registers nothing on the default registry."""
     names = {m.name for m in REGISTRY.collect()}
     assert not any(n.startswith("fas_") for n in names)
+
+
+# --- hardening: background threads, shutdown, deadlines, health ----------------------
+
+
+def test_refresh_survives_a_failing_new_reconciler(pools):
+    """new_reconciler raising once skips one app; the next refresh adds it."""
+    names = ("my-app-1", "my-app-2", "my-app-3")
+    clients = {n: FakeFlapsClient([machine("1", "started")]) for n in names}
+    calls = [0]
+
+    def new_reconciler() -> fas.Reconciler:
+        calls[0] += 1
+        if calls[0] == 3:  # open()'s check, my-app-1, then my-app-2 fails once
+            raise RuntimeError("a bug in the host's factory")
+        return fas.Reconciler()
+
+    pool = make_pool(
+        pools,
+        org_with_apps(*names),
+        clients,
+        app_name="my-app-*",
+        organization_slug="myorg",
+        app_list_refresh_interval=0.01,
+    )
+    pool.new_reconciler = new_reconciler
+    pool.open()
+    assert wait_until(lambda: pool.app_names() == list(names))
+    assert pool.health().threads == {}
+
+
+def test_dead_thread_makes_the_pool_unhealthy(pools, caplog):
+    """A pool thread killed by an exception is logged and reported by health()."""
+
+    class Fatal(BaseException):
+        """Escapes every ``except Exception``."""
+
+    client = FakeFlapsClient([machine("1", "started")])
+    client.fail("list", Fatal("boom"), times=None)
+    pool = make_pool(pools, None, {"a": client}, target="1", app_name="a")
+    pool.open()
+    assert wait_until(lambda: bool(pool.health().threads))
+    health = pool.health()
+    assert not health.healthy
+    assert health.threads == {"flyautoscaler-worker-0": "Fatal: boom"}
+    assert events(caplog, "pool.thread_died")
+
+
+def test_close_returns_within_close_timeout_with_a_call_in_flight(pools):
+    """A Machine call that never returns does not hold close() past its timeout."""
+    entered = threading.Event()
+    never = threading.Event()
+
+    def hang(method: str, args: tuple[object, ...]) -> None:
+        if method == "start":
+            entered.set()
+            never.wait(WAIT)
+
+    client = FakeFlapsClient(
+        [machine(str(i), "stopped") for i in range(1, 4)], before_call=hang
+    )
+    pool = make_pool(
+        pools, None, {"a": client}, target="3", app_name="a", close_timeout=0.5
+    )
+    pool.open()
+    assert entered.wait(WAIT)
+    began = time.monotonic()
+    pool.close()
+    assert time.monotonic() - began < 0.5 + 1.0
+    never.set()  # let the abandoned call end, so the fixture sees no thread
+    assert wait_until(
+        lambda: not any(t.name.startswith("flyauto") for t in threading.enumerate())
+    )
+    assert client.call_count("start") == 1
+
+
+def test_default_close_timeout_fits_in_flys_kill_timeout():
+    """Fly kills a Machine 5 s after SIGTERM: close() must be done before."""
+    assert fas.ReconcilerPool(None).close_timeout < 5.0
+
+
+def test_hanging_collector_does_not_block_the_worker(pools, caplog):
+    """A collector that never answers fails the pass at its timeout, every pass."""
+    release = threading.Event()
+
+    def hang(app: str) -> float:
+        release.wait(WAIT)
+        return 2.0
+
+    client = FakeFlapsClient([machine("1", "started"), machine("2", "stopped")])
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [CallableCollector("depth", hang)],
+        target="depth",
+        app_name="a",
+        reconcile_timeout=0.2,
+    )
+    pool.open()
+    # The worker goes on: pass after pass fails, none waits for the collector.
+    assert wait_until(lambda: pool.app_status()["a"].errors["collect"] >= 3)
+    status = pool.app_status()["a"]
+    errors = [r.error for r in events(caplog, "metrics.collect_failed")]  # type: ignore[attr-defined]
+    assert any("no value within" in e for e in errors)
+    assert "still collecting for an earlier pass" in status.last_error
+    release.set()
+    assert wait_until(lambda: client.count("started") == 2)
+
+
+def test_trickling_metric_source_fails_the_pass_at_its_timeout(pools, caplog):
+    """A Prometheus answer that trickles in byte by byte cannot hold a worker."""
+    stop = threading.Event()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{")
+                while not stop.wait(0.05):
+                    conn.sendall(b" ")
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    collector = PrometheusCollector(
+        "depth", f"http://127.0.0.1:{port}", "up", timeout=(2.0, 1.0)
+    )
+    client = FakeFlapsClient([machine("1", "started")])
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [collector],
+        target="depth",
+        app_name="a",
+        reconcile_timeout=0.5,
+    )
+    try:
+        pool.open()
+        assert wait_until(lambda: pool.app_status()["a"].errors["collect"] >= 2)
+        errors = [r.error for r in events(caplog, "metrics.collect_failed")]  # type: ignore[attr-defined]
+        assert any("no value within" in e for e in errors)
+    finally:
+        pool.close()
+        stop.set()
+        listener.close()
+        server.join(WAIT)
+    # The collection thread ends with the connection.
+    assert wait_until(
+        lambda: not any(t.name.startswith("flyauto") for t in threading.enumerate())
+    )
+
+
+def test_pass_past_its_timeout_is_reported(pools, caplog):
+    """A pass running past its timeout makes health() name it, and is logged."""
+    entered = threading.Event()
+    release = threading.Event()
+    skew = [0.0]
+
+    def hook(method: str, args: tuple[object, ...]) -> None:
+        if method == "start":
+            entered.set()
+            release.wait(WAIT)
+
+    client = FakeFlapsClient([machine("1", "stopped")], before_call=hook)
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        target="1",
+        app_name="a",
+        clock=lambda: time.monotonic() + skew[0],
+        reconcile_timeout=30.0,
+    )
+    pool.open()
+    assert entered.wait(WAIT)
+    assert pool.health().healthy
+    skew[0] = 31.0  # the start call has now taken "31 seconds"
+    health = pool.health()
+    assert not health.healthy
+    assert "past its timeout of 30 s" in health.apps["a"]
+    release.set()
+    assert wait_until(lambda: bool(events(caplog, "pool.pass_overran")))
+    assert pool.app_status()["a"].errors["timeout"] >= 1
+
+
+def test_failed_expression_log_names_the_count_and_expression(pools, caplog):
+    """pool.pass_failed says which count failed and what its expression is."""
+    pool = make_pool(
+        pools,
+        None,
+        {"a": FakeFlapsClient([machine("1", "started")])},
+        collectors=lambda: [StaticCollector("depth", 0.0)],
+        target="depth / depth",
+        app_name="a",
+    )
+    pool.open()
+    assert wait_until(lambda: pool.app_status()["a"].errors["expression"] >= 1)
+    record = events(caplog, "pool.pass_failed")[0]
+    assert record.count == "min started machine count"  # type: ignore[attr-defined]
+    assert record.expression == "depth / depth"  # type: ignore[attr-defined]
+    assert "ExprNaNError" in record.error  # type: ignore[attr-defined]
+    assert "min started machine count" in record.error  # type: ignore[attr-defined]
+
+
+def test_health_follows_the_last_passes(pools):
+    """Three failed passes in a row make an app unhealthy; one success heals it."""
+    client = FakeFlapsClient([machine("1", "started")])
+    client.fail(
+        "list", fas.FlapsError("Authenticate: token invalid", status=401), times=None
+    )
+    pool = make_pool(pools, None, {"a": client}, target="1", app_name="a")
+    pool.open()
+    assert wait_until(lambda: not pool.health().healthy)
+    health = pool.health()
+    assert health.state is fas.PoolState.RUNNING
+    assert "passes failed" in health.apps["a"]
+    assert "401" in health.apps["a"]
+    status = pool.app_status()["a"]
+    assert status.last_ok is False
+    assert status.consecutive_failures >= 3
+    client.clear_failures()
+    assert wait_until(lambda: pool.health().healthy)
+    status = pool.app_status()["a"]
+    assert status.last_ok is True
+    assert status.last_error == ""
+    assert status.consecutive_failures == 0
+
+
+def test_health_threshold_is_configurable(pools):
+    """unhealthy_after=1: one failed pass is enough."""
+    client = FakeFlapsClient([machine("1", "started")])
+    client.fail("list", times=None)
+    pool = make_pool(
+        pools, None, {"a": client}, target="1", app_name="a", unhealthy_after=1
+    )
+    pool.open()
+    assert wait_until(lambda: "a" in pool.health().apps)
+    with pytest.raises(fas.ConfigError, match="unhealthy_after"):
+        make_pool(pools, None, {}, app_name="b", unhealthy_after=0).open()
+
+
+def test_closed_pool_is_unhealthy(pools):
+    """A pool that is not running is not healthy."""
+    pool = make_pool(pools, None, {"a": FakeFlapsClient()}, app_name="a")
+    assert not pool.health().healthy
+    pool.open()
+    pool.close()
+    assert pool.health().state is fas.PoolState.CLOSED
+    assert not pool.health().healthy

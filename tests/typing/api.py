@@ -153,6 +153,9 @@ with pool as opened:
     statuses: dict[str, fas.AppStatus] = opened.app_status()
     names: list[str] = opened.app_names()
     reached: bool = opened.wait_for_passes(1, timeout=1.0)
+    health: fas.PoolHealth = opened.health()
+    healthy: bool = health.healthy
+    unhealthy_apps: dict[str, str] = health.apps
 pool.close()
 
 # --- The HTTP fake ---
