@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from flyautoscaler._httpserver import MetricsServer, metrics_app
+from servers import ipv6_loopback
 
 WAIT = 30.0  # a bound for what must happen, never a measure of speed
 HEALTH_BODY = b'{"status": "ok"}\n'
@@ -144,18 +145,6 @@ def get(
 def http_threads() -> list[threading.Thread]:
     """The live threads of the listener."""
     return [t for t in threading.enumerate() if t.name.startswith("flyautoscaler-http")]
-
-
-def ipv6_loopback() -> bool:
-    """Whether ::1 can be bound on this machine."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def closed_by_server(sock: socket.socket) -> bool:
