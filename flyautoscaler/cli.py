@@ -16,25 +16,18 @@ import json
 import logging
 import os
 import signal
-import socket
-import socketserver
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, ModuleType
 from typing import Final, TextIO
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    PLATFORM_COLLECTOR,
-    CollectorRegistry,
-    generate_latest,
-)
+from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from flyautoscaler._errors import FlyAutoscalerError, redact
+from flyautoscaler._httpserver import MetricsServer, metrics_app
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler.config import Config, load_config
@@ -152,7 +145,7 @@ def _secrets(config: Config) -> list[str]:
 def parse_listen_address(address: str) -> tuple[str, int]:
     """Split ``host:port`` (``:9090``, ``127.0.0.1:0``, ``[::1]:9090``).
 
-    An empty host means every interface.
+    An empty host means every interface, IPv4 and IPv6.
 
     Raises:
         ConfigError: The address has no valid port.
@@ -170,82 +163,29 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        pool: ReconcilerPool,
-        registry: CollectorRegistry,
-    ) -> None:
-        host = address[0]
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        if not host:  # every interface: IPv4 (``:9090`` as in the Go original)
-            address = ("0.0.0.0", address[1])  # noqa: S104 - asked for
-        self.pool = pool
-        self.registry = registry
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks the host name up (getfqdn), which can
-        # stall without DNS; the name is only used in CGI environments.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        path = self.path.partition("?")[0]
-        if path == "/metrics":
-            self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, self._metrics())
-        elif path == "/healthz":
-            status, body = self._health()
-            self._send(status, "application/json", body)
-        else:
-            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
-
-    def _metrics(self) -> bytes:
-        return generate_latest(self.server.registry)
-
-    def _health(self) -> tuple[HTTPStatus, bytes]:
-        pool = self.server.pool
-        running = pool.state is PoolState.RUNNING
-        apps = {
-            name: {
-                "passes": status.passes,
-                "skipped": status.skipped,
-                "errors": {k: v for k, v in status.errors.items() if v},
-                "last_duration": round(status.last_duration, 3),
-                "last_lag": round(status.last_lag, 3),
-                "metrics": status.metrics,
-                "ok": None if status.last_result is None else status.last_result.ok,
-            }
-            for name, status in pool.app_status().items()
+def _health(pool: ReconcilerPool) -> tuple[int, bytes]:
+    """Return ``/healthz``'s status and JSON body for *pool*."""
+    running = pool.state is PoolState.RUNNING
+    apps = {
+        name: {
+            "passes": status.passes,
+            "skipped": status.skipped,
+            "errors": {k: v for k, v in status.errors.items() if v},
+            "last_duration": round(status.last_duration, 3),
+            "last_lag": round(status.last_lag, 3),
+            "metrics": status.metrics,
+            "ok": None if status.last_result is None else status.last_result.ok,
         }
-        body = {
-            "status": "ok" if running else "unavailable",
-            "state": pool.state.value,
-            "passes": pool.pass_count,
-            "apps": apps,
-        }
-        code = HTTPStatus.OK if running else HTTPStatus.SERVICE_UNAVAILABLE
-        return code, json.dumps(body, default=str).encode() + b"\n"
-
-    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        logger.debug("serve.http_request", extra={"request": format % args})
+        for name, status in pool.app_status().items()
+    }
+    body = {
+        "status": "ok" if running else "unavailable",
+        "state": pool.state.value,
+        "passes": pool.pass_count,
+        "apps": apps,
+    }
+    code = HTTPStatus.OK if running else HTTPStatus.SERVICE_UNAVAILABLE
+    return code, json.dumps(body, default=str).encode() + b"\n"
 
 
 # --- commands ------------------------------------------------------------------
@@ -317,24 +257,22 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     ProcessCollector(registry=registry)
     registry.register(PLATFORM_COLLECTOR)
     stop = threading.Event()
-    server: _Server | None = None
+    server: MetricsServer | None = None
     try:
         with _signals_set(stop) as received:
-            server = _Server((host, port), pool, registry)
+            app = metrics_app(registry, functools.partial(_health, pool))
+            server = MetricsServer(host, port, app)
             bound_host, bound_port = server.server_address[:2]
             logger.info(
                 "serve.listening",
                 extra={
                     "address": _format_address(str(bound_host), int(bound_port)),
                     "paths": ["/metrics", "/healthz"],
+                    "max_connections": server.max_connections,
+                    "timeout": server.connection_timeout,
                 },
             )
-            threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.2},
-                name="flyautoscaler-http",
-                daemon=True,
-            ).start()
+            server.start()
             pool.open()
             logger.info(
                 "serve.started",
@@ -363,8 +301,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     finally:
         pool.close()
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.close()
         for thing in (flaps, fly_client, *collectors):
             _close_quietly(thing)
     logger.info("serve.stopped")

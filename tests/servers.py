@@ -22,6 +22,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (some containers have no IPv6)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def require_binary(name: str, package: str) -> str:
     """Return the binary's path; skip (locally) or fail (in CI) without it."""
     path = shutil.which(name)

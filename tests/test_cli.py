@@ -11,6 +11,8 @@ import logging
 import os
 import queue
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +30,7 @@ import flyautoscaler as fas
 from factories import machine
 from flyautoscaler.cli import JSONFormatter, main, parse_listen_address
 from flyautoscaler.testing import FakeMachinesServer
+from servers import ipv6_loopback
 
 TOKEN = "fo1_cli-e2e-secret-fly-token"  # noqa: S105 - a fake server's token
 PROM_TOKEN = "prom-e2e-secret-bearer-token"  # noqa: S105 - the stub's token
@@ -515,6 +518,53 @@ def test_serve(fly, prom, sig):
     assert all({"time", "level", "event", "logger"} <= e.keys() for e in entries)
     assert process.events("serve.stopped")
     assert started() == 3
+
+
+def test_serve_listens_on_ipv4_and_ipv6(fly, prom):
+    """An empty metrics host (':PORT') answers on 127.0.0.1 and on ::1."""
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    process = Process(serve_env(fly, prom, FAS_METRICS_ADDRESS=":0"))
+    try:
+        process.wait_for(lambda: bool(process.events("serve.listening")))
+        address = process.events("serve.listening")[0]["address"]
+        assert isinstance(address, str)
+        assert address.startswith("[::]:")
+        port = address.rpartition(":")[2]
+        for host in ("127.0.0.1", "[::1]"):
+            status, body = http_get(f"http://{host}:{port}/healthz")
+            assert status in {200, 503}
+            assert json.loads(body)["state"] in {"new", "running"}
+        assert process.stop(signal.SIGTERM) == 0
+    finally:
+        process.kill()
+    assert not process.events("serve.ipv6_unavailable")
+
+
+def test_serve_client_gone_is_no_traceback(fly, prom):
+    """Clients resetting their connection mid-answer leave only JSON on stderr."""
+    process = Process(serve_env(fly, prom))
+    try:
+        process.wait_for(lambda: bool(process.events("serve.listening")))
+        address = process.events("serve.listening")[0]["address"]
+        assert isinstance(address, str)
+        host, _, port = address.rpartition(":")
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(16).startswith(b"HTTP/1.1 200")
+                # Close with a reset, before reading the rest of the answer.
+                linger = struct.pack("ii", 1, 0)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        process.wait_for(lambda: len(process.events("serve.http_client_gone")) == 3)
+        assert http_get(f"http://{address}/metrics")[0] == 200
+        assert process.stop(signal.SIGTERM) == 0
+    finally:
+        process.kill()
+    entries = [json.loads(line) for line in process.lines]  # no traceback lines
+    assert all({"time", "level", "event", "logger"} <= e.keys() for e in entries)
+    assert all(e["level"] == "DEBUG" for e in process.events("serve.http_client_gone"))
+    assert not process.events("serve.http_error")
 
 
 def test_serve_requires_a_token(prom):
