@@ -164,8 +164,24 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 
 def _health(pool: ReconcilerPool) -> tuple[int, bytes]:
-    """Return ``/healthz``'s status and JSON body for *pool*."""
-    running = pool.state is PoolState.RUNNING
+    """Return ``/healthz``'s status and JSON body for *pool*.
+
+    200 with each app's last pass while the pool is healthy; 503 with a small
+    body naming each unhealthy app (and dead thread) and why otherwise.
+    """
+    health = pool.health()
+    if not health.healthy:
+        problem: dict[str, object] = {
+            "status": "unavailable"
+            if health.state is not PoolState.RUNNING
+            else "unhealthy",
+            "state": health.state.value,
+        }
+        if health.apps:
+            problem["unhealthy_apps"] = health.apps
+        if health.threads:
+            problem["dead_threads"] = health.threads
+        return HTTPStatus.SERVICE_UNAVAILABLE, _json_line(problem)
     apps = {
         name: {
             "passes": status.passes,
@@ -174,18 +190,23 @@ def _health(pool: ReconcilerPool) -> tuple[int, bytes]:
             "last_duration": round(status.last_duration, 3),
             "last_lag": round(status.last_lag, 3),
             "metrics": status.metrics,
-            "ok": None if status.last_result is None else status.last_result.ok,
+            "ok": status.last_ok,
+            "error": status.last_error or None,
+            "consecutive_failures": status.consecutive_failures,
         }
         for name, status in pool.app_status().items()
     }
     body = {
-        "status": "ok" if running else "unavailable",
-        "state": pool.state.value,
+        "status": "ok",
+        "state": health.state.value,
         "passes": pool.pass_count,
         "apps": apps,
     }
-    code = HTTPStatus.OK if running else HTTPStatus.SERVICE_UNAVAILABLE
-    return code, json.dumps(body, default=str).encode() + b"\n"
+    return HTTPStatus.OK, _json_line(body)
+
+
+def _json_line(body: Mapping[str, object]) -> bytes:
+    return json.dumps(body, default=str).encode() + b"\n"
 
 
 # --- commands ------------------------------------------------------------------
@@ -250,7 +271,6 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         new_flaps_client=flaps,
         # One set of collectors, shared by every app (as in the Go original).
         new_reconciler=functools.partial(config.new_reconciler, collectors),
-        close_timeout=config.timeout,
     )
     registry = CollectorRegistry()
     pool.register_prom_metrics(registry)

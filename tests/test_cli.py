@@ -632,3 +632,76 @@ def test_parse_listen_address_rejects(text):
     """An address without a valid port is a ConfigError."""
     with pytest.raises(fas.ConfigError, match="metrics address must be host:port"):
         parse_listen_address(text)
+
+
+# --- serve: health, shutdown ------------------------------------------------------
+
+
+def test_serve_healthz_is_503_while_passes_fail(fly, prom):
+    """/healthz answers 503 naming the app once its passes fail, 200 when they work."""
+    fly.fail_next(100_000, 500, method="GET", path="/machines")
+    process = Process(serve_env(fly, prom))
+    try:
+        process.wait_for(lambda: bool(process.events("serve.listening")))
+        base = f"http://{process.events('serve.listening')[0]['address']}"
+
+        def health() -> tuple[int, dict[str, object]]:
+            status, body = http_get(f"{base}/healthz")
+            return status, json.loads(body)
+
+        process.wait_for(lambda: health()[0] == 503)
+        _, body = health()
+        assert body["status"] == "unhealthy"
+        reasons = body["unhealthy_apps"]
+        assert isinstance(reasons, dict)
+        assert "passes failed" in reasons["my-app"]
+        assert "500" in reasons["my-app"]
+        fly.clear_faults()
+        process.wait_for(lambda: health()[0] == 200)
+        _, body = health()
+        apps = body["apps"]
+        assert isinstance(apps, dict)
+        assert apps["my-app"]["ok"] is True
+        assert apps["my-app"]["consecutive_failures"] == 0
+        assert process.stop(signal.SIGTERM) == 0
+    finally:
+        process.kill()
+
+
+def test_serve_exits_within_flys_kill_timeout_with_a_request_in_flight(fly, prom):
+    """SIGTERM while a Machines API call hangs: serve still exits within 5 s."""
+    fly.delay_next(1, 120.0, method="POST", path="/start")
+    process = Process(serve_env(fly, prom))
+    try:
+        process.wait_for(lambda: fly.in_flight >= 1)
+        signalled = time.monotonic()
+        code = process.stop(signal.SIGTERM)
+        took = time.monotonic() - signalled
+    finally:
+        process.kill()
+    assert code == 0, "".join(process.lines)
+    assert took < 5.0, f"serve took {took:.1f} s to exit"
+    assert process.events("serve.stopped")
+
+
+def test_serve_sends_no_action_after_sigterm(fly, prom):
+    """Creates queued in the rate limiter when SIGTERM comes are never sent."""
+    fly.add_app("grow-app", machines=[machine("1", "started")])
+    env = serve_env(
+        fly,
+        prom,
+        FAS_APP_NAME="grow-app",
+        FAS_STARTED_MACHINE_COUNT="",
+        FAS_CREATED_MACHINE_COUNT="20",
+    )
+    process = Process(env)
+    try:
+        process.wait_for(lambda: fly.count("launch") >= 4)
+        at_signal = fly.count("launch")
+        code = process.stop(signal.SIGTERM)
+    finally:
+        process.kill()
+    assert code == 0, "".join(process.lines)
+    # A launch already on the wire when the signal came may still land.
+    assert fly.count("launch") <= at_signal + 1
+    assert len(fly.machines("grow-app")) <= 1 + at_signal + 1
