@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -43,6 +44,7 @@ __all__ = [
     "decode_json",
     "default_user_agent",
     "encode_json",
+    "env_base_url",
     "flaps_authorization",
     "graphql_authorization",
     "make_sender",
@@ -478,6 +480,18 @@ def check_base_url(value: str) -> str:
             f"base URL must be http(s)://host, got {url!r}", field="base_url"
         )
     return url
+
+
+def env_base_url(name: str, default: str, environ: Mapping[str, str] | None) -> str:
+    """Return the environment variable *name* if set and non-blank, else *default*.
+
+    Args:
+        name: ``FLY_FLAPS_BASE_URL`` or ``FLY_API_BASE_URL``.
+        default: The public API.
+        environ: Where to look (``None``: :data:`os.environ`).
+    """
+    env = os.environ if environ is None else environ
+    return env.get(name, "").strip() or default
 
 
 def check_timeout(value: tuple[float, float]) -> tuple[float, float]:

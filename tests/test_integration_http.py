@@ -262,3 +262,45 @@ def test_capacity_error_moves_the_create_to_the_next_region(server, client):
     assert isinstance(error, fas.FlapsError)
     assert error.error_status == "insufficient_capacity"
     assert [table.machine(i).region for i in result.created] == ["syd"]
+
+
+# --- base URLs from the environment ---------------------------------------------------
+
+
+def test_clients_built_directly_read_the_environment(server, monkeypatch):
+    """FlapsHTTPClient and FlyGraphQLClient honour FLY_*_BASE_URL, as fly-go does."""
+    server.add_organization("myorg", org_id="123")
+    server.add_app("my-app", "myorg", machines=[machine("1")])
+    monkeypatch.setenv("FLY_FLAPS_BASE_URL", server.url)
+    monkeypatch.setenv("FLY_API_BASE_URL", server.url + "/")
+    with FlapsHTTPClient("my-app", TOKEN) as flaps:
+        assert flaps.base_url == server.url
+        assert [m.id for m in flaps.list()] == ["1"]
+    with FlyGraphQLClient(TOKEN) as fly:
+        assert fly.url == server.url + "/graphql"
+        assert fly.get_organization_by_slug("myorg").id == "123"
+
+
+def test_explicit_base_url_wins_over_the_environment(server, monkeypatch):
+    """An explicit base_url wins; the variables then point nowhere useful."""
+    server.add_organization("myorg", org_id="123")
+    server.add_app("my-app", "myorg", machines=[machine("1")])
+    nowhere = "http://127.0.0.1:9"  # discard: nothing answers there
+    monkeypatch.setenv("FLY_FLAPS_BASE_URL", nowhere)
+    monkeypatch.setenv("FLY_API_BASE_URL", nowhere)
+    with FlapsHTTPClient("my-app", TOKEN, base_url=server.url) as flaps:
+        assert [m.id for m in flaps.list()] == ["1"]
+    with FlyGraphQLClient(TOKEN, base_url=server.url) as fly:
+        assert fly.get_organization_by_slug("myorg").id == "123"
+    with new_flaps_client_func(TOKEN, base_url=server.url) as factory:
+        assert [m.id for m in factory("my-app").list()] == ["1"]
+
+
+def test_blank_variables_mean_the_public_api(monkeypatch):
+    """Unset or blank variables leave the public endpoints (nothing is sent)."""
+    monkeypatch.setenv("FLY_FLAPS_BASE_URL", "  ")
+    monkeypatch.delenv("FLY_API_BASE_URL", raising=False)
+    with FlapsHTTPClient("my-app", TOKEN) as flaps:
+        assert flaps.base_url == "https://api.machines.dev"
+    with FlyGraphQLClient(TOKEN) as fly:
+        assert fly.base_url == "https://api.fly.io"
