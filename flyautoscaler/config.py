@@ -178,6 +178,9 @@ class CollectorConfig:
         url: Redis: ``redis://[[user]:password@]host[:port][/db]``,
             ``rediss://...`` or ``unix:///path``.
         keys: Redis: the lists whose lengths are summed (``$APP_NAME`` allowed).
+        origins: Where each attribute was read from, by attribute: the
+            ``FAS_*`` variable or the YAML key, so that messages name the
+            setting as the user wrote it. :func:`load_config` fills it in.
     """
 
     type: str = ""
@@ -191,6 +194,15 @@ class CollectorConfig:
     api_key: str = field(default="", repr=False)
     url: str = field(default="", repr=False)
     keys: list[str] = field(factory=list)
+    origins: dict[str, str] = field(factory=dict, repr=False, eq=False)
+
+    def setting(self, attribute: str) -> str:
+        """Return the name of *attribute*'s setting as the user wrote it.
+
+        The ``FAS_*`` variable or YAML key it came from (see :attr:`origins`),
+        else its YAML key.
+        """
+        return self.origins.get(attribute) or _COLLECTOR_KEY_OF[attribute]
 
     def validate(self) -> None:
         """Check the entry, with the Go original's messages where it has them.
@@ -288,6 +300,9 @@ class Config:
             and ``/healthz``; ``:9090`` is every interface.
         flaps_base_url: The Machines API.
         api_base_url: The GraphQL API host.
+        origins: Where each attribute was read from, by attribute: the
+            ``FAS_*`` variable or the YAML key, so that messages name the
+            setting as the user wrote it. :func:`load_config` fills it in.
     """
 
     app_name: str = ""
@@ -311,6 +326,15 @@ class Config:
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     flaps_base_url: str = field(factory=lambda: flaps_base_url({}))
     api_base_url: str = field(factory=lambda: api_base_url({}))
+    origins: dict[str, str] = field(factory=dict, repr=False, eq=False)
+
+    def setting(self, attribute: str) -> str:
+        """Return the name of *attribute*'s setting as the user wrote it.
+
+        The ``FAS_*`` variable or YAML key it came from (see :attr:`origins`),
+        else its YAML key.
+        """
+        return self.origins.get(attribute) or _TOP_KEY_OF[attribute]
 
     # --- expressions (Go's GetMin/MaxCreated/StartedMachineN) ---
 
@@ -401,17 +425,12 @@ class Config:
             )
         if self.concurrency < 1:
             raise ConfigError(
-                f"concurrency must be at least 1, got {self.concurrency}",
+                f"{self.setting('concurrency')} must be at least 1, "
+                f"got {self.concurrency}",
                 field="concurrency",
             )
         for name in ("interval", "timeout", "app_list_refresh_interval"):
-            value: float = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(
-                    f"{name.replace('_', ' ')} must be a positive duration, "
-                    f"got {format_duration(value)}",
-                    field=name,
-                )
+            self._validate_duration(name)
         seen: set[str] = set()
         for i, name in enumerate(self.metric_names()):
             if name in seen:
@@ -420,6 +439,15 @@ class Config:
                     field="metric_name",
                 )
             seen.add(name)
+
+    def _validate_duration(self, name: str) -> None:
+        value: float = getattr(self, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(
+                f"{self.setting(name)} must be a positive duration, "
+                f"got {format_duration(value)}",
+                field=name,
+            )
 
     def _validate_expressions(self) -> None:
         known = self.metric_names()
@@ -517,6 +545,31 @@ def _env_duration(env: Mapping[str, str], name: str, default: float) -> float:
         ) from None
 
 
+# The variable of each Config attribute (Go's names, and the new ones).
+_ENV_NAMES: Final = {
+    "app_name": "FAS_APP_NAME",
+    "org": "FAS_ORG",
+    "created_machine_count": "FAS_CREATED_MACHINE_COUNT",
+    "min_created_machine_count": "FAS_MIN_CREATED_MACHINE_COUNT",
+    "max_created_machine_count": "FAS_MAX_CREATED_MACHINE_COUNT",
+    "initial_machine_state": "FAS_INITIAL_MACHINE_STATE",
+    "started_machine_count": "FAS_STARTED_MACHINE_COUNT",
+    "min_started_machine_count": "FAS_MIN_STARTED_MACHINE_COUNT",
+    "max_started_machine_count": "FAS_MAX_STARTED_MACHINE_COUNT",
+    "api_token": "FAS_API_TOKEN",
+    "process_group": "FAS_PROCESS_GROUP",
+    "regions": "FAS_REGIONS",
+    "metrics_address": "FAS_METRICS_ADDRESS",
+    "flaps_base_url": "FLY_FLAPS_BASE_URL",
+    "api_base_url": "FLY_API_BASE_URL",
+    "concurrency": "FAS_CONCURRENCY",
+    "interval": "FAS_INTERVAL",
+    "timeout": "FAS_TIMEOUT",
+    "app_list_refresh_interval": "FAS_APP_LIST_REFRESH_INTERVAL",
+    "verbose": "FAS_VERBOSE",
+}
+
+
 def _from_env(env: Mapping[str, str]) -> Config:
     """Return the configuration the environment gives (Go's NewConfigFromEnv)."""
     config = Config(
@@ -536,6 +589,9 @@ def _from_env(env: Mapping[str, str]) -> Config:
         metrics_address=env.get("FAS_METRICS_ADDRESS", "") or DEFAULT_METRICS_ADDRESS,
         flaps_base_url=flaps_base_url(env),
         api_base_url=api_base_url(env),
+    )
+    config.origins.update(
+        {attr: name for attr, name in _ENV_NAMES.items() if env.get(name, "")}
     )
     if text := env.get("FAS_CONCURRENCY", ""):
         try:
@@ -561,42 +617,59 @@ def _from_env(env: Mapping[str, str]) -> Config:
     return config
 
 
+# Collectors the environment describes: type, the variable that turns it on,
+# and the variables of each attribute (the first one set wins).
+_ENV_COLLECTORS: Final[tuple[tuple[str, str, dict[str, tuple[str, ...]]], ...]] = (
+    (
+        "prometheus",
+        "FAS_PROMETHEUS_ADDRESS",
+        {
+            "address": ("FAS_PROMETHEUS_ADDRESS",),
+            "metric_name": ("FAS_PROMETHEUS_METRIC_NAME",),
+            "query": ("FAS_PROMETHEUS_QUERY",),
+            "token": ("FAS_PROMETHEUS_TOKEN",),
+        },
+    ),
+    (
+        "temporal",
+        "FAS_TEMPORAL_ADDRESS",
+        {
+            "address": ("FAS_TEMPORAL_ADDRESS",),
+            "namespace": ("FAS_TEMPORAL_NAMESPACE",),
+            "metric_name": ("FAS_TEMPORAL_METRIC_NAME",),
+            "cert_data": ("TEMPORAL_TLS_CERT_DATA", "FAS_TEMPORAL_CERT_DATA"),
+            "key_data": ("TEMPORAL_TLS_KEY_DATA", "FAS_TEMPORAL_KEY_DATA"),
+            "api_key": ("FAS_TEMPORAL_API_KEY",),
+            "query": ("FAS_TEMPORAL_QUERY",),
+        },
+    ),
+    (
+        "redis",
+        "FAS_REDIS_URL",
+        {
+            "url": ("FAS_REDIS_URL",),
+            "metric_name": ("FAS_REDIS_METRIC_NAME",),
+            "keys": ("FAS_REDIS_KEYS",),
+        },
+    ),
+)
+
+
 def _collectors_from_env(env: Mapping[str, str]) -> list[CollectorConfig]:
     collectors: list[CollectorConfig] = []
-    if address := env.get("FAS_PROMETHEUS_ADDRESS", ""):
-        collectors.append(
-            CollectorConfig(
-                type="prometheus",
-                address=address,
-                metric_name=env.get("FAS_PROMETHEUS_METRIC_NAME", ""),
-                query=env.get("FAS_PROMETHEUS_QUERY", ""),
-                token=env.get("FAS_PROMETHEUS_TOKEN", ""),
-            )
-        )
-    if address := env.get("FAS_TEMPORAL_ADDRESS", ""):
-        collectors.append(
-            CollectorConfig(
-                type="temporal",
-                address=address,
-                namespace=env.get("FAS_TEMPORAL_NAMESPACE", ""),
-                metric_name=env.get("FAS_TEMPORAL_METRIC_NAME", ""),
-                cert_data=env.get("TEMPORAL_TLS_CERT_DATA", "")
-                or env.get("FAS_TEMPORAL_CERT_DATA", ""),
-                key_data=env.get("TEMPORAL_TLS_KEY_DATA", "")
-                or env.get("FAS_TEMPORAL_KEY_DATA", ""),
-                api_key=env.get("FAS_TEMPORAL_API_KEY", ""),
-                query=env.get("FAS_TEMPORAL_QUERY", ""),
-            )
-        )
-    if url := env.get("FAS_REDIS_URL", ""):
-        collectors.append(
-            CollectorConfig(
-                type="redis",
-                url=url,
-                metric_name=env.get("FAS_REDIS_METRIC_NAME", ""),
-                keys=_split_list(env.get("FAS_REDIS_KEYS", "")),
-            )
-        )
+    for kind, switch, variables in _ENV_COLLECTORS:
+        if not env.get(switch, ""):
+            continue
+        entry = CollectorConfig(type=kind)
+        for attribute, names in variables.items():
+            name = next((n for n in names if env.get(n, "")), "")
+            if not name:
+                continue
+            text = env[name]
+            value = _split_list(text) if attribute == "keys" else text
+            setattr(entry, attribute, value)
+            entry.origins[attribute] = name
+        collectors.append(entry)
     return collectors
 
 
@@ -771,6 +844,9 @@ _COLLECTOR_KEYS: Final[dict[str, tuple[str, str]]] = {
     "url": ("url", "secret"),
     "keys": ("keys", "query_list"),
 }
+# The YAML key of each attribute, for messages.
+_TOP_KEY_OF: Final = {attr: key for key, (attr, _) in _TOP_KEYS.items()}
+_COLLECTOR_KEY_OF: Final = {attr: key for key, (attr, _) in _COLLECTOR_KEYS.items()}
 
 
 def _apply(
@@ -789,6 +865,7 @@ def _apply(
             continue  # `key:` with no value keeps the default (the environment's)
         attribute, kind = keys[key]
         setattr(target, attribute, reader.read(kind, node, where + key))
+        target.origins[attribute] = key
 
 
 def _parse_yaml(text: str, name: str, env: Mapping[str, str], config: Config) -> None:

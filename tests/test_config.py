@@ -702,3 +702,29 @@ def test_build_collectors_reports_which():
     config = valid(metric_collectors=[prometheus(address="ftp://x")])
     with pytest.raises(fas.ConfigError, match=r"^metric collector\[0\]: prometheus"):
         config.build_collectors()
+
+
+# --- where each setting came from -------------------------------------------------
+
+
+def test_origins_name_each_setting_as_written(tmp_path):
+    """Messages name a setting by the FAS_ variable or YAML key it came from."""
+    path = write(tmp_path, "interval: 0s\nmetric-collectors:\n  - token: t\n")
+    env = {
+        "FAS_INTERVAL": "5s",
+        "FAS_TIMEOUT": "5s",
+        "FAS_PROMETHEUS_ADDRESS": "http://h",
+        "FAS_PROMETHEUS_TOKEN": "x",
+    }
+    config = load_config(path, env)
+    assert config.setting("interval") == "interval"
+    assert config.setting("timeout") == "FAS_TIMEOUT"
+    assert config.setting("app_list_refresh_interval") == "app-list-refresh-interval"
+    assert config.metric_collectors[0].setting("token") == "token"
+    (entry,) = load_config(environ=env).metric_collectors
+    assert entry.setting("token") == "FAS_PROMETHEUS_TOKEN"
+    assert entry.setting("query") == "query"
+    valid_env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=valid_env | {"FAS_TIMEOUT": "-1s"}).validate()
+    assert str(info.value) == "FAS_TIMEOUT must be a positive duration, got -1s"
