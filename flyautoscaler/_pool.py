@@ -29,6 +29,7 @@ from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION
 
 __all__ = ["AppStatus", "PoolState", "ReconcilerPool"]
 
@@ -131,7 +132,8 @@ class ReconcilerPool:
     Attributes:
         fly_client: GraphQL client for the organization, app list and release
             gate; ``None`` disables the release gate and wildcards.
-        concurrency: Worker threads for a wildcard (a single app uses one).
+        concurrency: Worker threads for a wildcard (a single app uses one),
+            at most 256.
         reconcile_timeout: Seconds each pass may take; after it no new Machine
             action starts and the pass is reported as timed out.
         reconcile_interval: Seconds between two passes of one app.
@@ -145,6 +147,8 @@ class ReconcilerPool:
         stats: Counters shared by every app's reconciler.
         close_timeout: Seconds ``close()`` waits for passes in flight.
         clock: Monotonic clock (injectable).
+
+    Every duration must be positive and at most 24 hours (86400 seconds).
     """
 
     fly_client: FlyClient | None
@@ -204,22 +208,23 @@ class ReconcilerPool:
                     "a fly client is required if app name uses a wildcard",
                     field="fly_client",
                 )
-        for name in ("reconcile_interval", "reconcile_timeout", "close_timeout"):
+        durations = ["reconcile_interval", "reconcile_timeout", "close_timeout"]
+        if self.is_wildcard:
+            durations.append("app_list_refresh_interval")
+        for name in durations:
             value = getattr(self, name)
-            if not value > 0:
+            # NaN fails both comparisons; the bound keeps every wait below
+            # threading.TIMEOUT_MAX.
+            if not 0 < value <= MAX_DURATION:
                 raise ConfigError(
-                    f"{name} must be a positive number of seconds, got {value!r}",
+                    f"{name} must be a positive number of seconds, at most "
+                    f"{MAX_DURATION:g} (24 hours), got {value!r}",
                     field=name,
                 )
-        if self.is_wildcard and not self.app_list_refresh_interval > 0:
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ConfigError(
-                "app_list_refresh_interval must be a positive number of seconds, "
-                f"got {self.app_list_refresh_interval!r}",
-                field="app_list_refresh_interval",
-            )
-        if self.concurrency < 1:
-            raise ConfigError(
-                f"concurrency must be at least 1, got {self.concurrency!r}",
+                f"concurrency must be from 1 to {MAX_CONCURRENCY}, "
+                f"got {self.concurrency!r}",
                 field="concurrency",
             )
         # Compile every expression now: a typo fails here, not on every tick.

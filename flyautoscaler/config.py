@@ -35,6 +35,7 @@ from flyautoscaler._pool import (
 )
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION
 from flyautoscaler.fly import api_base_url, flaps_base_url
 
 __all__ = [
@@ -288,11 +289,11 @@ class Config:
         started_machine_count: Expression for both bounds of started Machines.
         min_started_machine_count: Expression for the least started Machines.
         max_started_machine_count: Expression for the most started Machines.
-        concurrency: Worker threads (for a wildcard).
-        interval: Seconds between two passes of an app.
-        timeout: Seconds one pass may take.
+        concurrency: Worker threads (for a wildcard), 1 to 256.
+        interval: Seconds between two passes of an app (at most a day).
+        timeout: Seconds one pass may take (at most a day).
         app_list_refresh_interval: Seconds between two refreshes of a
-            wildcard's app list.
+            wildcard's app list (at most a day).
         api_token: The Fly API token; never shown.
         verbose: Log at debug level.
         metric_collectors: Where the metrics come from.
@@ -369,7 +370,8 @@ class Config:
         state must be either 'started' or 'stopped'``, and each collector
         (``metric-collectors[0]: metric name required``, ...). Then: ``api token
         required`` when *require_token*; an organization for a wildcard;
-        positive durations and concurrency; distinct metric names; and every
+        positive durations up to 24 h and a concurrency from 1 to 256;
+        distinct metric names; and every
         expression compiled and checked against :meth:`metric_names`, so a
         misspelled metric fails here, naming it.
 
@@ -429,6 +431,12 @@ class Config:
                 f"got {self.concurrency}",
                 field="concurrency",
             )
+        if self.concurrency > MAX_CONCURRENCY:
+            raise ConfigError(
+                f"{self.setting('concurrency')} must be at most {MAX_CONCURRENCY}, "
+                f"got {self.concurrency}",
+                field="concurrency",
+            )
         for name in ("interval", "timeout", "app_list_refresh_interval"):
             self._validate_duration(name)
         seen: set[str] = set()
@@ -446,6 +454,13 @@ class Config:
             raise ConfigError(
                 f"{self.setting(name)} must be a positive duration, "
                 f"got {format_duration(value)}",
+                field=name,
+            )
+        if value > MAX_DURATION:
+            # Also keeps every wait far below threading.TIMEOUT_MAX.
+            raise ConfigError(
+                f"{self.setting(name)} must be at most "
+                f"{format_duration(MAX_DURATION)}, got {format_duration(value)}",
                 field=name,
             )
 

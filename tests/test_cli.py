@@ -531,6 +531,38 @@ def test_serve_bad_metrics_address(fly, prom):
     assert done.stderr.splitlines()[-1].startswith("error: metrics address must be")
 
 
+# --- input refused at start-up, in one line ------------------------------------------
+
+
+def refused(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """Assert exit 1 with exactly one line, `error: <message>...`, and no traceback."""
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"error: {message}"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"FAS_INTERVAL": "99999999999h"},
+            "FAS_INTERVAL must be at most 24h0m0s, got 99999999999h0m0s",
+        ),
+        ({"FAS_TIMEOUT": "48h"}, "FAS_TIMEOUT must be at most 24h0m0s, got 48h0m0s"),
+        (
+            {"FAS_CONCURRENCY": "2000"},
+            "FAS_CONCURRENCY must be at most 256, got 2000",
+        ),
+    ],
+)
+def test_serve_refuses_out_of_bounds(fly, prom, setting, message):
+    """serve exits 1 at once, naming the setting, instead of failing after start."""
+    done = run_cli("serve", env=serve_env(fly, prom, **setting))
+    refused(done, message)
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

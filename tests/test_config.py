@@ -728,3 +728,60 @@ def test_origins_name_each_setting_as_written(tmp_path):
     with pytest.raises(fas.ConfigError) as info:
         load_config(environ=valid_env | {"FAS_TIMEOUT": "-1s"}).validate()
     assert str(info.value) == "FAS_TIMEOUT must be a positive duration, got -1s"
+
+
+# --- bounds: durations and concurrency ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FAS_INTERVAL": "99999999999h"},
+            "FAS_INTERVAL must be at most 24h0m0s, got 99999999999h0m0s",
+        ),
+        ({"FAS_TIMEOUT": "24h0m0.001s"}, "FAS_TIMEOUT must be at most 24h0m0s"),
+        (
+            {"FAS_APP_LIST_REFRESH_INTERVAL": "1000h"},
+            "FAS_APP_LIST_REFRESH_INTERVAL must be at most 24h0m0s, got 1000h0m0s",
+        ),
+        ({"FAS_INTERVAL": "0s"}, "FAS_INTERVAL must be a positive duration, got 0s"),
+        (
+            {"FAS_CONCURRENCY": "2000"},
+            "FAS_CONCURRENCY must be at most 256, got 2000",
+        ),
+        ({"FAS_CONCURRENCY": "0"}, "FAS_CONCURRENCY must be at least 1, got 0"),
+    ],
+)
+def test_bounds_name_the_variable(env, message):
+    """A value out of bounds is refused, naming the FAS_ variable it came from."""
+    base = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=base | env).validate()
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("interval: 25h\n", "interval must be at most 24h0m0s, got 25h0m0s"),
+        ("concurrency: 257\n", "concurrency must be at most 256, got 257"),
+    ],
+)
+def test_bounds_name_the_yaml_key(tmp_path, text, message):
+    """A value out of bounds from the file is refused, naming its key."""
+    path = write(tmp_path, text)
+    env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, env).validate()
+    assert str(info.value).startswith(message)
+
+
+def test_bounds_are_inclusive():
+    """24 hours and 256 workers are allowed."""
+    valid(
+        interval=86400.0,
+        timeout=86400.0,
+        app_list_refresh_interval=86400.0,
+        concurrency=256,
+    ).validate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -467,6 +468,31 @@ def test_close_without_open(pools):
             "reconcile_interval",
         ),
         ({"app_name": "a", "target": "typo + 1"}, fas.ExpressionError, "typo"),
+        (
+            {"app_name": "a", "reconcile_interval": 99999999999 * 3600.0},
+            fas.ConfigError,
+            r"reconcile_interval must be .* at most 86400 \(24 hours\)",
+        ),
+        (
+            {"app_name": "a", "reconcile_timeout": math.nan},
+            fas.ConfigError,
+            "reconcile_timeout",
+        ),
+        ({"app_name": "a", "close_timeout": math.inf}, fas.ConfigError, "close"),
+        (
+            {
+                "app_name": "my-*",
+                "organization_slug": "o",
+                "app_list_refresh_interval": 1e12,
+            },
+            fas.ConfigError,
+            "app_list_refresh_interval must be",
+        ),
+        (
+            {"app_name": "my-*", "organization_slug": "o", "concurrency": 2000},
+            fas.ConfigError,
+            "concurrency must be from 1 to 256, got 2000",
+        ),
     ],
 )
 def test_open_validates(pools, fields, error, match):
