@@ -29,7 +29,7 @@ from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
-from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION
+from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
 
 __all__ = ["AppStatus", "PoolState", "ReconcilerPool"]
 
@@ -139,7 +139,8 @@ class ReconcilerPool:
         reconcile_interval: Seconds between two passes of one app.
         app_list_refresh_interval: Seconds between two refreshes of the
             wildcard's app list.
-        app_name: An app name, or a wildcard such as ``my-app-*``.
+        app_name: An app name (lowercase letters, digits and dashes), or a
+            wildcard such as ``my-app-*``.
         organization_slug: The organization of a wildcard's apps.
         new_flaps_client: Builds the Machines API client of an app.
         new_reconciler: Builds a configured :class:`Reconciler`; the pool sets
@@ -193,6 +194,7 @@ class ReconcilerPool:
     def _validate(self) -> None:
         if not self.app_name:
             raise ConfigError("app name required", field="app_name")
+        check_app_name(self.app_name, "app_name", field="app_name")
         if self.new_flaps_client is None:
             raise ConfigError(
                 "flaps client constructor required", field="new_flaps_client"

@@ -37,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 from flyautoscaler._errors import FlyAutoscalerError, redact
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._validation import check_app_name
 from flyautoscaler.config import Config, load_config
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
@@ -379,6 +380,8 @@ def _eval(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = _load(args, environ)
     configure_logging(verbose=config.verbose, secrets=_secrets(config), quiet=True)
     config.validate()
+    if args.app:
+        check_app_name(args.app, "--app", field="app_name", wildcard=False)
     collectors = config.build_collectors()
     try:
         reconciler = config.new_reconciler(collectors)

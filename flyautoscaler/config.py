@@ -35,7 +35,7 @@ from flyautoscaler._pool import (
 )
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
-from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION
+from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
 from flyautoscaler.fly import api_base_url, flaps_base_url
 
 __all__ = [
@@ -369,8 +369,9 @@ class Config:
         machine count``, the created and started count pairs, ``initial machine
         state must be either 'started' or 'stopped'``, and each collector
         (``metric-collectors[0]: metric name required``, ...). Then: ``api token
-        required`` when *require_token*; an organization for a wildcard;
-        positive durations up to 24 h and a concurrency from 1 to 256;
+        required`` when *require_token*; an organization for a wildcard; an
+        app name Fly allows; positive durations up to 24 h and a concurrency
+        from 1 to 256;
         distinct metric names; and every
         expression compiled and checked against :meth:`metric_names`, so a
         misspelled metric fails here, naming it.
@@ -425,6 +426,7 @@ class Config:
             raise ConfigError(
                 "organization required if app name uses a wildcard", field="org"
             )
+        check_app_name(self.app_name, self.setting("app_name"), field="app_name")
         if self.concurrency < 1:
             raise ConfigError(
                 f"{self.setting('concurrency')} must be at least 1, "

@@ -563,6 +563,20 @@ def test_serve_refuses_out_of_bounds(fly, prom, setting, message):
     refused(done, message)
 
 
+def test_serve_refuses_an_app_name_fly_cannot_have(fly, prom):
+    """serve refuses an app name Fly cannot have before calling any API."""
+    done = run_cli("serve", env=serve_env(fly, prom, FAS_APP_NAME="My_App"))
+    refused(done, "FAS_APP_NAME must be a Fly app name (lowercase letters, digits and")
+    assert done.stderr.endswith(', got "My_App"\n')
+
+
+def test_eval_refuses_a_bad_app_option(prom):
+    """eval --app takes a Fly app name only."""
+    done = run_cli("eval", "--app", "Tenant 7", env=eval_env(prom))
+    refused(done, "--app must be a Fly app name (lowercase letters, digits and dashes")
+    assert prom.received() == []
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

@@ -76,8 +76,12 @@ def test_parse_reference_file():
 
 
 def test_reference_file_validates():
-    """The reference file passes validation, expressions included."""
-    load_config(DATA / "fly-autoscaler.yml", environ={}).validate(require_token=True)
+    """The reference file passes validation once its placeholder app is named."""
+    config = load_config(DATA / "fly-autoscaler.yml", environ={})
+    with pytest.raises(fas.ConfigError, match='got "TARGET_APP_NAME"'):
+        config.validate(require_token=True)  # not a name Fly allows
+    config.app_name = "target-app-name"
+    config.validate(require_token=True)
 
 
 @pytest.mark.parametrize(
@@ -785,3 +789,57 @@ def test_bounds_are_inclusive():
         app_list_refresh_interval=86400.0,
         concurrency=256,
     ).validate()
+
+
+# --- app names ------------------------------------------------------------------
+
+APP_RULE = (
+    "(lowercase letters, digits and dashes, at most 63 characters; "
+    "a wildcard may add *)"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("My_App", "My_App"),
+        ("a" * 64, "a" * 64),
+        ("my app/../x", "my app/../x"),
+        ("caf\u00e9", "caf\u00e9"),
+        ("", None),
+    ],
+)
+def test_app_names_fly_cannot_have(name, shown):
+    """An app name Fly cannot have is refused, naming FAS_APP_NAME and the rule."""
+    env = {"FAS_APP_NAME": name, "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=env).validate()
+    if shown is None:
+        assert str(info.value) == "app name required"  # Go's message first
+    else:
+        assert str(info.value) == (
+            f'FAS_APP_NAME must be a Fly app name {APP_RULE}, got "{shown}"'
+        )
+        assert info.value.field == "app_name"
+
+
+def test_app_name_from_the_file_is_named_by_its_key(tmp_path):
+    """A bad app-name in the file names the key."""
+    path = write(tmp_path, "org: o\napp-name: Tenant-*\nstarted-machine-count: 1\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {}).validate()
+    assert str(info.value) == (
+        f'app-name must be a Fly app name {APP_RULE}, got "Tenant-*"'
+    )
+
+
+@pytest.mark.parametrize("name", ["a", "a" * 63, "my-app-2", "0x", "-"])
+def test_app_names_fly_can_have(name):
+    """Lowercase letters, digits and dashes, up to 63 of them, are fine."""
+    valid(app_name=name).validate()
+
+
+@pytest.mark.parametrize("name", ["tenant-*", "*", "*-worker", "a*b"])
+def test_wildcards(name):
+    """A wildcard may add * to the same alphabet."""
+    valid(app_name=name, org="o").validate()

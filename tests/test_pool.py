@@ -468,6 +468,8 @@ def test_close_without_open(pools):
             "reconcile_interval",
         ),
         ({"app_name": "a", "target": "typo + 1"}, fas.ExpressionError, "typo"),
+        ({"app_name": "My_App"}, fas.ConfigError, "app_name must be a Fly app name"),
+        ({"app_name": "a" * 64}, fas.ConfigError, "at most 63 characters"),
         (
             {"app_name": "a", "reconcile_interval": 99999999999 * 3600.0},
             fas.ConfigError,
