@@ -15,6 +15,7 @@ from attrs import field, frozen
 
 from flyautoscaler._errors import ConfigError, MetricCollectionError, redact
 from flyautoscaler._names import expand_metric_query
+from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
 
 __all__ = [
     "DEFAULT_PROMETHEUS_TIMEOUT",
@@ -126,7 +127,8 @@ class PrometheusCollector:
 
     Raises:
         ConfigError: The address is not an http(s) URL, or the query or name is
-            empty, or a timeout is not positive.
+            empty, a timeout is not positive, or the token has a character no
+            HTTP header can carry.
     """
 
     name: str
@@ -144,6 +146,13 @@ class PrometheusCollector:
     def __attrs_post_init__(self) -> None:
         if not self.name:
             raise ConfigError("collector name required", field="name")
+        problem = header_value_problem(self.token)
+        if problem is not None:
+            raise ConfigError(
+                f"prometheus token cannot be sent in an HTTP header: {problem}; "
+                f"{HEADER_VALUE_RULE}",
+                field="token",
+            )
         if urlsplit(self.address).scheme not in {"http", "https"}:
             raise ConfigError(
                 f"prometheus address must be an http(s) URL, got "

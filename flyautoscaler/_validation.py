@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Final
 
 from flyautoscaler._errors import ConfigError
 
 __all__ = [
     "APP_NAME_RULE",
+    "HEADER_VALUE_RULE",
     "MAX_APP_NAME_LENGTH",
     "MAX_CONCURRENCY",
     "MAX_DURATION",
     "check_app_name",
+    "header_value_problem",
 ]
 
 #: Longest interval, timeout or refresh interval accepted, in seconds (24 h).
@@ -34,6 +37,10 @@ MAX_APP_NAME_LENGTH: Final = 63
 #: What an app name may hold, for error messages.
 APP_NAME_RULE: Final = (
     f"lowercase letters, digits and dashes, at most {MAX_APP_NAME_LENGTH} characters"
+)
+#: What an HTTP header value may hold, for error messages.
+HEADER_VALUE_RULE: Final = (
+    "only printable Latin-1 characters, spaces and tabs are allowed"
 )
 
 # flyctl's validateAppName (internal/command/launch/plan_builder.go) refuses
@@ -66,3 +73,29 @@ def check_app_name(
         f"got {json.dumps(name, ensure_ascii=False)}",
         field=field,
     )
+
+
+def header_value_problem(value: str, *, offset: int = 0) -> str | None:
+    """Say which character of *value* an HTTP header cannot carry, if any.
+
+    A header value holds visible characters, spaces and tabs (RFC 9110,
+    section 5.5) and is sent as Latin-1; control characters such as a newline
+    would end the header. The answer names the character's position (1-based,
+    plus *offset*), never the value.
+
+    Args:
+        value: The header value (a token).
+        offset: Characters of the setting before *value*, for the position.
+
+    Returns:
+        ``None`` when every character can be sent, else a phrase such as
+        ``"character 12 is a control character (U+000A)"``.
+    """
+    for index, char in enumerate(value, start=offset + 1):
+        if char == "\t":
+            continue
+        if ord(char) > 0xFF:
+            return f"character {index} is not a Latin-1 character"
+        if unicodedata.category(char) == "Cc":
+            return f"character {index} is a control character (U+{ord(char):04X})"
+    return None

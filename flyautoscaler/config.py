@@ -27,6 +27,7 @@ from attrs import define, field
 
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
+from flyautoscaler._http import token_header_problem
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
 from flyautoscaler._pool import (
     DEFAULT_APP_LIST_REFRESH_INTERVAL,
@@ -35,7 +36,13 @@ from flyautoscaler._pool import (
 )
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
-from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
+from flyautoscaler._validation import (
+    HEADER_VALUE_RULE,
+    MAX_CONCURRENCY,
+    MAX_DURATION,
+    check_app_name,
+    header_value_problem,
+)
 from flyautoscaler.fly import api_base_url, flaps_base_url
 
 __all__ = [
@@ -212,7 +219,8 @@ class CollectorConfig:
             ConfigError: ``metric name required``, ``type required``,
                 ``invalid type: "x"``, ``prometheus address required``,
                 ``prometheus query required``, ``temporal address required``,
-                ``redis url required`` or ``redis keys required``.
+                ``redis url required`` or ``redis keys required``; or a token
+                or API key has a character no HTTP header can carry.
         """
         if not self.metric_name:
             raise ConfigError("metric name required", field="metric_name")
@@ -228,6 +236,15 @@ class CollectorConfig:
                 "temporal cert data and key data go together: give both or neither",
                 field="cert_data",
             )
+        # Sent as a header (Prometheus) or as gRPC metadata (Temporal).
+        for attribute in ("token", "api_key"):
+            problem = header_value_problem(getattr(self, attribute))
+            if problem is not None:
+                raise ConfigError(
+                    f"{self.setting(attribute)} cannot be sent in an HTTP header: "
+                    f"{problem}; {HEADER_VALUE_RULE}",
+                    field=attribute,
+                )
 
     def build(self) -> MetricCollector:
         """Build the collector this entry describes.
@@ -371,7 +388,7 @@ class Config:
         (``metric-collectors[0]: metric name required``, ...). Then: ``api token
         required`` when *require_token*; an organization for a wildcard; an
         app name Fly allows; positive durations up to 24 h and a concurrency
-        from 1 to 256;
+        from 1 to 256; tokens an HTTP header can carry;
         distinct metric names; and every
         expression compiled and checked against :meth:`metric_names`, so a
         misspelled metric fails here, naming it.
@@ -441,6 +458,13 @@ class Config:
             )
         for name in ("interval", "timeout", "app_list_refresh_interval"):
             self._validate_duration(name)
+        problem = token_header_problem(self.api_token)
+        if problem is not None:
+            raise ConfigError(
+                f"{self.setting('api_token')} cannot be sent in an HTTP header: "
+                f"{problem}; {HEADER_VALUE_RULE}",
+                field="api_token",
+            )
         seen: set[str] = set()
         for i, name in enumerate(self.metric_names()):
             if name in seen:

@@ -577,6 +577,33 @@ def test_eval_refuses_a_bad_app_option(prom):
     assert prom.received() == []
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"FAS_API_TOKEN": TOKEN[:6] + "\n" + TOKEN[6:]},
+            (
+                "FAS_API_TOKEN cannot be sent in an HTTP header: character 7 is a "
+                "control character (U+000A)"
+            ),
+        ),
+        (
+            {"FAS_PROMETHEUS_TOKEN": PROM_TOKEN + "\u2028"},
+            (
+                "metric-collectors[0]: FAS_PROMETHEUS_TOKEN cannot be sent in an HTTP "
+                f"header: character {len(PROM_TOKEN) + 1} is not a Latin-1 character"
+            ),
+        ),
+    ],
+)
+def test_serve_refuses_tokens_a_header_cannot_carry(fly, prom, setting, message):
+    """A token with a newline or beyond Latin-1: one line at start-up, no token."""
+    done = run_cli("serve", env=serve_env(fly, prom, **setting))
+    refused(done, message)
+    assert TOKEN[6:] not in done.stderr
+    assert PROM_TOKEN not in done.stderr
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

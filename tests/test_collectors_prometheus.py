@@ -317,6 +317,26 @@ def test_post_form_with_query_time_and_timeout():
     assert request.req_kwargs["timeout"] == DEFAULT_PROMETHEUS_TIMEOUT
 
 
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("abc\ndef", "character 4 is a control character (U+000A)"),
+        ("abc\x00", "character 4 is a control character (U+0000)"),
+        ("t\u00f6ken\u20ac", "character 6 is not a Latin-1 character"),
+    ],
+)
+def test_token_a_header_cannot_carry(token, problem):
+    """A token no HTTP header can carry is refused at once, without its value."""
+    with pytest.raises(fas.ConfigError) as info:
+        collector(ADDRESS, "up", token=token)
+    message = str(info.value)
+    assert message.startswith(
+        f"prometheus token cannot be sent in an HTTP header: {problem}"
+    )
+    assert token not in message
+    assert info.value.field == "token"
+
+
 @pytest.mark.parametrize("status", [405, 501])
 def test_get_fallback(status):
     """On 405 or 501 the same query is sent again as a GET."""

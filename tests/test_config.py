@@ -843,3 +843,90 @@ def test_app_names_fly_can_have(name):
 def test_wildcards(name):
     """A wildcard may add * to the same alphabet."""
     valid(app_name=name, org="o").validate()
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FAS_API_TOKEN": "FlyV1 fm2_abc\ndef"},
+            (
+                "FAS_API_TOKEN cannot be sent in an HTTP header: character 14 is a "
+                "control character (U+000A); only printable Latin-1 characters, "
+                "spaces and tabs are allowed"
+            ),
+        ),
+        (
+            {"FAS_API_TOKEN": "fm2_t\u00f6k\u20acn"},
+            (
+                "FAS_API_TOKEN cannot be sent in an HTTP header: character 8 is not a "
+                "Latin-1 character"
+            ),
+        ),
+        (
+            {
+                "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9",
+                "FAS_PROMETHEUS_METRIC_NAME": "q",
+                "FAS_PROMETHEUS_QUERY": "up",
+                "FAS_PROMETHEUS_TOKEN": "abc\r\nX-Injected: 1",
+            },
+            (
+                "metric-collectors[0]: FAS_PROMETHEUS_TOKEN cannot be sent in an HTTP "
+                "header: character 4 is a control character (U+000D)"
+            ),
+        ),
+        (
+            {
+                "FAS_TEMPORAL_ADDRESS": "h:7233",
+                "FAS_TEMPORAL_METRIC_NAME": "w",
+                "FAS_TEMPORAL_API_KEY": "key\x00",
+            },
+            (
+                "metric-collectors[0]: FAS_TEMPORAL_API_KEY cannot be sent in an HTTP "
+                "header: character 4 is a control character (U+0000)"
+            ),
+        ),
+    ],
+)
+def test_tokens_a_header_cannot_carry(env, message):
+    """A token with a newline (or beyond Latin-1) is refused, its value unshown."""
+    base = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=base | env).validate(require_token=True)
+    text = str(info.value)
+    assert text.startswith(message)
+    for value in env.values():
+        if "\n" in value or "\x00" in value or "\u20ac" in value:
+            assert value not in text
+    assert "abc" not in text
+    assert "fm2_" not in text
+
+
+def test_token_from_file_is_named_by_its_key(tmp_path):
+    """A bad token from the file names its key, not the value."""
+    path = write(
+        tmp_path,
+        "metric-collectors:\n"
+        "  - type: prometheus\n    metric-name: q\n    address: http://h\n"
+        '    query: up\n    token: "s3cret\\u0007x"\n',
+    )
+    env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, env).validate()
+    assert str(info.value).startswith(
+        "metric-collectors[0]: token cannot be sent in an HTTP header: character 7 "
+        "is a control character (U+0007)"
+    )
+    assert "s3cret" not in str(info.value)
+
+
+def test_token_surrounding_whitespace_is_fine(tmp_path):
+    """A Fly token's trailing newline (a YAML block, a file) is dropped, as before."""
+    path = write(tmp_path, "api-token: |\n  FlyV1 fm2_abc,fm2_def\n")
+    env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    config = load_config(path, env)
+    assert config.api_token.endswith("\n")
+    config.validate(require_token=True)

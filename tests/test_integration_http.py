@@ -304,3 +304,24 @@ def test_blank_variables_mean_the_public_api(monkeypatch):
         assert flaps.base_url == "https://api.machines.dev"
     with FlyGraphQLClient(TOKEN) as fly:
         assert fly.base_url == "https://api.fly.io"
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+def test_token_a_header_cannot_carry_is_refused_before_sending(server):
+    """A non-Latin-1 token fails when the client is built, not on every request."""
+    server.add_app("my-app", machines=[machine("1")])
+    with pytest.raises(
+        fas.ConfigError, match=f"character {len(TOKEN) + 1} is not a Latin-1"
+    ):
+        FlapsHTTPClient("my-app", TOKEN + "\u20ac", base_url=server.url)
+    with pytest.raises(fas.ConfigError, match="control character"):
+        new_flaps_client_func("fo1_a\nb", base_url=server.url)
+
+
+def test_token_with_a_trailing_newline_works(server):
+    """A token read from a file with its newline still authenticates over HTTP."""
+    server.add_app("my-app", machines=[machine("1")])
+    with FlapsHTTPClient("my-app", TOKEN + "\n", base_url=server.url) as flaps:
+        assert [m.id for m in flaps.list()] == ["1"]
