@@ -48,6 +48,8 @@ from flyautoscaler.fly import api_base_url, flaps_base_url
 __all__ = [
     "COLLECTOR_TYPES",
     "DEFAULT_METRICS_ADDRESS",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_NODES",
     "CollectorConfig",
     "Config",
     "load_config",
@@ -909,9 +911,64 @@ def _apply(
         target.origins[attribute] = key
 
 
+#: Deepest nesting of lists and mappings a configuration file may have.
+MAX_YAML_DEPTH: Final = 50
+#: Most nodes a configuration file may hold, each alias counted as the nodes
+#: it stands for (so an "alias bomb" is refused before it is read).
+MAX_YAML_NODES: Final = 100_000
+
+
+def _check_yaml_shape(text: str, name: str) -> None:
+    """Refuse a document nested too deep or too big, before composing it.
+
+    PyYAML composes nodes recursively, so thousands of nested ``[`` end in a
+    RecursionError; its parser, walked here, does not recurse.
+
+    Raises:
+        ConfigError: Nested deeper than :data:`MAX_YAML_DEPTH`, or more than
+            :data:`MAX_YAML_NODES` nodes with aliases expanded.
+        yaml.YAMLError: The text is not YAML.
+    """
+    depth = 0
+    nodes = 0
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    # Open collections: (anchor, node count when it opened).
+    open_: list[tuple[str | None, int]] = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = 0 if event.start_mark is None else event.start_mark.line + 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(
+                    f"{name}: YAML nested deeper than {MAX_YAML_DEPTH} levels "
+                    f"at line {line}"
+                )
+            nodes += 1
+            open_.append((event.anchor, nodes - 1))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, start = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - start
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            # An alias of a collection still open (a recursive one) counts 1;
+            # the reader refuses what it finds there anyway.
+            nodes += sizes.get(event.anchor or "", 1)
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{name}: YAML has more than {MAX_YAML_NODES} values (aliases "
+                f"expanded) at line {line}"
+            )
+
+
 def _parse_yaml(text: str, name: str, env: Mapping[str, str], config: Config) -> None:
     """Apply the YAML document *text* over *config*."""
     try:
+        _check_yaml_shape(text, name)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

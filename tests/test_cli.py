@@ -604,6 +604,14 @@ def test_serve_refuses_tokens_a_header_cannot_carry(fly, prom, setting, message)
     assert PROM_TOKEN not in done.stderr
 
 
+def test_serve_refuses_deeply_nested_yaml(fly, prom, tmp_path):
+    """A YAML file nested 3,000 deep: one line, not a 3,000-line traceback."""
+    config = tmp_path / "fas.yml"
+    config.write_text("regions: " + "[" * 3000 + "]" * 3000 + "\n")
+    done = run_cli("serve", "--config", str(config), env=serve_env(fly, prom))
+    refused(done, f"{config}: YAML nested deeper than 50 levels at line 1")
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

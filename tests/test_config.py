@@ -930,3 +930,65 @@ def test_token_surrounding_whitespace_is_fine(tmp_path):
     config = load_config(path, env)
     assert config.api_token.endswith("\n")
     config.validate(require_token=True)
+
+
+# --- the YAML file's shape ----------------------------------------------------------
+
+
+def test_yaml_nested_thousands_deep(tmp_path):
+    """A file nested 3,000 deep is refused in one line, not a RecursionError."""
+    path = write(tmp_path, "regions: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == f"{path}: YAML nested deeper than 50 levels at line 1"
+
+
+def test_yaml_depth_names_the_line(tmp_path):
+    """The message names the line where the limit is crossed (block style)."""
+    text = "".join(f"{' ' * i}k{i}:\n" for i in range(60))
+    path = write(tmp_path, text)
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == f"{path}: YAML nested deeper than 50 levels at line 51"
+
+
+def test_yaml_at_the_depth_limit_is_read(tmp_path):
+    """Fifty levels pass the depth check (and fail later, on their meaning)."""
+    path = write(tmp_path, "regions: " + "[" * 49 + "]" * 49 + "\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert "regions[0]: expected a string, got a list" in str(info.value)
+
+
+def test_yaml_alias_bomb(tmp_path):
+    """Aliases that expand to billions of values are refused before reading."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)
+    ]
+    path = write(tmp_path, "\n".join(lines) + "\nregions: *a9\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value).startswith(
+        f"{path}: YAML has more than 100000 values (aliases expanded) at line "
+    )
+
+
+def test_yaml_recursive_alias(tmp_path):
+    """An alias inside its own anchor is read as an error, not followed forever."""
+    path = write(tmp_path, "regions: &r [*r]\n")
+    with pytest.raises(fas.ConfigError, match=r"regions\[0\]: expected a string"):
+        load_config(path, {})
+
+
+def test_yaml_aliases_within_bounds(tmp_path):
+    """Ordinary anchors and aliases still work."""
+    path = write(
+        tmp_path,
+        "regions: &r [iad, ord]\n"
+        "metric-collectors:\n"
+        "  - &p {type: prometheus, metric-name: a, address: http://h, query: up}\n",
+    )
+    config = load_config(path, {})
+    assert config.regions == ["iad", "ord"]
+    assert config.metric_names() == ["a"]
