@@ -393,7 +393,8 @@ class Config:
         from 1 to 256; tokens an HTTP header can carry;
         distinct metric names; and every
         expression compiled and checked against :meth:`metric_names`, so a
-        misspelled metric fails here, naming it.
+        misspelled metric or a function given the wrong arguments fails
+        here, naming it.
 
         Args:
             require_token: Whether an API token is needed (``serve``; not

@@ -612,6 +612,27 @@ def test_serve_refuses_deeply_nested_yaml(fly, prom, tmp_path):
     refused(done, f"{config}: YAML nested deeper than 50 levels at line 1")
 
 
+EXPRESSION_ERRORS = [
+    ("max()", "max() takes at least 1 argument, got 0 at column 1"),
+    ("round(1,2,3)", "round() takes exactly 1 argument, got 3 at column 1"),
+    ("ceil(true)", "ceil() argument 1 must be a number, got bool at column 6"),
+]
+
+
+@pytest.mark.parametrize(("source", "message"), EXPRESSION_ERRORS)
+@pytest.mark.parametrize("command", ["eval", "serve"])
+def test_wrong_function_arguments_refused(fly, prom, command, source, message):
+    """eval and serve both refuse max(), round(1,2,3), ceil(true) before starting."""
+    env = serve_env(fly, prom, FAS_STARTED_MACHINE_COUNT=source)
+    done = run_cli(command, env=env)
+    refused(
+        done,
+        f"invalid started machine count: {message} in expression {source!r}",
+    )
+    assert prom.received() == []
+    assert fly.machines("my-app")[0].state == "stopped"
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

@@ -992,3 +992,24 @@ def test_yaml_aliases_within_bounds(tmp_path):
     config = load_config(path, {})
     assert config.regions == ["iad", "ord"]
     assert config.metric_names() == ["a"]
+
+
+# --- expressions given the wrong arguments ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("max()", "max() takes at least 1 argument, got 0 at column 1"),
+        ("round(1,2,3)", "round() takes exactly 1 argument, got 3 at column 1"),
+        ("ceil(true)", "ceil() argument 1 must be a number, got bool at column 6"),
+    ],
+)
+def test_validate_refuses_wrong_function_arguments(source, message):
+    """A function given the wrong number or type of arguments fails validation."""
+    with pytest.raises(fas.ConfigError) as info:
+        valid(started_machine_count=source).validate()
+    assert str(info.value) == (
+        f"invalid started machine count: {message} in expression {source!r}"
+    )
+    assert isinstance(info.value.__cause__, fas.ExpressionError)

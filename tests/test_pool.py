@@ -468,8 +468,6 @@ def test_close_without_open(pools):
             "reconcile_interval",
         ),
         ({"app_name": "a", "target": "typo + 1"}, fas.ExpressionError, "typo"),
-        ({"app_name": "My_App"}, fas.ConfigError, "app_name must be a Fly app name"),
-        ({"app_name": "a" * 64}, fas.ConfigError, "at most 63 characters"),
         (
             {"app_name": "a", "reconcile_interval": 99999999999 * 3600.0},
             fas.ConfigError,
@@ -494,6 +492,13 @@ def test_close_without_open(pools):
             {"app_name": "my-*", "organization_slug": "o", "concurrency": 2000},
             fas.ConfigError,
             "concurrency must be from 1 to 256, got 2000",
+        ),
+        ({"app_name": "My_App"}, fas.ConfigError, "app_name must be a Fly app name"),
+        ({"app_name": "a" * 64}, fas.ConfigError, "at most 63 characters"),
+        (
+            {"app_name": "a", "target": "max()"},
+            fas.ExpressionError,
+            r"max\(\) takes at least 1 argument, got 0",
         ),
     ],
 )
