@@ -21,14 +21,16 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import yaml
 from attrs import define, field
 
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
-from flyautoscaler._http import token_header_problem
+from flyautoscaler._http import parse_token, token_header_problem
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
+from flyautoscaler._names import check_variable_name
 from flyautoscaler._pool import (
     DEFAULT_APP_LIST_REFRESH_INTERVAL,
     DEFAULT_RECONCILE_INTERVAL,
@@ -153,8 +155,34 @@ def _split_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _pieces(value: str) -> list[str]:
+    """Return *value* and, when it is a token list, each token in it."""
+    macaroons, others = parse_token(value)
+    return [p for p in (value.strip(), *macaroons, *others) if p]
+
+
 _TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+# --- metric query variables ----------------------------------------------------
+
+#: Variables that hold the autoscaler's own credentials (and Fly's usual token
+#: variables): ``metric-query-variables`` may not list them.
+_SECRET_VARIABLES: Final = frozenset(
+    {
+        "FAS_API_TOKEN",
+        "FAS_PROMETHEUS_TOKEN",
+        "FAS_REDIS_URL",
+        "FAS_TEMPORAL_API_KEY",
+        "FAS_TEMPORAL_KEY_DATA",
+        "TEMPORAL_TLS_KEY_DATA",
+        "FLY_API_TOKEN",
+        "FLY_ACCESS_TOKEN",
+    }
+)
+# Shortest credential value looked for in a listed variable's value.
+_MIN_CREDENTIAL_LENGTH: Final = 8
 
 
 # --- collectors ------------------------------------------------------------------
@@ -248,8 +276,13 @@ class CollectorConfig:
                     field=attribute,
                 )
 
-    def build(self) -> MetricCollector:
+    def build(self, variables: Mapping[str, str] | None = None) -> MetricCollector:
         """Build the collector this entry describes.
+
+        Args:
+            variables: The variables its query or keys may use besides
+                ``$APP_NAME``, with their values (see
+                :meth:`Config.query_variables`).
 
         Raises:
             ConfigError: The entry is invalid, or the collector refused a
@@ -266,9 +299,14 @@ class CollectorConfig:
         )
 
         self.validate()
+        listed = dict(variables or {})
         if self.type == "prometheus":
             return PrometheusCollector(
-                self.metric_name, self.address, self.query, self.token
+                self.metric_name,
+                self.address,
+                self.query,
+                self.token,
+                variables=listed,
             )
         if self.type == "temporal":
             return TemporalCollector(
@@ -279,9 +317,10 @@ class CollectorConfig:
                 api_key=self.api_key,
                 tls_cert=self.cert_data.encode(),
                 tls_key=self.key_data.encode(),
+                variables=listed,
             )
         return RedisListLengthCollector(
-            self.metric_name, self.url, [k for k in self.keys if k]
+            self.metric_name, self.url, [k for k in self.keys if k], variables=listed
         )
 
 
@@ -316,6 +355,8 @@ class Config:
         api_token: The Fly API token; never shown.
         verbose: Log at debug level.
         metric_collectors: Where the metrics come from.
+        metric_query_variables: Environment variables that queries and Redis
+            keys may use besides ``$APP_NAME``; no other is ever expanded.
         metrics_address: ``host:port`` where ``serve`` answers ``/metrics``
             and ``/healthz``; ``:9090`` is every interface.
         flaps_base_url: The Machines API.
@@ -343,6 +384,7 @@ class Config:
     api_token: str = field(default="", repr=False)
     verbose: bool = False
     metric_collectors: list[CollectorConfig] = field(factory=list)
+    metric_query_variables: list[str] = field(factory=list)
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     flaps_base_url: str = field(factory=lambda: flaps_base_url({}))
     api_base_url: str = field(factory=lambda: api_base_url({}))
@@ -390,8 +432,8 @@ class Config:
         (``metric-collectors[0]: metric name required``, ...). Then: ``api token
         required`` when *require_token*; an organization for a wildcard; an
         app name Fly allows; positive durations up to 24 h and a concurrency
-        from 1 to 256; tokens an HTTP header can carry;
-        distinct metric names; and every
+        from 1 to 256; tokens an HTTP header can carry; the names
+        ``metric-query-variables`` lists; distinct metric names; and every
         expression compiled and checked against :meth:`metric_names`, so a
         misspelled metric or a function given the wrong arguments fails
         here, naming it.
@@ -468,6 +510,7 @@ class Config:
                 f"{problem}; {HEADER_VALUE_RULE}",
                 field="api_token",
             )
+        self._validate_query_variables()
         seen: set[str] = set()
         for i, name in enumerate(self.metric_names()):
             if name in seen:
@@ -493,6 +536,17 @@ class Config:
                 field=name,
             )
 
+    def _validate_query_variables(self) -> None:
+        setting = self.setting("metric_query_variables")
+        for name in self.metric_query_variables:
+            check_variable_name(name, setting, field="metric_query_variables")
+            if name in _SECRET_VARIABLES:
+                raise ConfigError(
+                    f"{setting}: {name} holds a credential and cannot be used in "
+                    "a query",
+                    field="metric_query_variables",
+                )
+
     def _validate_expressions(self) -> None:
         known = self.metric_names()
         for attr in _EXPRESSION_FIELDS:
@@ -507,17 +561,75 @@ class Config:
 
     # --- building ---
 
-    def build_collectors(self) -> list[MetricCollector]:
+    def query_variables(
+        self, environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Return the values of the variables :attr:`metric_query_variables` lists.
+
+        Args:
+            environ: Where to read them (default :data:`os.environ`).
+
+        Raises:
+            ConfigError: A listed variable is not set, or its value contains
+                a configured credential (the API token, a collector's token,
+                key, or Redis URL or password).
+        """
+        env = os.environ if environ is None else environ
+        setting = self.setting("metric_query_variables")
+        credentials = self._credentials()
+        values: dict[str, str] = {}
+        for name in self.metric_query_variables:
+            if name not in env:
+                raise ConfigError(
+                    f"{setting} lists {name}, which is not set in the environment",
+                    field="metric_query_variables",
+                )
+            value = env[name]
+            for holder, secret in credentials:
+                if secret in value:
+                    raise ConfigError(
+                        f"{setting}: {name} contains the credential of {holder}, "
+                        "so it cannot be used in a query",
+                        field="metric_query_variables",
+                    )
+            values[name] = value
+        return values
+
+    def _credentials(self) -> list[tuple[str, str]]:
+        """Return (setting, value) for every configured credential."""
+        found = [(self.setting("api_token"), p) for p in _pieces(self.api_token)]
+        for i, entry in enumerate(self.metric_collectors):
+            for attribute in ("token", "api_key", "key_data", "url"):
+                value: str = getattr(entry, attribute)
+                holder = f"metric-collectors[{i}] {entry.setting(attribute)}"
+                found += [(holder, p) for p in _pieces(value)]
+                if attribute == "url" and value:
+                    password = urlsplit(value).password or ""
+                    found.append((holder, password))
+        # Short values would match by chance; no real credential is that short.
+        return [(h, v) for h, v in found if len(v) >= _MIN_CREDENTIAL_LENGTH]
+
+    def build_collectors(
+        self, environ: Mapping[str, str] | None = None
+    ) -> list[MetricCollector]:
         """Build every configured collector, in order.
+
+        Each gets the values of :attr:`metric_query_variables`, read once.
+
+        Args:
+            environ: Where to read the listed variables (default
+                :data:`os.environ`).
 
         Raises:
             ConfigError: An entry is invalid, or its collector's extra is not
-                installed (``metric collector[0]: ...``, as Go words it).
+                installed (``metric collector[0]: ...``, as Go words it), or a
+                listed variable is unusable (see :meth:`query_variables`).
         """
+        variables = self.query_variables(environ)
         collectors: list[MetricCollector] = []
         for i, entry in enumerate(self.metric_collectors):
             try:
-                collectors.append(entry.build())
+                collectors.append(entry.build(variables))
             except (ConfigError, ImportError) as exc:
                 raise ConfigError(f"metric collector[{i}]: {exc}") from exc
         return collectors
@@ -603,6 +715,7 @@ _ENV_NAMES: Final = {
     "api_token": "FAS_API_TOKEN",
     "process_group": "FAS_PROCESS_GROUP",
     "regions": "FAS_REGIONS",
+    "metric_query_variables": "FAS_METRIC_QUERY_VARIABLES",
     "metrics_address": "FAS_METRICS_ADDRESS",
     "flaps_base_url": "FLY_FLAPS_BASE_URL",
     "api_base_url": "FLY_API_BASE_URL",
@@ -630,6 +743,7 @@ def _from_env(env: Mapping[str, str]) -> Config:
         api_token=env.get("FAS_API_TOKEN", ""),
         process_group=env.get("FAS_PROCESS_GROUP", "") or DEFAULT_PROCESS_GROUP,
         regions=_split_list(env.get("FAS_REGIONS", "")),
+        metric_query_variables=_split_list(env.get("FAS_METRIC_QUERY_VARIABLES", "")),
         metrics_address=env.get("FAS_METRICS_ADDRESS", "") or DEFAULT_METRICS_ADDRESS,
         flaps_base_url=flaps_base_url(env),
         api_base_url=api_base_url(env),
@@ -820,6 +934,17 @@ class _Reader:
         read = self.query if query else self.string
         return [read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
 
+    def name_list(self, node: yaml.Node, path: str) -> list[str]:
+        # Variable names, read as written: no $ expansion.
+        if not isinstance(node, yaml.SequenceNode):
+            raise ConfigError(f"{path}: expected a list of names, got {_kind(node)}")
+        names: list[str] = []
+        for i, item in enumerate(node.value):
+            if not isinstance(item, yaml.ScalarNode):
+                raise ConfigError(f"{path}[{i}]: expected a name, got {_kind(item)}")
+            names.append(str(item.value))
+        return names
+
     def read(self, kind: str, node: yaml.Node, path: str) -> object:
         """Read *node* as a value of *kind* (a key's reader in the key tables)."""
         readers: dict[str, Callable[[yaml.Node, str], object]] = {
@@ -831,6 +956,7 @@ class _Reader:
             "duration": self.duration,
             "string_list": self.string_list,
             "query_list": lambda n, p: self.string_list(n, p, query=True),
+            "name_list": self.name_list,
         }
         return readers[kind](node, path)
 
@@ -871,6 +997,7 @@ _TOP_KEYS: Final[dict[str, tuple[str, str]]] = {
     "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
     "api-token": ("api_token", "secret"),
     "verbose": ("verbose", "boolean"),
+    "metric-query-variables": ("metric_query_variables", "name_list"),
     "metrics-address": ("metrics_address", "string"),
     "flaps-base-url": ("flaps_base_url", "string"),
     "api-base-url": ("api_base_url", "string"),

@@ -633,6 +633,61 @@ def test_wrong_function_arguments_refused(fly, prom, command, source, message):
     assert fly.machines("my-app")[0].state == "stopped"
 
 
+# --- metric query variables -----------------------------------------------------------
+
+
+def test_eval_expands_only_listed_variables(prom, tmp_path):
+    """$FAS_REDIS_URL and $DATABASE_URL stay as written; a listed $REGION expands."""
+    config = tmp_path / "fas.yml"
+    config.write_text(
+        "app-name: my-app\n"
+        "started-machine-count: queue_depth\n"
+        "metric-query-variables: [REGION]\n"
+        "metric-collectors:\n"
+        "  - type: prometheus\n"
+        "    metric-name: queue_depth\n"
+        "    address: ${PROM_ADDRESS}\n"
+        "    query: >-\n"
+        '      q{app="$APP_NAME", r="$REGION", a="$FAS_REDIS_URL",\n'
+        '      b="${DATABASE_URL}", x="$1"}\n',
+        encoding="utf-8",
+    )
+    env = base_env(
+        PROM_ADDRESS=prom.url,
+        REGION="iad",
+        FAS_REDIS_URL="redis://:redis-secret-password@db:6379",
+        DATABASE_URL="postgres://u:db-secret-password@db/x",
+    )
+    done = run_cli("eval", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert prom.received() == [
+        'q{app="my-app", r="iad", a="$FAS_REDIS_URL", b="${DATABASE_URL}", x="$1"}'
+    ]
+
+
+def test_eval_refuses_an_unset_listed_variable(prom):
+    """A listed variable that is not set fails before anything is collected."""
+    env = eval_env(prom, FAS_METRIC_QUERY_VARIABLES="REGION")
+    done = run_cli("eval", env=env)
+    refused(
+        done,
+        "FAS_METRIC_QUERY_VARIABLES lists REGION, which is not set in the environment",
+    )
+    assert prom.received() == []
+
+
+def test_serve_refuses_a_listed_secret(fly, prom):
+    """Listing the autoscaler's own credential is refused at start-up."""
+    env = serve_env(fly, prom, FAS_METRIC_QUERY_VARIABLES="FAS_API_TOKEN")
+    done = run_cli("serve", env=env)
+    refused(
+        done,
+        "FAS_METRIC_QUERY_VARIABLES: FAS_API_TOKEN holds a credential and cannot "
+        "be used in a query",
+    )
+    assert TOKEN not in done.stderr
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

@@ -524,8 +524,12 @@ def test_app_name_and_queries_are_left_for_collection(tmp_path):
         'sum(q{app="${APP_NAME}", t="${FAS_API_TOKEN}", r="$1", x="$X"})'
     )
     assert redis.keys == ["$APP_NAME:jobs", "${X}"]
-    # At collection time the query is expanded per app, never with a secret.
-    assert fas.expand_metric_query(prom.query, "my-app", env) == (
+    # At collection time the query is expanded per app; other variables only
+    # when passed in (metric-query-variables), never from the environment.
+    assert fas.expand_metric_query(prom.query, "my-app") == (
+        'sum(q{app="my-app", t="${FAS_API_TOKEN}", r="$1", x="$X"})'
+    )
+    assert fas.expand_metric_query(prom.query, "my-app", variables={"X": "ex"}) == (
         'sum(q{app="my-app", t="${FAS_API_TOKEN}", r="$1", x="ex"})'
     )
 
@@ -1013,3 +1017,152 @@ def test_validate_refuses_wrong_function_arguments(source, message):
         f"invalid started machine count: {message} in expression {source!r}"
     )
     assert isinstance(info.value.__cause__, fas.ExpressionError)
+
+
+# --- metric-query-variables -------------------------------------------------------
+
+
+def test_query_variables_from_environment():
+    """FAS_METRIC_QUERY_VARIABLES is a comma list of names."""
+    config = load_config(environ={"FAS_METRIC_QUERY_VARIABLES": " REGION, TIER ,"})
+    assert config.metric_query_variables == ["REGION", "TIER"]
+    assert config.setting("metric_query_variables") == "FAS_METRIC_QUERY_VARIABLES"
+
+
+def test_query_variables_from_file(tmp_path):
+    """metric-query-variables is a list of names, read without $ expansion."""
+    path = write(tmp_path, "metric-query-variables: [REGION, $TIER]\n")
+    config = load_config(path, {"TIER": "x"})
+    assert config.metric_query_variables == ["REGION", "$TIER"]
+    assert config.setting("metric_query_variables") == "metric-query-variables"
+
+
+def test_query_variables_file_errors(tmp_path):
+    """A value that is not a list of names is refused, naming the key."""
+    path = write(tmp_path, "metric-query-variables: REGION\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == (
+        f"{path}: metric-query-variables: expected a list of names, got the value "
+        '"REGION"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (
+            "REGION,MY-VAR",
+            (
+                'FAS_METRIC_QUERY_VARIABLES: "MY-VAR" is not a variable name '
+                "(letters, digits and _, not starting with a digit)"
+            ),
+        ),
+        (
+            "APP_NAME",
+            (
+                "FAS_METRIC_QUERY_VARIABLES: APP_NAME always becomes the app's name; "
+                "do not list it"
+            ),
+        ),
+        (
+            "FAS_REDIS_URL",
+            (
+                "FAS_METRIC_QUERY_VARIABLES: FAS_REDIS_URL holds a credential and "
+                "cannot be used in a query"
+            ),
+        ),
+        (
+            "REGION,FAS_API_TOKEN",
+            (
+                "FAS_METRIC_QUERY_VARIABLES: FAS_API_TOKEN holds a credential and "
+                "cannot be used in a query"
+            ),
+        ),
+    ],
+)
+def test_query_variables_validation(names, message):
+    """Listed names must be names, not APP_NAME, not the autoscaler's secrets."""
+    env = {
+        "FAS_APP_NAME": "a",
+        "FAS_STARTED_MACHINE_COUNT": "1",
+        "FAS_METRIC_QUERY_VARIABLES": names,
+    }
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=env).validate()
+    assert str(info.value) == message
+    assert info.value.field == "metric_query_variables"
+
+
+def test_query_variables_values():
+    """The listed variables' values are read from the environment given."""
+    config = valid(metric_query_variables=["REGION", "EMPTY"])
+    env = {"REGION": "iad", "EMPTY": "", "DATABASE_URL": "postgres://u:p@h/db"}
+    assert config.query_variables(env) == {"REGION": "iad", "EMPTY": ""}
+
+
+def test_query_variables_must_be_set():
+    """A listed variable that is not set is an error, naming it."""
+    config = valid(metric_query_variables=["REGION"])
+    with pytest.raises(fas.ConfigError) as info:
+        config.query_variables({})
+    assert str(info.value) == (
+        "metric-query-variables lists REGION, which is not set in the environment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "value", "holder"),
+    [
+        ({"api_token": f"FlyV1 fm2_{SECRET}"}, f"fm2_{SECRET}", "api-token"),
+        (
+            {"metric_collectors": [prometheus(token=SECRET)]},
+            f"x{SECRET}x",
+            "metric-collectors[0] token",
+        ),
+        (
+            {
+                "metric_collectors": [
+                    CollectorConfig(
+                        type="redis",
+                        metric_name="q",
+                        url=f"redis://:{SECRET}@h",
+                        keys=["k"],
+                    )
+                ]
+            },
+            f"postgres://u:{SECRET}@db/x",
+            "metric-collectors[0] url",
+        ),
+    ],
+)
+def test_query_variables_never_carry_a_credential(fields, value, holder):
+    """A listed variable holding a configured credential is refused, unshown."""
+    config = valid(metric_query_variables=["COPY"], **fields)
+    with pytest.raises(fas.ConfigError) as info:
+        config.query_variables({"COPY": value})
+    assert str(info.value) == (
+        f"metric-query-variables: COPY contains the credential of {holder}, "
+        "so it cannot be used in a query"
+    )
+    assert SECRET not in str(info.value)
+
+
+def test_build_collectors_passes_the_variables():
+    """Every collector gets the listed variables' values, read once."""
+    config = valid(
+        metric_query_variables=["REGION"],
+        metric_collectors=[prometheus(), prometheus(metric_name="other")],
+    )
+    first, second = config.build_collectors({"REGION": "iad", "OTHER": "no"})
+    assert isinstance(first, PrometheusCollector)
+    assert isinstance(second, PrometheusCollector)
+    assert first.variables == second.variables == {"REGION": "iad"}
+
+
+def test_build_collectors_without_variables_reads_nothing(monkeypatch):
+    """With no metric-query-variables, no environment value reaches a collector."""
+    monkeypatch.setenv("REGION", "iad")
+    (collector,) = valid(metric_collectors=[prometheus()]).build_collectors()
+    assert isinstance(collector, PrometheusCollector)
+    assert collector.variables == {}
