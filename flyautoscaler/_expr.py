@@ -29,6 +29,7 @@ from flyautoscaler._errors import (
 )
 
 __all__ = [
+    "ARITY",
     "FUNCTIONS",
     "MAX_EXPRESSION_DEPTH",
     "MAX_EXPRESSION_LENGTH",
@@ -196,6 +197,8 @@ class _Parser:
         self.index = 0
         self.depth = 0
         self.names: set[str] = set()
+        # Where each argument of each call starts (by id of the Call node).
+        self.arg_starts: dict[int, list[int]] = {}
 
     @property
     def token(self) -> _Token:
@@ -238,11 +241,11 @@ class _Parser:
         self.nested()
         test = self.binary(0)
         if self.token.text == "?":
-            self.advance()
+            mark = self.advance()
             body = self.ternary()
             self.expect(":")
             orelse = self.ternary()
-            test = ast.IfExp(test=test, body=body, orelse=orelse)
+            test = ast.IfExp(test=test, body=body, orelse=orelse, col_offset=mark.pos)
         self.depth -= 1
         return test
 
@@ -260,17 +263,19 @@ class _Parser:
             self.nested()
             right = self.binary(precedence if right_assoc else precedence + 1)
             self.depth -= 1
-            left = self.combine(op, left, right)
+            left = self.combine(op, left, right, token.pos)
 
     @staticmethod
-    def combine(op: str, left: ast.expr, right: ast.expr) -> ast.expr:
+    def combine(op: str, left: ast.expr, right: ast.expr, pos: int) -> ast.expr:
         if op in {"||", "or"}:
-            return ast.BoolOp(op=ast.Or(), values=[left, right])
+            return ast.BoolOp(op=ast.Or(), values=[left, right], col_offset=pos)
         if op in {"&&", "and"}:
-            return ast.BoolOp(op=ast.And(), values=[left, right])
+            return ast.BoolOp(op=ast.And(), values=[left, right], col_offset=pos)
         if op in _COMPARE:
-            return ast.Compare(left=left, ops=[_COMPARE[op]()], comparators=[right])
-        return ast.BinOp(left=left, op=_ARITH[op](), right=right)
+            return ast.Compare(
+                left=left, ops=[_COMPARE[op]()], comparators=[right], col_offset=pos
+            )
+        return ast.BinOp(left=left, op=_ARITH[op](), right=right, col_offset=pos)
 
     def unary(self) -> ast.expr:
         token = self.token
@@ -279,11 +284,13 @@ class _Parser:
             self.nested()
             if token.text in {"!", "not"}:
                 operand = self.binary(_NOT_PRECEDENCE)
-                node: ast.expr = ast.UnaryOp(op=ast.Not(), operand=operand)
+                node: ast.expr = ast.UnaryOp(
+                    op=ast.Not(), operand=operand, col_offset=token.pos
+                )
             else:
                 operand = self.binary(_SIGN_PRECEDENCE)
                 sign = ast.USub() if token.text == "-" else ast.UAdd()
-                node = ast.UnaryOp(op=sign, operand=operand)
+                node = ast.UnaryOp(op=sign, operand=operand, col_offset=token.pos)
             self.depth -= 1
             return node
         return self.primary()
@@ -296,7 +303,7 @@ class _Parser:
                 value = float(token.text.replace("_", ""))
             except ValueError:
                 self.fail(f"invalid number {token.text!r}", token)
-            return ast.Constant(value=value)
+            return ast.Constant(value=value, col_offset=token.pos)
         if token.text == "(":
             self.advance()
             inner = self.ternary()
@@ -310,7 +317,7 @@ class _Parser:
         token = self.advance()
         word = token.text
         if word in {"true", "false"}:
-            return ast.Constant(value=word == "true")
+            return ast.Constant(value=word == "true", col_offset=token.pos)
         if word in _WORD_OPERATORS:
             self.fail(f"unexpected {word!r}", token)
         if word in _RESERVED:
@@ -320,7 +327,7 @@ class _Parser:
         if self.token.text == "(":
             return self.call(token)
         self.names.add(word)
-        return ast.Name(id=word, ctx=ast.Load())
+        return ast.Name(id=word, ctx=ast.Load(), col_offset=token.pos)
 
     def call(self, token: _Token) -> ast.expr:
         if token.text not in FUNCTIONS:
@@ -332,16 +339,24 @@ class _Parser:
         self.expect("(")
         self.nested()
         args: list[ast.expr] = []
+        starts: list[int] = []
         if self.token.text != ")":
+            starts.append(self.token.pos)
             args.append(self.ternary())
             while self.token.text == ",":
                 self.advance()
+                starts.append(self.token.pos)
                 args.append(self.ternary())
         self.expect(")")
         self.depth -= 1
-        return ast.Call(
-            func=ast.Name(id=token.text, ctx=ast.Load()), args=args, keywords=[]
+        call = ast.Call(
+            func=ast.Name(id=token.text, ctx=ast.Load()),
+            args=args,
+            keywords=[],
+            col_offset=token.pos,
         )
+        self.arg_starts[id(call)] = starts
+        return call
 
 
 # --- float-only runtime ------------------------------------------------------
@@ -506,6 +521,140 @@ FUNCTIONS: Final[dict[str, Callable[..., float]]] = {
 }
 
 
+#: How many arguments each function takes: (least, most); ``None``: no limit.
+#: Every argument is a number.
+ARITY: Final[dict[str, tuple[int, int | None]]] = {
+    "abs": (1, 1),
+    "ceil": (1, 1),
+    "floor": (1, 1),
+    "round": (1, 1),
+    "int": (1, 1),
+    "float": (1, 1),
+    "min": (1, None),
+    "max": (1, None),
+}
+
+
+# --- static types -------------------------------------------------------------
+
+# Every value is a number or a bool, and every operator takes one of them, so
+# the type of each part is known before anything runs; only a ternary whose
+# branches differ ("x > 1 ? 1 : true") has a type known at run time alone.
+_NUMBER: Final = "number"
+_BOOL: Final = "bool"
+_EITHER: Final = "either"
+
+_SYMBOLS: Final[dict[type, str]] = {
+    ast.Add: "'+'",
+    ast.Sub: "'-'",
+    ast.Mult: "'*'",
+    ast.Div: "'/'",
+    ast.Mod: "'%'",
+    ast.Pow: "'**'",
+    ast.Eq: "'=='",
+    ast.NotEq: "'!='",
+    ast.Lt: "'<'",
+    ast.Gt: "'>'",
+    ast.LtE: "'<='",
+    ast.GtE: "'>='",
+    ast.And: "'&&'",
+    ast.Or: "'||'",
+}
+
+
+@frozen
+class _TypeChecker:
+    """Finds, before evaluation, every operator or call given the wrong type."""
+
+    source: str
+    arg_starts: Mapping[int, list[int]]
+
+    def fail(self, message: str, position: int) -> NoReturn:
+        _fail(message, self.source, position)
+
+    def expect(self, node: ast.expr, wanted: str, what: str, position: int) -> None:
+        found = self.type_of(node)
+        if found not in {wanted, _EITHER}:
+            need = "numbers" if wanted == _NUMBER else "a bool"
+            self.fail(f"{what} needs {need}, got {found}", position)
+
+    def type_of(self, node: ast.expr) -> str:  # noqa: C901, PLR0911, RET503 - a case a node; fail() never returns
+        where = node.col_offset
+        if isinstance(node, ast.Constant):
+            return _BOOL if isinstance(node.value, bool) else _NUMBER
+        if isinstance(node, ast.Name):
+            return _NUMBER
+        if isinstance(node, ast.BinOp):
+            what = _SYMBOLS[type(node.op)]
+            self.expect(node.left, _NUMBER, what, where)
+            self.expect(node.right, _NUMBER, what, where)
+            return _NUMBER
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                self.expect(node.operand, _BOOL, "'!'", where)
+                return _BOOL
+            sign = "'-'" if isinstance(node.op, ast.USub) else "'+'"
+            self.expect(node.operand, _NUMBER, f"unary {sign}", where)
+            return _NUMBER
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self.expect(value, _BOOL, _SYMBOLS[type(node.op)], where)
+            return _BOOL
+        if isinstance(node, ast.IfExp):
+            self.expect(node.test, _BOOL, "the condition of '? :'", where)
+            body, orelse = self.type_of(node.body), self.type_of(node.orelse)
+            return body if body == orelse else _EITHER
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        self.fail("unsupported expression", where)  # pragma: no cover
+
+    def compare(self, node: ast.Compare) -> str:
+        op, what = node.ops[0], _SYMBOLS[type(node.ops[0])]
+        (right,) = node.comparators
+        if isinstance(op, ast.Eq | ast.NotEq):
+            left_type, right_type = self.type_of(node.left), self.type_of(right)
+            if _EITHER not in {left_type, right_type} and left_type != right_type:
+                self.fail(
+                    f"{what} cannot compare {left_type} with {right_type}",
+                    node.col_offset,
+                )
+        else:
+            self.expect(node.left, _NUMBER, what, node.col_offset)
+            self.expect(right, _NUMBER, what, node.col_offset)
+        return _BOOL
+
+    def call(self, node: ast.Call) -> str:
+        assert isinstance(node.func, ast.Name)  # noqa: S101 - the parser's shape
+        name = node.func.id
+        least, most = ARITY[name]
+        count = len(node.args)
+        if most is None and count < least:
+            self.fail(
+                f"{name}() takes at least {least} argument{_plural(least)}, "
+                f"got {count}",
+                node.col_offset,
+            )
+        if most is not None and not least <= count <= most:
+            self.fail(
+                f"{name}() takes exactly {least} argument{_plural(least)}, got {count}",
+                node.col_offset,
+            )
+        starts = self.arg_starts.get(id(node), [node.col_offset] * count)
+        for number, (arg, start) in enumerate(zip(node.args, starts, strict=True), 1):
+            found = self.type_of(arg)
+            if found == _BOOL:
+                self.fail(
+                    f"{name}() argument {number} must be a number, got bool", start
+                )
+        return _NUMBER
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
 class _Evaluator(simpleeval.SimpleEval):  # type: ignore[misc]
     """simpleeval with Expr-lang's typed boolean operators."""
 
@@ -601,6 +750,9 @@ def _compile(source: str) -> Expression:
             "(split long chains of operators)",
             source,
         )
+    # Wrong argument counts and types fail here, once, not on every evaluation.
+    if _TypeChecker(source, parser.arg_starts).type_of(tree) == _BOOL:
+        _fail("expression must produce a number, got bool", source)
     return Expression(source, frozenset(parser.names), tree=tree)
 
 

@@ -26,6 +26,7 @@ from flyautoscaler._http import (
     check_base_url,
     decode_json,
     encode_json,
+    env_base_url,
     flaps_authorization,
     make_sender,
     parse_retry_after,
@@ -44,10 +45,19 @@ from flyautoscaler._models import (
 )
 from flyautoscaler._ratelimit import RateLimiter
 
-__all__ = ["DEFAULT_FLAPS_BASE_URL", "FlapsHTTPClient"]
+__all__ = ["DEFAULT_FLAPS_BASE_URL", "FlapsHTTPClient", "flaps_base_url"]
 
 #: The public Machines API.
 DEFAULT_FLAPS_BASE_URL = "https://api.machines.dev"
+
+
+def flaps_base_url(environ: Mapping[str, str] | None = None) -> str:
+    """Return ``FLY_FLAPS_BASE_URL`` if set and non-empty, else the public API.
+
+    Args:
+        environ: Where to look (default :data:`os.environ`).
+    """
+    return env_base_url("FLY_FLAPS_BASE_URL", DEFAULT_FLAPS_BASE_URL, environ)
 
 
 @frozen(eq=False)
@@ -59,7 +69,8 @@ class FlapsHTTPClient(Lifecycle, HTTPOptions):
     Args:
         app_name: The app whose Machines this client manages.
         token: A Fly API token (see :func:`flaps_authorization`); never shown.
-        base_url: The Machines API (default ``https://api.machines.dev``).
+        base_url: The Machines API. Default: ``FLY_FLAPS_BASE_URL`` when set
+            (read when the client is built), else ``https://api.machines.dev``.
         timeout: ``(connect, read)`` seconds on every request.
         retry: When and how to retry; see :class:`RetryPolicy`.
         user_agent: The ``User-Agent`` header.
@@ -80,7 +91,7 @@ class FlapsHTTPClient(Lifecycle, HTTPOptions):
     app_name: str
     _token: str = field(repr=False)
     base_url: str = field(
-        default=DEFAULT_FLAPS_BASE_URL, kw_only=True, converter=check_base_url
+        factory=flaps_base_url, kw_only=True, converter=check_base_url
     )
     sessions: SessionPool | None = field(default=None, kw_only=True, repr=False)
     rate_limiter: RateLimiter | None = field(

@@ -17,6 +17,7 @@ from flyautoscaler._http import (
     check_base_url,
     decode_json,
     encode_json,
+    env_base_url,
     graphql_authorization,
     make_sender,
     request_headers,
@@ -33,10 +34,22 @@ __all__ = [
     "ORGANIZATION_QUERY",
     "RELEASE_QUERY",
     "FlyGraphQLClient",
+    "api_base_url",
 ]
 
 #: The public GraphQL API's host; queries go to ``{base}/graphql``.
 DEFAULT_API_BASE_URL = "https://api.fly.io"
+
+
+def api_base_url(environ: Mapping[str, str] | None = None) -> str:
+    """Return ``FLY_API_BASE_URL`` if set and non-empty, else ``https://api.fly.io``.
+
+    Args:
+        environ: Where to look (default :data:`os.environ`).
+    """
+    return env_base_url("FLY_API_BASE_URL", DEFAULT_API_BASE_URL, environ)
+
+
 #: Most pages of 200 apps :meth:`FlyGraphQLClient.get_apps_for_organization` reads.
 MAX_APP_PAGES = 1000
 
@@ -86,8 +99,9 @@ class FlyGraphQLClient(Lifecycle, HTTPOptions):
 
     Args:
         token: A Fly API token (see :func:`graphql_authorization`); never shown.
-        base_url: The API host (default ``https://api.fly.io``); queries are
-            POSTed to ``{base_url}/graphql``.
+        base_url: The API host; queries are POSTed to ``{base_url}/graphql``.
+            Default: ``FLY_API_BASE_URL`` when set (read when the client is
+            built), else ``https://api.fly.io``.
         timeout: ``(connect, read)`` seconds on every request.
         retry: When and how to retry; see :class:`RetryPolicy`.
         user_agent: The ``User-Agent`` header.
@@ -101,9 +115,7 @@ class FlyGraphQLClient(Lifecycle, HTTPOptions):
     """
 
     _token: str = field(repr=False)
-    base_url: str = field(
-        default=DEFAULT_API_BASE_URL, kw_only=True, converter=check_base_url
-    )
+    base_url: str = field(factory=api_base_url, kw_only=True, converter=check_base_url)
     sessions: SessionPool | None = field(default=None, kw_only=True, repr=False)
     max_pages: int = field(default=MAX_APP_PAGES, kw_only=True)
     _authorization: str = field(init=False, repr=False)

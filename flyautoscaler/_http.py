@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -29,6 +30,7 @@ from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError
 from flyautoscaler._ratelimit import RateLimiter
 from flyautoscaler._scope import Scope, current_scope, pause
+from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -44,6 +46,7 @@ __all__ = [
     "decode_json",
     "default_user_agent",
     "encode_json",
+    "env_base_url",
     "flaps_authorization",
     "graphql_authorization",
     "make_sender",
@@ -53,6 +56,7 @@ __all__ = [
     "request_id",
     "scrub",
     "server_message",
+    "token_header_problem",
 ]
 
 logger = logging.getLogger("flyautoscaler.fly")
@@ -556,25 +560,57 @@ _MACAROON_PREFIXES = frozenset({"fm1r", "fm1a", "fm2"})
 _SCHEME = re.compile(r"(?i)^(?:bearer|flyv1)(?:\s+|$)")
 
 
-def parse_token(token: str) -> tuple[list[str], list[str]]:
-    """Split *token* into (macaroons, other tokens), as fly-go's ``tokens.Parse``."""
+def _token_pieces(token: str) -> list[tuple[int, str]]:
+    """Return *token*'s pieces, each with its offset in *token*."""
     text = token.strip()
+    start = len(token) - len(token.lstrip())
     while match := _SCHEME.match(text):
+        start += match.end()
         text = text[match.end() :]
-    macaroons: list[str] = []
-    others: list[str] = []
+    pieces: list[tuple[int, str]] = []
     for raw in text.split(","):
         piece = raw.strip()
         if piece:
-            prefix = piece.partition("_")[0]
-            (macaroons if prefix in _MACAROON_PREFIXES else others).append(piece)
+            pieces.append((start + len(raw) - len(raw.lstrip()), piece))
+        start += len(raw) + 1
+    return pieces
+
+
+def parse_token(token: str) -> tuple[list[str], list[str]]:
+    """Split *token* into (macaroons, other tokens), as fly-go's ``tokens.Parse``."""
+    macaroons: list[str] = []
+    others: list[str] = []
+    for _, piece in _token_pieces(token):
+        prefix = piece.partition("_")[0]
+        (macaroons if prefix in _MACAROON_PREFIXES else others).append(piece)
     return macaroons, others
+
+
+def token_header_problem(token: str) -> str | None:
+    """Say which character of *token* an ``Authorization`` header cannot carry.
+
+    Only the pieces that are sent are checked (surrounding whitespace and the
+    scheme are dropped, as :func:`parse_token` does); the position counts from
+    the start of *token*. See :func:`header_value_problem`.
+    """
+    for offset, piece in _token_pieces(token):
+        problem = header_value_problem(piece, offset=offset)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _require_pieces(token: str) -> tuple[list[str], list[str]]:
     macaroons, others = parse_token(token)
     if not macaroons and not others:
         raise ConfigError("the Fly API token is empty", field="token")
+    problem = token_header_problem(token)
+    if problem is not None:
+        raise ConfigError(
+            f"the Fly API token cannot be sent in an HTTP header: {problem}; "
+            f"{HEADER_VALUE_RULE}",
+            field="token",
+        )
     return macaroons, others
 
 
@@ -590,7 +626,8 @@ def flaps_authorization(token: str) -> str:
             comma-separated.
 
     Raises:
-        ConfigError: The token is empty.
+        ConfigError: The token is empty, or has a character no HTTP header
+            can carry (a newline, say).
     """
     macaroons, others = _require_pieces(token)
     if macaroons:
@@ -608,7 +645,8 @@ def graphql_authorization(token: str) -> str:
         token: See :func:`flaps_authorization`.
 
     Raises:
-        ConfigError: The token is empty.
+        ConfigError: The token is empty, or has a character no HTTP header
+            can carry (a newline, say).
     """
     macaroons, others = _require_pieces(token)
     scheme = "FlyV1 " if macaroons else "Bearer "
@@ -635,6 +673,18 @@ def check_base_url(value: str) -> str:
             f"base URL must be http(s)://host, got {url!r}", field="base_url"
         )
     return url
+
+
+def env_base_url(name: str, default: str, environ: Mapping[str, str] | None) -> str:
+    """Return the environment variable *name* if set and non-blank, else *default*.
+
+    Args:
+        name: ``FLY_FLAPS_BASE_URL`` or ``FLY_API_BASE_URL``.
+        default: The public API.
+        environ: Where to look (``None``: :data:`os.environ`).
+    """
+    env = os.environ if environ is None else environ
+    return env.get(name, "").strip() or default
 
 
 def check_timeout(value: tuple[float, float]) -> tuple[float, float]:

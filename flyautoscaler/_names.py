@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["expand_metric_query", "format_wildcard_as_regexp", "is_secret_name"]
+from flyautoscaler._errors import ConfigError
+
+__all__ = [
+    "check_query_variables",
+    "check_variable_name",
+    "expand_metric_query",
+    "format_wildcard_as_regexp",
+]
 
 # Characters Go's regexp.QuoteMeta escapes (it leaves "-" alone).
 _GO_META: Final = frozenset(r"\.+*?()|[]{}^$")
 _VARIABLE: Final = re.compile(
     r"\$(?:(?P<dollar>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
-_SECRET_PARTS: Final = ("TOKEN", "SECRET", "PASSWORD", "KEY")
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def format_wildcard_as_regexp(pattern: str) -> str:
@@ -30,32 +37,69 @@ def format_wildcard_as_regexp(pattern: str) -> str:
     return "^" + quoted.replace(r"\*", ".*") + "$"
 
 
-def is_secret_name(name: str) -> bool:
-    """Return True for an environment variable that may hold a credential."""
-    upper = name.upper()
-    return any(part in upper for part in _SECRET_PARTS)
+def check_variable_name(name: str, setting: str, *, field: str) -> None:
+    """Raise :class:`ConfigError` unless *name* may be listed as a query variable.
+
+    Args:
+        name: The variable's name.
+        setting: The setting that lists it, as the user wrote it.
+        field: The :attr:`ConfigError.field`.
+
+    Raises:
+        ConfigError: *name* is not a variable name (letters, digits and
+            ``_``, not starting with a digit), or is ``APP_NAME``, which always
+            becomes the app's name.
+    """
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"{setting}: {json.dumps(name, ensure_ascii=False)} is not a variable "
+            "name (letters, digits and _, not starting with a digit)",
+            field=field,
+        )
+    if name == "APP_NAME":
+        raise ConfigError(
+            f"{setting}: APP_NAME always becomes the app's name; do not list it",
+            field=field,
+        )
+
+
+def check_query_variables(variables: Mapping[str, str]) -> dict[str, str]:
+    """Return a copy of *variables* after checking their names.
+
+    The converter of the collectors' ``variables`` option.
+
+    Raises:
+        ConfigError: See :func:`check_variable_name`.
+    """
+    checked = {str(name): str(value) for name, value in dict(variables).items()}
+    for name in checked:
+        check_variable_name(name, "variables", field="variables")
+    return checked
 
 
 def expand_metric_query(
-    query: str, app_name: str, environ: Mapping[str, str] | None = None
+    query: str, app_name: str, *, variables: Mapping[str, str] | None = None
 ) -> str:
     """Expand variables in a metric query for one app.
 
-    ``$APP_NAME`` and ``${APP_NAME}`` become *app_name*; any other ``$VAR`` or
-    ``${VAR}`` becomes the environment's value when it is set and stays as
-    written when it is not (so PromQL's ``$1`` survives); ``$$`` is a literal
-    ``$``. Variables whose name contains ``TOKEN``, ``SECRET``, ``PASSWORD`` or
-    ``KEY`` are never expanded, so a query cannot carry a credential out.
+    ``$APP_NAME`` and ``${APP_NAME}`` become *app_name*, as in the Go
+    original. Any other ``$VAR`` or ``${VAR}`` becomes its value in
+    *variables* when it is there, and stays exactly as written when it is
+    not, so PromQL's ``$1`` survives. ``$$`` is a literal ``$``. The process
+    environment is never read: only what the caller lists in *variables*
+    can reach a query, so no credential leaks by accident.
 
     Args:
         query: The query text.
         app_name: The app being reconciled.
-        environ: Variables to expand from (default :data:`os.environ`).
+        variables: The only other variables to expand, by name (for example
+            the ones the configuration's ``metric-query-variables`` lists,
+            with their values).
 
     Returns:
         The expanded query.
     """
-    env = os.environ if environ is None else environ
+    listed: Mapping[str, str] = {} if variables is None else variables
 
     def substitute(match: re.Match[str]) -> str:
         if match.group("dollar"):
@@ -63,8 +107,6 @@ def expand_metric_query(
         name = match.group("braced") or match.group("bare")
         if name == "APP_NAME":
             return app_name
-        if is_secret_name(name) or name not in env:
-            return match.group(0)
-        return env[name]
+        return listed.get(name, match.group(0))
 
     return _VARIABLE.sub(substitute, query)

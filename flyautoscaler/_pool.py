@@ -30,6 +30,7 @@ from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
 
 __all__ = ["AppStatus", "PoolHealth", "PoolState", "ReconcilerPool"]
 
@@ -183,13 +184,15 @@ class ReconcilerPool:
     Attributes:
         fly_client: GraphQL client for the organization, app list and release
             gate; ``None`` disables the release gate and wildcards.
-        concurrency: Worker threads for a wildcard (a single app uses one).
+        concurrency: Worker threads for a wildcard (a single app uses one),
+            at most 256.
         reconcile_timeout: Seconds each pass may take; after it no new Machine
             action starts and the pass is reported as timed out.
         reconcile_interval: Seconds between two passes of one app.
         app_list_refresh_interval: Seconds between two refreshes of the
             wildcard's app list.
-        app_name: An app name, or a wildcard such as ``my-app-*``.
+        app_name: An app name (lowercase letters, digits and dashes), or a
+            wildcard such as ``my-app-*``.
         organization_slug: The organization of a wildcard's apps.
         new_flaps_client: Builds the Machines API client of an app.
         new_reconciler: Builds a configured :class:`Reconciler`; the pool sets
@@ -202,6 +205,8 @@ class ReconcilerPool:
         unhealthy_after: Failed passes in a row after which :meth:`health`
             reports an app unhealthy.
         clock: Monotonic clock (injectable).
+
+    Every duration must be positive and at most 24 hours (86400 seconds).
     """
 
     fly_client: FlyClient | None
@@ -248,6 +253,7 @@ class ReconcilerPool:
     def _validate(self) -> None:
         if not self.app_name:
             raise ConfigError("app name required", field="app_name")
+        check_app_name(self.app_name, "app_name", field="app_name")
         if self.new_flaps_client is None:
             raise ConfigError(
                 "flaps client constructor required", field="new_flaps_client"
@@ -264,9 +270,10 @@ class ReconcilerPool:
                     field="fly_client",
                 )
         self._validate_durations()
-        if self.concurrency < 1:
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ConfigError(
-                f"concurrency must be at least 1, got {self.concurrency!r}",
+                f"concurrency must be from 1 to {MAX_CONCURRENCY}, "
+                f"got {self.concurrency!r}",
                 field="concurrency",
             )
         if self.unhealthy_after < 1:
@@ -283,9 +290,12 @@ class ReconcilerPool:
             names.append("app_list_refresh_interval")
         for name in names:
             value = getattr(self, name)
-            if not value > 0:
+            # NaN fails both comparisons; the bound keeps every wait below
+            # threading.TIMEOUT_MAX.
+            if not 0 < value <= MAX_DURATION:
                 raise ConfigError(
-                    f"{name} must be a positive number of seconds, got {value!r}",
+                    f"{name} must be a positive number of seconds, at most "
+                    f"{MAX_DURATION:g} (24 hours), got {value!r}",
                     field=name,
                 )
 

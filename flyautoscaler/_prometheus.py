@@ -14,7 +14,8 @@ import requests
 from attrs import field, frozen
 
 from flyautoscaler._errors import ConfigError, MetricCollectionError, redact
-from flyautoscaler._names import expand_metric_query
+from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
 
 __all__ = [
     "DEFAULT_PROMETHEUS_TIMEOUT",
@@ -113,6 +114,9 @@ class PrometheusCollector:
         token: Credential. One starting with ``Fly`` (``FlyV1 fm2_...``) is sent
             as the whole ``Authorization`` header; any other is sent as
             ``Bearer <token>``; empty sends none. Never logged or shown.
+        variables: Other variables the query may use, by name, with their
+            values (``{"REGION": "iad"}`` makes ``$REGION`` ``iad``); any
+            other ``$VAR`` is sent as written. Never shown.
         timeout: (connect, read) timeout in seconds for every request, or one
             number for both.
         default: Value returned when the result is empty; ``None`` (the
@@ -126,7 +130,8 @@ class PrometheusCollector:
 
     Raises:
         ConfigError: The address is not an http(s) URL, or the query or name is
-            empty, or a timeout is not positive.
+            empty, a timeout is not positive, the token has a character no
+            HTTP header can carry, or a variable's name is not a name.
     """
 
     name: str
@@ -140,10 +145,20 @@ class PrometheusCollector:
     headers: Mapping[str, str] = field(factory=dict, repr=False, kw_only=True)
     session: requests.Session | None = field(default=None, repr=False, kw_only=True)
     clock: Callable[[], float] = field(default=time.time, repr=False, kw_only=True)
+    variables: Mapping[str, str] = field(
+        factory=dict, converter=check_query_variables, repr=False, kw_only=True
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.name:
             raise ConfigError("collector name required", field="name")
+        problem = header_value_problem(self.token)
+        if problem is not None:
+            raise ConfigError(
+                f"prometheus token cannot be sent in an HTTP header: {problem}; "
+                f"{HEADER_VALUE_RULE}",
+                field="token",
+            )
         if urlsplit(self.address).scheme not in {"http", "https"}:
             raise ConfigError(
                 f"prometheus address must be an http(s) URL, got "
@@ -172,7 +187,7 @@ class PrometheusCollector:
                 with an error, or the result is empty (without a ``default``)
                 or neither a vector nor a scalar.
         """
-        query = expand_metric_query(self.query, app_name)
+        query = expand_metric_query(self.query, app_name, variables=self.variables)
         params = {"query": query, "time": f"{self.clock():.3f}"}
         if self.session is not None:
             response = self._send(self.session, params)

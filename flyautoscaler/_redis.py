@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
@@ -14,7 +14,7 @@ from attrs import define, field
 
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError
-from flyautoscaler._names import expand_metric_query
+from flyautoscaler._names import check_query_variables, expand_metric_query
 
 if TYPE_CHECKING:
     import redis
@@ -82,11 +82,14 @@ class RedisListLengthCollector(Closing):
         keys: One key, or several whose lengths are summed.
         connect_timeout: Seconds to wait for a connection.
         timeout: Seconds to wait for an answer.
+        variables: Other variables the keys may use, by name, with their
+            values; any other ``$VAR`` stays as written. Never shown.
 
     Raises:
         ImportError: redis-py is not installed.
         ConfigError: The URL's scheme is not redis, rediss or unix, there is
-            no key, or a timeout is not positive.
+            no key, a timeout is not positive, or a variable's name is not a
+            name.
     """
 
     name: str
@@ -97,6 +100,9 @@ class RedisListLengthCollector(Closing):
     )
     timeout: float = field(
         default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+    )
+    variables: Mapping[str, str] = field(
+        factory=dict, converter=check_query_variables, repr=False, kw_only=True
     )
     _client: redis.Redis | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(factory=threading.Lock, init=False, repr=False)
@@ -134,7 +140,10 @@ class RedisListLengthCollector(Closing):
                 something other than a list (not transient).
         """
         redis_module = import_redis()
-        keys = [expand_metric_query(key, app_name) for key in self.keys]
+        keys = [
+            expand_metric_query(key, app_name, variables=self.variables)
+            for key in self.keys
+        ]
         try:
             with self._connect().pipeline(transaction=False) as pipe:
                 for key in keys:

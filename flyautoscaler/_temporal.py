@@ -8,7 +8,7 @@ import importlib
 import math
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from datetime import timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -17,7 +17,7 @@ from attrs import define, field
 
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError
-from flyautoscaler._names import expand_metric_query
+from flyautoscaler._names import check_query_variables, expand_metric_query
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -101,11 +101,14 @@ class TemporalCollector(Closing):
         tls: Use TLS. ``None`` (the default) means: when an API key or a
             client certificate is given.
         timeout: Seconds one collection may take, connecting included.
+        variables: Other variables the query may use, by name, with their
+            values; any other ``$VAR`` stays as written. Never shown.
 
     Raises:
         ImportError: temporalio is not installed.
         ConfigError: The name, address or namespace is empty, only one of
-            *tls_cert* and *tls_key* is given, or the timeout is not positive.
+            *tls_cert* and *tls_key* is given, the timeout is not positive,
+            or a variable's name is not a name.
     """
 
     name: str
@@ -119,6 +122,9 @@ class TemporalCollector(Closing):
     tls: bool | None = field(default=None, kw_only=True)
     timeout: float = field(
         default=DEFAULT_TEMPORAL_TIMEOUT, converter=_positive, kw_only=True
+    )
+    variables: Mapping[str, str] = field(
+        factory=dict, converter=check_query_variables, repr=False, kw_only=True
     )
     _client: Client | None = field(default=None, init=False, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(
@@ -145,7 +151,7 @@ class TemporalCollector(Closing):
         text = RUNNING_FILTER
         if self.query:
             text += f" AND ({self.query})"
-        return expand_metric_query(text, app_name)
+        return expand_metric_query(text, app_name, variables=self.variables)
 
     def collect_metric(self, app_name: str) -> float:
         """Return the number of running workflows matching the filter.

@@ -30,6 +30,7 @@ from flyautoscaler._errors import FlyAutoscalerError, redact
 from flyautoscaler._httpserver import MetricsServer, metrics_app
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._validation import check_app_name
 from flyautoscaler.config import Config, load_config
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
@@ -257,7 +258,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     configure_logging(verbose=config.verbose, secrets=_secrets(config))
     config.validate(require_token=True)
     host, port = parse_listen_address(config.metrics_address)
-    collectors: list[MetricCollector] = config.build_collectors()
+    collectors: list[MetricCollector] = config.build_collectors(environ)
     fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
     flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
     pool = ReconcilerPool(
@@ -336,7 +337,9 @@ def _eval(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = _load(args, environ)
     configure_logging(verbose=config.verbose, secrets=_secrets(config), quiet=True)
     config.validate()
-    collectors = config.build_collectors()
+    if args.app:
+        check_app_name(args.app, "--app", field="app_name", wildcard=False)
+    collectors = config.build_collectors(environ)
     try:
         reconciler = config.new_reconciler(collectors)
         reconciler.app_name = args.app or config.app_name

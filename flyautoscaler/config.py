@@ -21,13 +21,16 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import yaml
 from attrs import define, field
 
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
+from flyautoscaler._http import parse_token, token_header_problem
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
+from flyautoscaler._names import check_variable_name
 from flyautoscaler._pool import (
     DEFAULT_APP_LIST_REFRESH_INTERVAL,
     DEFAULT_RECONCILE_INTERVAL,
@@ -35,11 +38,20 @@ from flyautoscaler._pool import (
 )
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._validation import (
+    HEADER_VALUE_RULE,
+    MAX_CONCURRENCY,
+    MAX_DURATION,
+    check_app_name,
+    header_value_problem,
+)
 from flyautoscaler.fly import api_base_url, flaps_base_url
 
 __all__ = [
     "COLLECTOR_TYPES",
     "DEFAULT_METRICS_ADDRESS",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_NODES",
     "CollectorConfig",
     "Config",
     "load_config",
@@ -143,8 +155,34 @@ def _split_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _pieces(value: str) -> list[str]:
+    """Return *value* and, when it is a token list, each token in it."""
+    macaroons, others = parse_token(value)
+    return [p for p in (value.strip(), *macaroons, *others) if p]
+
+
 _TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+# --- metric query variables ----------------------------------------------------
+
+#: Variables that hold the autoscaler's own credentials (and Fly's usual token
+#: variables): ``metric-query-variables`` may not list them.
+_SECRET_VARIABLES: Final = frozenset(
+    {
+        "FAS_API_TOKEN",
+        "FAS_PROMETHEUS_TOKEN",
+        "FAS_REDIS_URL",
+        "FAS_TEMPORAL_API_KEY",
+        "FAS_TEMPORAL_KEY_DATA",
+        "TEMPORAL_TLS_KEY_DATA",
+        "FLY_API_TOKEN",
+        "FLY_ACCESS_TOKEN",
+    }
+)
+# Shortest credential value looked for in a listed variable's value.
+_MIN_CREDENTIAL_LENGTH: Final = 8
 
 
 # --- collectors ------------------------------------------------------------------
@@ -178,6 +216,9 @@ class CollectorConfig:
         url: Redis: ``redis://[[user]:password@]host[:port][/db]``,
             ``rediss://...`` or ``unix:///path``.
         keys: Redis: the lists whose lengths are summed (``$APP_NAME`` allowed).
+        origins: Where each attribute was read from, by attribute: the
+            ``FAS_*`` variable or the YAML key, so that messages name the
+            setting as the user wrote it. :func:`load_config` fills it in.
     """
 
     type: str = ""
@@ -191,6 +232,15 @@ class CollectorConfig:
     api_key: str = field(default="", repr=False)
     url: str = field(default="", repr=False)
     keys: list[str] = field(factory=list)
+    origins: dict[str, str] = field(factory=dict, repr=False, eq=False)
+
+    def setting(self, attribute: str) -> str:
+        """Return the name of *attribute*'s setting as the user wrote it.
+
+        The ``FAS_*`` variable or YAML key it came from (see :attr:`origins`),
+        else its YAML key.
+        """
+        return self.origins.get(attribute) or _COLLECTOR_KEY_OF[attribute]
 
     def validate(self) -> None:
         """Check the entry, with the Go original's messages where it has them.
@@ -199,7 +249,8 @@ class CollectorConfig:
             ConfigError: ``metric name required``, ``type required``,
                 ``invalid type: "x"``, ``prometheus address required``,
                 ``prometheus query required``, ``temporal address required``,
-                ``redis url required`` or ``redis keys required``.
+                ``redis url required`` or ``redis keys required``; or a token
+                or API key has a character no HTTP header can carry.
         """
         if not self.metric_name:
             raise ConfigError("metric name required", field="metric_name")
@@ -215,9 +266,23 @@ class CollectorConfig:
                 "temporal cert data and key data go together: give both or neither",
                 field="cert_data",
             )
+        # Sent as a header (Prometheus) or as gRPC metadata (Temporal).
+        for attribute in ("token", "api_key"):
+            problem = header_value_problem(getattr(self, attribute))
+            if problem is not None:
+                raise ConfigError(
+                    f"{self.setting(attribute)} cannot be sent in an HTTP header: "
+                    f"{problem}; {HEADER_VALUE_RULE}",
+                    field=attribute,
+                )
 
-    def build(self) -> MetricCollector:
+    def build(self, variables: Mapping[str, str] | None = None) -> MetricCollector:
         """Build the collector this entry describes.
+
+        Args:
+            variables: The variables its query or keys may use besides
+                ``$APP_NAME``, with their values (see
+                :meth:`Config.query_variables`).
 
         Raises:
             ConfigError: The entry is invalid, or the collector refused a
@@ -234,9 +299,14 @@ class CollectorConfig:
         )
 
         self.validate()
+        listed = dict(variables or {})
         if self.type == "prometheus":
             return PrometheusCollector(
-                self.metric_name, self.address, self.query, self.token
+                self.metric_name,
+                self.address,
+                self.query,
+                self.token,
+                variables=listed,
             )
         if self.type == "temporal":
             return TemporalCollector(
@@ -247,9 +317,10 @@ class CollectorConfig:
                 api_key=self.api_key,
                 tls_cert=self.cert_data.encode(),
                 tls_key=self.key_data.encode(),
+                variables=listed,
             )
         return RedisListLengthCollector(
-            self.metric_name, self.url, [k for k in self.keys if k]
+            self.metric_name, self.url, [k for k in self.keys if k], variables=listed
         )
 
 
@@ -276,18 +347,23 @@ class Config:
         started_machine_count: Expression for both bounds of started Machines.
         min_started_machine_count: Expression for the least started Machines.
         max_started_machine_count: Expression for the most started Machines.
-        concurrency: Worker threads (for a wildcard).
-        interval: Seconds between two passes of an app.
-        timeout: Seconds one pass may take.
+        concurrency: Worker threads (for a wildcard), 1 to 256.
+        interval: Seconds between two passes of an app (at most a day).
+        timeout: Seconds one pass may take (at most a day).
         app_list_refresh_interval: Seconds between two refreshes of a
-            wildcard's app list.
+            wildcard's app list (at most a day).
         api_token: The Fly API token; never shown.
         verbose: Log at debug level.
         metric_collectors: Where the metrics come from.
+        metric_query_variables: Environment variables that queries and Redis
+            keys may use besides ``$APP_NAME``; no other is ever expanded.
         metrics_address: ``host:port`` where ``serve`` answers ``/metrics``
             and ``/healthz``; ``:9090`` is every interface.
         flaps_base_url: The Machines API.
         api_base_url: The GraphQL API host.
+        origins: Where each attribute was read from, by attribute: the
+            ``FAS_*`` variable or the YAML key, so that messages name the
+            setting as the user wrote it. :func:`load_config` fills it in.
     """
 
     app_name: str = ""
@@ -308,9 +384,19 @@ class Config:
     api_token: str = field(default="", repr=False)
     verbose: bool = False
     metric_collectors: list[CollectorConfig] = field(factory=list)
+    metric_query_variables: list[str] = field(factory=list)
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     flaps_base_url: str = field(factory=lambda: flaps_base_url({}))
     api_base_url: str = field(factory=lambda: api_base_url({}))
+    origins: dict[str, str] = field(factory=dict, repr=False, eq=False)
+
+    def setting(self, attribute: str) -> str:
+        """Return the name of *attribute*'s setting as the user wrote it.
+
+        The ``FAS_*`` variable or YAML key it came from (see :attr:`origins`),
+        else its YAML key.
+        """
+        return self.origins.get(attribute) or _TOP_KEY_OF[attribute]
 
     # --- expressions (Go's GetMin/MaxCreated/StartedMachineN) ---
 
@@ -344,10 +430,13 @@ class Config:
         machine count``, the created and started count pairs, ``initial machine
         state must be either 'started' or 'stopped'``, and each collector
         (``metric-collectors[0]: metric name required``, ...). Then: ``api token
-        required`` when *require_token*; an organization for a wildcard;
-        positive durations and concurrency; distinct metric names; and every
+        required`` when *require_token*; an organization for a wildcard; an
+        app name Fly allows; positive durations up to 24 h and a concurrency
+        from 1 to 256; tokens an HTTP header can carry; the names
+        ``metric-query-variables`` lists; distinct metric names; and every
         expression compiled and checked against :meth:`metric_names`, so a
-        misspelled metric fails here, naming it.
+        misspelled metric or a function given the wrong arguments fails
+        here, naming it.
 
         Args:
             require_token: Whether an API token is needed (``serve``; not
@@ -399,19 +488,29 @@ class Config:
             raise ConfigError(
                 "organization required if app name uses a wildcard", field="org"
             )
+        check_app_name(self.app_name, self.setting("app_name"), field="app_name")
         if self.concurrency < 1:
             raise ConfigError(
-                f"concurrency must be at least 1, got {self.concurrency}",
+                f"{self.setting('concurrency')} must be at least 1, "
+                f"got {self.concurrency}",
+                field="concurrency",
+            )
+        if self.concurrency > MAX_CONCURRENCY:
+            raise ConfigError(
+                f"{self.setting('concurrency')} must be at most {MAX_CONCURRENCY}, "
+                f"got {self.concurrency}",
                 field="concurrency",
             )
         for name in ("interval", "timeout", "app_list_refresh_interval"):
-            value: float = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(
-                    f"{name.replace('_', ' ')} must be a positive duration, "
-                    f"got {format_duration(value)}",
-                    field=name,
-                )
+            self._validate_duration(name)
+        problem = token_header_problem(self.api_token)
+        if problem is not None:
+            raise ConfigError(
+                f"{self.setting('api_token')} cannot be sent in an HTTP header: "
+                f"{problem}; {HEADER_VALUE_RULE}",
+                field="api_token",
+            )
+        self._validate_query_variables()
         seen: set[str] = set()
         for i, name in enumerate(self.metric_names()):
             if name in seen:
@@ -420,6 +519,33 @@ class Config:
                     field="metric_name",
                 )
             seen.add(name)
+
+    def _validate_duration(self, name: str) -> None:
+        value: float = getattr(self, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(
+                f"{self.setting(name)} must be a positive duration, "
+                f"got {format_duration(value)}",
+                field=name,
+            )
+        if value > MAX_DURATION:
+            # Also keeps every wait far below threading.TIMEOUT_MAX.
+            raise ConfigError(
+                f"{self.setting(name)} must be at most "
+                f"{format_duration(MAX_DURATION)}, got {format_duration(value)}",
+                field=name,
+            )
+
+    def _validate_query_variables(self) -> None:
+        setting = self.setting("metric_query_variables")
+        for name in self.metric_query_variables:
+            check_variable_name(name, setting, field="metric_query_variables")
+            if name in _SECRET_VARIABLES:
+                raise ConfigError(
+                    f"{setting}: {name} holds a credential and cannot be used in "
+                    "a query",
+                    field="metric_query_variables",
+                )
 
     def _validate_expressions(self) -> None:
         known = self.metric_names()
@@ -435,17 +561,75 @@ class Config:
 
     # --- building ---
 
-    def build_collectors(self) -> list[MetricCollector]:
+    def query_variables(
+        self, environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Return the values of the variables :attr:`metric_query_variables` lists.
+
+        Args:
+            environ: Where to read them (default :data:`os.environ`).
+
+        Raises:
+            ConfigError: A listed variable is not set, or its value contains
+                a configured credential (the API token, a collector's token,
+                key, or Redis URL or password).
+        """
+        env = os.environ if environ is None else environ
+        setting = self.setting("metric_query_variables")
+        credentials = self._credentials()
+        values: dict[str, str] = {}
+        for name in self.metric_query_variables:
+            if name not in env:
+                raise ConfigError(
+                    f"{setting} lists {name}, which is not set in the environment",
+                    field="metric_query_variables",
+                )
+            value = env[name]
+            for holder, secret in credentials:
+                if secret in value:
+                    raise ConfigError(
+                        f"{setting}: {name} contains the credential of {holder}, "
+                        "so it cannot be used in a query",
+                        field="metric_query_variables",
+                    )
+            values[name] = value
+        return values
+
+    def _credentials(self) -> list[tuple[str, str]]:
+        """Return (setting, value) for every configured credential."""
+        found = [(self.setting("api_token"), p) for p in _pieces(self.api_token)]
+        for i, entry in enumerate(self.metric_collectors):
+            for attribute in ("token", "api_key", "key_data", "url"):
+                value: str = getattr(entry, attribute)
+                holder = f"metric-collectors[{i}] {entry.setting(attribute)}"
+                found += [(holder, p) for p in _pieces(value)]
+                if attribute == "url" and value:
+                    password = urlsplit(value).password or ""
+                    found.append((holder, password))
+        # Short values would match by chance; no real credential is that short.
+        return [(h, v) for h, v in found if len(v) >= _MIN_CREDENTIAL_LENGTH]
+
+    def build_collectors(
+        self, environ: Mapping[str, str] | None = None
+    ) -> list[MetricCollector]:
         """Build every configured collector, in order.
+
+        Each gets the values of :attr:`metric_query_variables`, read once.
+
+        Args:
+            environ: Where to read the listed variables (default
+                :data:`os.environ`).
 
         Raises:
             ConfigError: An entry is invalid, or its collector's extra is not
-                installed (``metric collector[0]: ...``, as Go words it).
+                installed (``metric collector[0]: ...``, as Go words it), or a
+                listed variable is unusable (see :meth:`query_variables`).
         """
+        variables = self.query_variables(environ)
         collectors: list[MetricCollector] = []
         for i, entry in enumerate(self.metric_collectors):
             try:
-                collectors.append(entry.build())
+                collectors.append(entry.build(variables))
             except (ConfigError, ImportError) as exc:
                 raise ConfigError(f"metric collector[{i}]: {exc}") from exc
         return collectors
@@ -517,6 +701,32 @@ def _env_duration(env: Mapping[str, str], name: str, default: float) -> float:
         ) from None
 
 
+# The variable of each Config attribute (Go's names, and the new ones).
+_ENV_NAMES: Final = {
+    "app_name": "FAS_APP_NAME",
+    "org": "FAS_ORG",
+    "created_machine_count": "FAS_CREATED_MACHINE_COUNT",
+    "min_created_machine_count": "FAS_MIN_CREATED_MACHINE_COUNT",
+    "max_created_machine_count": "FAS_MAX_CREATED_MACHINE_COUNT",
+    "initial_machine_state": "FAS_INITIAL_MACHINE_STATE",
+    "started_machine_count": "FAS_STARTED_MACHINE_COUNT",
+    "min_started_machine_count": "FAS_MIN_STARTED_MACHINE_COUNT",
+    "max_started_machine_count": "FAS_MAX_STARTED_MACHINE_COUNT",
+    "api_token": "FAS_API_TOKEN",
+    "process_group": "FAS_PROCESS_GROUP",
+    "regions": "FAS_REGIONS",
+    "metric_query_variables": "FAS_METRIC_QUERY_VARIABLES",
+    "metrics_address": "FAS_METRICS_ADDRESS",
+    "flaps_base_url": "FLY_FLAPS_BASE_URL",
+    "api_base_url": "FLY_API_BASE_URL",
+    "concurrency": "FAS_CONCURRENCY",
+    "interval": "FAS_INTERVAL",
+    "timeout": "FAS_TIMEOUT",
+    "app_list_refresh_interval": "FAS_APP_LIST_REFRESH_INTERVAL",
+    "verbose": "FAS_VERBOSE",
+}
+
+
 def _from_env(env: Mapping[str, str]) -> Config:
     """Return the configuration the environment gives (Go's NewConfigFromEnv)."""
     config = Config(
@@ -533,9 +743,13 @@ def _from_env(env: Mapping[str, str]) -> Config:
         api_token=env.get("FAS_API_TOKEN", ""),
         process_group=env.get("FAS_PROCESS_GROUP", "") or DEFAULT_PROCESS_GROUP,
         regions=_split_list(env.get("FAS_REGIONS", "")),
+        metric_query_variables=_split_list(env.get("FAS_METRIC_QUERY_VARIABLES", "")),
         metrics_address=env.get("FAS_METRICS_ADDRESS", "") or DEFAULT_METRICS_ADDRESS,
         flaps_base_url=flaps_base_url(env),
         api_base_url=api_base_url(env),
+    )
+    config.origins.update(
+        {attr: name for attr, name in _ENV_NAMES.items() if env.get(name, "")}
     )
     if text := env.get("FAS_CONCURRENCY", ""):
         try:
@@ -561,42 +775,59 @@ def _from_env(env: Mapping[str, str]) -> Config:
     return config
 
 
+# Collectors the environment describes: type, the variable that turns it on,
+# and the variables of each attribute (the first one set wins).
+_ENV_COLLECTORS: Final[tuple[tuple[str, str, dict[str, tuple[str, ...]]], ...]] = (
+    (
+        "prometheus",
+        "FAS_PROMETHEUS_ADDRESS",
+        {
+            "address": ("FAS_PROMETHEUS_ADDRESS",),
+            "metric_name": ("FAS_PROMETHEUS_METRIC_NAME",),
+            "query": ("FAS_PROMETHEUS_QUERY",),
+            "token": ("FAS_PROMETHEUS_TOKEN",),
+        },
+    ),
+    (
+        "temporal",
+        "FAS_TEMPORAL_ADDRESS",
+        {
+            "address": ("FAS_TEMPORAL_ADDRESS",),
+            "namespace": ("FAS_TEMPORAL_NAMESPACE",),
+            "metric_name": ("FAS_TEMPORAL_METRIC_NAME",),
+            "cert_data": ("TEMPORAL_TLS_CERT_DATA", "FAS_TEMPORAL_CERT_DATA"),
+            "key_data": ("TEMPORAL_TLS_KEY_DATA", "FAS_TEMPORAL_KEY_DATA"),
+            "api_key": ("FAS_TEMPORAL_API_KEY",),
+            "query": ("FAS_TEMPORAL_QUERY",),
+        },
+    ),
+    (
+        "redis",
+        "FAS_REDIS_URL",
+        {
+            "url": ("FAS_REDIS_URL",),
+            "metric_name": ("FAS_REDIS_METRIC_NAME",),
+            "keys": ("FAS_REDIS_KEYS",),
+        },
+    ),
+)
+
+
 def _collectors_from_env(env: Mapping[str, str]) -> list[CollectorConfig]:
     collectors: list[CollectorConfig] = []
-    if address := env.get("FAS_PROMETHEUS_ADDRESS", ""):
-        collectors.append(
-            CollectorConfig(
-                type="prometheus",
-                address=address,
-                metric_name=env.get("FAS_PROMETHEUS_METRIC_NAME", ""),
-                query=env.get("FAS_PROMETHEUS_QUERY", ""),
-                token=env.get("FAS_PROMETHEUS_TOKEN", ""),
-            )
-        )
-    if address := env.get("FAS_TEMPORAL_ADDRESS", ""):
-        collectors.append(
-            CollectorConfig(
-                type="temporal",
-                address=address,
-                namespace=env.get("FAS_TEMPORAL_NAMESPACE", ""),
-                metric_name=env.get("FAS_TEMPORAL_METRIC_NAME", ""),
-                cert_data=env.get("TEMPORAL_TLS_CERT_DATA", "")
-                or env.get("FAS_TEMPORAL_CERT_DATA", ""),
-                key_data=env.get("TEMPORAL_TLS_KEY_DATA", "")
-                or env.get("FAS_TEMPORAL_KEY_DATA", ""),
-                api_key=env.get("FAS_TEMPORAL_API_KEY", ""),
-                query=env.get("FAS_TEMPORAL_QUERY", ""),
-            )
-        )
-    if url := env.get("FAS_REDIS_URL", ""):
-        collectors.append(
-            CollectorConfig(
-                type="redis",
-                url=url,
-                metric_name=env.get("FAS_REDIS_METRIC_NAME", ""),
-                keys=_split_list(env.get("FAS_REDIS_KEYS", "")),
-            )
-        )
+    for kind, switch, variables in _ENV_COLLECTORS:
+        if not env.get(switch, ""):
+            continue
+        entry = CollectorConfig(type=kind)
+        for attribute, names in variables.items():
+            name = next((n for n in names if env.get(n, "")), "")
+            if not name:
+                continue
+            text = env[name]
+            value = _split_list(text) if attribute == "keys" else text
+            setattr(entry, attribute, value)
+            entry.origins[attribute] = name
+        collectors.append(entry)
     return collectors
 
 
@@ -703,6 +934,17 @@ class _Reader:
         read = self.query if query else self.string
         return [read(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
 
+    def name_list(self, node: yaml.Node, path: str) -> list[str]:
+        # Variable names, read as written: no $ expansion.
+        if not isinstance(node, yaml.SequenceNode):
+            raise ConfigError(f"{path}: expected a list of names, got {_kind(node)}")
+        names: list[str] = []
+        for i, item in enumerate(node.value):
+            if not isinstance(item, yaml.ScalarNode):
+                raise ConfigError(f"{path}[{i}]: expected a name, got {_kind(item)}")
+            names.append(str(item.value))
+        return names
+
     def read(self, kind: str, node: yaml.Node, path: str) -> object:
         """Read *node* as a value of *kind* (a key's reader in the key tables)."""
         readers: dict[str, Callable[[yaml.Node, str], object]] = {
@@ -714,6 +956,7 @@ class _Reader:
             "duration": self.duration,
             "string_list": self.string_list,
             "query_list": lambda n, p: self.string_list(n, p, query=True),
+            "name_list": self.name_list,
         }
         return readers[kind](node, path)
 
@@ -754,6 +997,7 @@ _TOP_KEYS: Final[dict[str, tuple[str, str]]] = {
     "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
     "api-token": ("api_token", "secret"),
     "verbose": ("verbose", "boolean"),
+    "metric-query-variables": ("metric_query_variables", "name_list"),
     "metrics-address": ("metrics_address", "string"),
     "flaps-base-url": ("flaps_base_url", "string"),
     "api-base-url": ("api_base_url", "string"),
@@ -771,6 +1015,9 @@ _COLLECTOR_KEYS: Final[dict[str, tuple[str, str]]] = {
     "url": ("url", "secret"),
     "keys": ("keys", "query_list"),
 }
+# The YAML key of each attribute, for messages.
+_TOP_KEY_OF: Final = {attr: key for key, (attr, _) in _TOP_KEYS.items()}
+_COLLECTOR_KEY_OF: Final = {attr: key for key, (attr, _) in _COLLECTOR_KEYS.items()}
 
 
 def _apply(
@@ -789,11 +1036,67 @@ def _apply(
             continue  # `key:` with no value keeps the default (the environment's)
         attribute, kind = keys[key]
         setattr(target, attribute, reader.read(kind, node, where + key))
+        target.origins[attribute] = key
+
+
+#: Deepest nesting of lists and mappings a configuration file may have.
+MAX_YAML_DEPTH: Final = 50
+#: Most nodes a configuration file may hold, each alias counted as the nodes
+#: it stands for (so an "alias bomb" is refused before it is read).
+MAX_YAML_NODES: Final = 100_000
+
+
+def _check_yaml_shape(text: str, name: str) -> None:
+    """Refuse a document nested too deep or too big, before composing it.
+
+    PyYAML composes nodes recursively, so thousands of nested ``[`` end in a
+    RecursionError; its parser, walked here, does not recurse.
+
+    Raises:
+        ConfigError: Nested deeper than :data:`MAX_YAML_DEPTH`, or more than
+            :data:`MAX_YAML_NODES` nodes with aliases expanded.
+        yaml.YAMLError: The text is not YAML.
+    """
+    depth = 0
+    nodes = 0
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    # Open collections: (anchor, node count when it opened).
+    open_: list[tuple[str | None, int]] = []
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = 0 if event.start_mark is None else event.start_mark.line + 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(
+                    f"{name}: YAML nested deeper than {MAX_YAML_DEPTH} levels "
+                    f"at line {line}"
+                )
+            nodes += 1
+            open_.append((event.anchor, nodes - 1))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, start = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - start
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            # An alias of a collection still open (a recursive one) counts 1;
+            # the reader refuses what it finds there anyway.
+            nodes += sizes.get(event.anchor or "", 1)
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{name}: YAML has more than {MAX_YAML_NODES} values (aliases "
+                f"expanded) at line {line}"
+            )
 
 
 def _parse_yaml(text: str, name: str, env: Mapping[str, str], config: Config) -> None:
     """Apply the YAML document *text* over *config*."""
     try:
+        _check_yaml_shape(text, name)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark

@@ -11,18 +11,22 @@ The token never appears in a ``repr``, an exception or a log line.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from attrs import field, frozen
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._flaps import DEFAULT_FLAPS_BASE_URL, FlapsHTTPClient
+from flyautoscaler._flaps import (
+    DEFAULT_FLAPS_BASE_URL,
+    FlapsHTTPClient,
+    flaps_base_url,
+)
 from flyautoscaler._graphql import (
     DEFAULT_API_BASE_URL,
     MAX_APP_PAGES,
     FlyGraphQLClient,
+    api_base_url,
 )
 from flyautoscaler._http import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -60,32 +64,6 @@ __all__ = [
     "new_flaps_client_func",
     "parse_retry_after",
 ]
-
-
-# --- configuration ------------------------------------------------------------
-
-
-def _env_url(name: str, default: str, environ: Mapping[str, str] | None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get(name, "").strip() or default
-
-
-def flaps_base_url(environ: Mapping[str, str] | None = None) -> str:
-    """Return ``FLY_FLAPS_BASE_URL`` if set and non-empty, else the public API.
-
-    Args:
-        environ: Where to look (default :data:`os.environ`).
-    """
-    return _env_url("FLY_FLAPS_BASE_URL", DEFAULT_FLAPS_BASE_URL, environ)
-
-
-def api_base_url(environ: Mapping[str, str] | None = None) -> str:
-    """Return ``FLY_API_BASE_URL`` if set and non-empty, else ``https://api.fly.io``.
-
-    Args:
-        environ: Where to look (default :data:`os.environ`).
-    """
-    return _env_url("FLY_API_BASE_URL", DEFAULT_API_BASE_URL, environ)
 
 
 # --- factory ------------------------------------------------------------------

@@ -581,6 +581,163 @@ def test_serve_bad_metrics_address(fly, prom):
     assert done.stderr.splitlines()[-1].startswith("error: metrics address must be")
 
 
+# --- input refused at start-up, in one line ------------------------------------------
+
+
+def refused(done: subprocess.CompletedProcess[str], message: str) -> None:
+    """Assert exit 1 with exactly one line, `error: <message>...`, and no traceback."""
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"error: {message}"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"FAS_INTERVAL": "99999999999h"},
+            "FAS_INTERVAL must be at most 24h0m0s, got 99999999999h0m0s",
+        ),
+        ({"FAS_TIMEOUT": "48h"}, "FAS_TIMEOUT must be at most 24h0m0s, got 48h0m0s"),
+        (
+            {"FAS_CONCURRENCY": "2000"},
+            "FAS_CONCURRENCY must be at most 256, got 2000",
+        ),
+    ],
+)
+def test_serve_refuses_out_of_bounds(fly, prom, setting, message):
+    """serve exits 1 at once, naming the setting, instead of failing after start."""
+    done = run_cli("serve", env=serve_env(fly, prom, **setting))
+    refused(done, message)
+
+
+def test_serve_refuses_an_app_name_fly_cannot_have(fly, prom):
+    """serve refuses an app name Fly cannot have before calling any API."""
+    done = run_cli("serve", env=serve_env(fly, prom, FAS_APP_NAME="My_App"))
+    refused(done, "FAS_APP_NAME must be a Fly app name (lowercase letters, digits and")
+    assert done.stderr.endswith(', got "My_App"\n')
+
+
+def test_eval_refuses_a_bad_app_option(prom):
+    """eval --app takes a Fly app name only."""
+    done = run_cli("eval", "--app", "Tenant 7", env=eval_env(prom))
+    refused(done, "--app must be a Fly app name (lowercase letters, digits and dashes")
+    assert prom.received() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            {"FAS_API_TOKEN": TOKEN[:6] + "\n" + TOKEN[6:]},
+            (
+                "FAS_API_TOKEN cannot be sent in an HTTP header: character 7 is a "
+                "control character (U+000A)"
+            ),
+        ),
+        (
+            {"FAS_PROMETHEUS_TOKEN": PROM_TOKEN + "\u2028"},
+            (
+                "metric-collectors[0]: FAS_PROMETHEUS_TOKEN cannot be sent in an HTTP "
+                f"header: character {len(PROM_TOKEN) + 1} is not a Latin-1 character"
+            ),
+        ),
+    ],
+)
+def test_serve_refuses_tokens_a_header_cannot_carry(fly, prom, setting, message):
+    """A token with a newline or beyond Latin-1: one line at start-up, no token."""
+    done = run_cli("serve", env=serve_env(fly, prom, **setting))
+    refused(done, message)
+    assert TOKEN[6:] not in done.stderr
+    assert PROM_TOKEN not in done.stderr
+
+
+def test_serve_refuses_deeply_nested_yaml(fly, prom, tmp_path):
+    """A YAML file nested 3,000 deep: one line, not a 3,000-line traceback."""
+    config = tmp_path / "fas.yml"
+    config.write_text("regions: " + "[" * 3000 + "]" * 3000 + "\n")
+    done = run_cli("serve", "--config", str(config), env=serve_env(fly, prom))
+    refused(done, f"{config}: YAML nested deeper than 50 levels at line 1")
+
+
+EXPRESSION_ERRORS = [
+    ("max()", "max() takes at least 1 argument, got 0 at column 1"),
+    ("round(1,2,3)", "round() takes exactly 1 argument, got 3 at column 1"),
+    ("ceil(true)", "ceil() argument 1 must be a number, got bool at column 6"),
+]
+
+
+@pytest.mark.parametrize(("source", "message"), EXPRESSION_ERRORS)
+@pytest.mark.parametrize("command", ["eval", "serve"])
+def test_wrong_function_arguments_refused(fly, prom, command, source, message):
+    """eval and serve both refuse max(), round(1,2,3), ceil(true) before starting."""
+    env = serve_env(fly, prom, FAS_STARTED_MACHINE_COUNT=source)
+    done = run_cli(command, env=env)
+    refused(
+        done,
+        f"invalid started machine count: {message} in expression {source!r}",
+    )
+    assert prom.received() == []
+    assert fly.machines("my-app")[0].state == "stopped"
+
+
+# --- metric query variables -----------------------------------------------------------
+
+
+def test_eval_expands_only_listed_variables(prom, tmp_path):
+    """$FAS_REDIS_URL and $DATABASE_URL stay as written; a listed $REGION expands."""
+    config = tmp_path / "fas.yml"
+    config.write_text(
+        "app-name: my-app\n"
+        "started-machine-count: queue_depth\n"
+        "metric-query-variables: [REGION]\n"
+        "metric-collectors:\n"
+        "  - type: prometheus\n"
+        "    metric-name: queue_depth\n"
+        "    address: ${PROM_ADDRESS}\n"
+        "    query: >-\n"
+        '      q{app="$APP_NAME", r="$REGION", a="$FAS_REDIS_URL",\n'
+        '      b="${DATABASE_URL}", x="$1"}\n',
+        encoding="utf-8",
+    )
+    env = base_env(
+        PROM_ADDRESS=prom.url,
+        REGION="iad",
+        FAS_REDIS_URL="redis://:redis-secret-password@db:6379",
+        DATABASE_URL="postgres://u:db-secret-password@db/x",
+    )
+    done = run_cli("eval", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert prom.received() == [
+        'q{app="my-app", r="iad", a="$FAS_REDIS_URL", b="${DATABASE_URL}", x="$1"}'
+    ]
+
+
+def test_eval_refuses_an_unset_listed_variable(prom):
+    """A listed variable that is not set fails before anything is collected."""
+    env = eval_env(prom, FAS_METRIC_QUERY_VARIABLES="REGION")
+    done = run_cli("eval", env=env)
+    refused(
+        done,
+        "FAS_METRIC_QUERY_VARIABLES lists REGION, which is not set in the environment",
+    )
+    assert prom.received() == []
+
+
+def test_serve_refuses_a_listed_secret(fly, prom):
+    """Listing the autoscaler's own credential is refused at start-up."""
+    env = serve_env(fly, prom, FAS_METRIC_QUERY_VARIABLES="FAS_API_TOKEN")
+    done = run_cli("serve", env=env)
+    refused(
+        done,
+        "FAS_METRIC_QUERY_VARIABLES: FAS_API_TOKEN holds a credential and cannot "
+        "be used in a query",
+    )
+    assert TOKEN not in done.stderr
+
+
 # --- in-process pieces ----------------------------------------------------------
 
 

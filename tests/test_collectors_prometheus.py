@@ -155,6 +155,16 @@ def test_braced_app_name_and_promql_dollar_groups(prometheus):
     assert c.collect_metric("app-b") == 7.0
 
 
+def test_listed_variables_only(prometheus, monkeypatch):
+    """A listed variable expands; one only set in the environment is sent as is."""
+    monkeypatch.setenv("OTHER_APP", "app-b")
+    # Sent as written, "$OTHER_APP" is a regexp alternative that matches nothing.
+    query = 'count(queue_depth{app=~"$APP_NAME|$OTHER_APP"})'
+    assert collector(prometheus, query).collect_metric("app-a") == 1.0
+    listed = collector(prometheus, query, variables={"OTHER_APP": "app-b"})
+    assert listed.collect_metric("app-a") == 2.0
+
+
 def test_scalar_result(prometheus):
     """A scalar result is accepted."""
     assert collector(prometheus, "scalar(sum(queue_depth))").collect_metric("x") == 10.0
@@ -315,6 +325,44 @@ def test_post_form_with_query_time_and_timeout():
         "time": ["1718900000.123"],
     }
     assert request.req_kwargs["timeout"] == DEFAULT_PROMETHEUS_TIMEOUT
+
+
+def test_query_variables_on_the_wire(monkeypatch):
+    """Listed variables expand; unlisted ones, set or not, are sent as written."""
+    monkeypatch.setenv("FAS_REDIS_URL", "redis://:hunter2-secret@db:6379")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:hunter2-secret@db/x")
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=vector("5"))
+        c = collector(
+            ADDRESS,
+            'jobs{app="$APP_NAME", r="$REGION", a="$FAS_REDIS_URL",'
+            ' b="${DATABASE_URL}", x="$1", d="$$"}',
+            variables={"REGION": "iad"},
+        )
+        c.collect_metric("my-app")
+        request = mock.calls[0].request
+    sent = 'jobs{app="my-app", r="iad", a="$FAS_REDIS_URL", b="${DATABASE_URL}"'
+    assert urllib.parse.parse_qs(request.body)["query"] == [sent + ', x="$1", d="$"}']
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("abc\ndef", "character 4 is a control character (U+000A)"),
+        ("abc\x00", "character 4 is a control character (U+0000)"),
+        ("t\u00f6ken\u20ac", "character 6 is not a Latin-1 character"),
+    ],
+)
+def test_token_a_header_cannot_carry(token, problem):
+    """A token no HTTP header can carry is refused at once, without its value."""
+    with pytest.raises(fas.ConfigError) as info:
+        collector(ADDRESS, "up", token=token)
+    message = str(info.value)
+    assert message.startswith(
+        f"prometheus token cannot be sent in an HTTP header: {problem}"
+    )
+    assert token not in message
+    assert info.value.field == "token"
 
 
 @pytest.mark.parametrize("status", [405, 501])

@@ -121,6 +121,20 @@ def test_app_name_in_keys(server, redis_port):
         assert c.collect_metric("app-b") == 2.0
 
 
+def test_listed_variables_in_keys(server, redis_port, monkeypatch):
+    """Keys expand listed variables only; others are read as written."""
+    monkeypatch.setenv("QUEUE", "from-the-environment")
+    server.rpush("app-a:high:jobs", "x", "y")
+    server.rpush("$QUEUE", "z")
+    with RedisListLengthCollector(
+        "jobs",
+        url(redis_port),
+        ["$APP_NAME:${TIER}:jobs", "$QUEUE"],
+        variables={"TIER": "high"},
+    ) as c:
+        assert c.collect_metric("app-a") == 3.0
+
+
 def test_missing_key_counts_as_empty(server, redis_port):
     """A key that does not exist is an empty queue."""
     with RedisListLengthCollector("jobs", url(redis_port), ["nothing", "here"]) as c:

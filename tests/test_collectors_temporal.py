@@ -141,6 +141,19 @@ def test_filter_with_app_name(service):
     assert counts(fake)[0].namespace == "default"
 
 
+def test_filter_with_listed_variables(service, monkeypatch):
+    """Only listed variables expand in the filter; others are sent as written."""
+    fake, address = service
+    monkeypatch.setenv("TEMPORAL_SECRET_THING", "hunter2")
+    query = 'TaskQueue="$APP_NAME-$TIER" AND X="$TEMPORAL_SECRET_THING"'
+    with TemporalCollector("wf", address, query=query, variables={"TIER": "gpu"}) as c:
+        c.collect_metric("app-a")
+    expected = 'TaskQueue="app-a-gpu" AND X="$TEMPORAL_SECRET_THING"'
+    assert [call.query for call in counts(fake)] == [
+        f'ExecutionStatus="Running" AND ({expected})'
+    ]
+
+
 def test_client_is_reused_until_closed(service):
     """One connection serves many collections; close() drops it."""
     fake, address = service

@@ -76,8 +76,12 @@ def test_parse_reference_file():
 
 
 def test_reference_file_validates():
-    """The reference file passes validation, expressions included."""
-    load_config(DATA / "fly-autoscaler.yml", environ={}).validate(require_token=True)
+    """The reference file passes validation once its placeholder app is named."""
+    config = load_config(DATA / "fly-autoscaler.yml", environ={})
+    with pytest.raises(fas.ConfigError, match='got "TARGET_APP_NAME"'):
+        config.validate(require_token=True)  # not a name Fly allows
+    config.app_name = "target-app-name"
+    config.validate(require_token=True)
 
 
 @pytest.mark.parametrize(
@@ -520,8 +524,12 @@ def test_app_name_and_queries_are_left_for_collection(tmp_path):
         'sum(q{app="${APP_NAME}", t="${FAS_API_TOKEN}", r="$1", x="$X"})'
     )
     assert redis.keys == ["$APP_NAME:jobs", "${X}"]
-    # At collection time the query is expanded per app, never with a secret.
-    assert fas.expand_metric_query(prom.query, "my-app", env) == (
+    # At collection time the query is expanded per app; other variables only
+    # when passed in (metric-query-variables), never from the environment.
+    assert fas.expand_metric_query(prom.query, "my-app") == (
+        'sum(q{app="my-app", t="${FAS_API_TOKEN}", r="$1", x="$X"})'
+    )
+    assert fas.expand_metric_query(prom.query, "my-app", variables={"X": "ex"}) == (
         'sum(q{app="my-app", t="${FAS_API_TOKEN}", r="$1", x="ex"})'
     )
 
@@ -702,3 +710,459 @@ def test_build_collectors_reports_which():
     config = valid(metric_collectors=[prometheus(address="ftp://x")])
     with pytest.raises(fas.ConfigError, match=r"^metric collector\[0\]: prometheus"):
         config.build_collectors()
+
+
+# --- where each setting came from -------------------------------------------------
+
+
+def test_origins_name_each_setting_as_written(tmp_path):
+    """Messages name a setting by the FAS_ variable or YAML key it came from."""
+    path = write(tmp_path, "interval: 0s\nmetric-collectors:\n  - token: t\n")
+    env = {
+        "FAS_INTERVAL": "5s",
+        "FAS_TIMEOUT": "5s",
+        "FAS_PROMETHEUS_ADDRESS": "http://h",
+        "FAS_PROMETHEUS_TOKEN": "x",
+    }
+    config = load_config(path, env)
+    assert config.setting("interval") == "interval"
+    assert config.setting("timeout") == "FAS_TIMEOUT"
+    assert config.setting("app_list_refresh_interval") == "app-list-refresh-interval"
+    assert config.metric_collectors[0].setting("token") == "token"
+    (entry,) = load_config(environ=env).metric_collectors
+    assert entry.setting("token") == "FAS_PROMETHEUS_TOKEN"
+    assert entry.setting("query") == "query"
+    valid_env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=valid_env | {"FAS_TIMEOUT": "-1s"}).validate()
+    assert str(info.value) == "FAS_TIMEOUT must be a positive duration, got -1s"
+
+
+# --- bounds: durations and concurrency ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FAS_INTERVAL": "99999999999h"},
+            "FAS_INTERVAL must be at most 24h0m0s, got 99999999999h0m0s",
+        ),
+        ({"FAS_TIMEOUT": "24h0m0.001s"}, "FAS_TIMEOUT must be at most 24h0m0s"),
+        (
+            {"FAS_APP_LIST_REFRESH_INTERVAL": "1000h"},
+            "FAS_APP_LIST_REFRESH_INTERVAL must be at most 24h0m0s, got 1000h0m0s",
+        ),
+        ({"FAS_INTERVAL": "0s"}, "FAS_INTERVAL must be a positive duration, got 0s"),
+        (
+            {"FAS_CONCURRENCY": "2000"},
+            "FAS_CONCURRENCY must be at most 256, got 2000",
+        ),
+        ({"FAS_CONCURRENCY": "0"}, "FAS_CONCURRENCY must be at least 1, got 0"),
+    ],
+)
+def test_bounds_name_the_variable(env, message):
+    """A value out of bounds is refused, naming the FAS_ variable it came from."""
+    base = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=base | env).validate()
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("interval: 25h\n", "interval must be at most 24h0m0s, got 25h0m0s"),
+        ("concurrency: 257\n", "concurrency must be at most 256, got 257"),
+    ],
+)
+def test_bounds_name_the_yaml_key(tmp_path, text, message):
+    """A value out of bounds from the file is refused, naming its key."""
+    path = write(tmp_path, text)
+    env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, env).validate()
+    assert str(info.value).startswith(message)
+
+
+def test_bounds_are_inclusive():
+    """24 hours and 256 workers are allowed."""
+    valid(
+        interval=86400.0,
+        timeout=86400.0,
+        app_list_refresh_interval=86400.0,
+        concurrency=256,
+    ).validate()
+
+
+# --- app names ------------------------------------------------------------------
+
+APP_RULE = (
+    "(lowercase letters, digits and dashes, at most 63 characters; "
+    "a wildcard may add *)"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("My_App", "My_App"),
+        ("a" * 64, "a" * 64),
+        ("my app/../x", "my app/../x"),
+        ("caf\u00e9", "caf\u00e9"),
+        ("", None),
+    ],
+)
+def test_app_names_fly_cannot_have(name, shown):
+    """An app name Fly cannot have is refused, naming FAS_APP_NAME and the rule."""
+    env = {"FAS_APP_NAME": name, "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=env).validate()
+    if shown is None:
+        assert str(info.value) == "app name required"  # Go's message first
+    else:
+        assert str(info.value) == (
+            f'FAS_APP_NAME must be a Fly app name {APP_RULE}, got "{shown}"'
+        )
+        assert info.value.field == "app_name"
+
+
+def test_app_name_from_the_file_is_named_by_its_key(tmp_path):
+    """A bad app-name in the file names the key."""
+    path = write(tmp_path, "org: o\napp-name: Tenant-*\nstarted-machine-count: 1\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {}).validate()
+    assert str(info.value) == (
+        f'app-name must be a Fly app name {APP_RULE}, got "Tenant-*"'
+    )
+
+
+@pytest.mark.parametrize("name", ["a", "a" * 63, "my-app-2", "0x", "-"])
+def test_app_names_fly_can_have(name):
+    """Lowercase letters, digits and dashes, up to 63 of them, are fine."""
+    valid(app_name=name).validate()
+
+
+@pytest.mark.parametrize("name", ["tenant-*", "*", "*-worker", "a*b"])
+def test_wildcards(name):
+    """A wildcard may add * to the same alphabet."""
+    valid(app_name=name, org="o").validate()
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"FAS_API_TOKEN": "FlyV1 fm2_abc\ndef"},
+            (
+                "FAS_API_TOKEN cannot be sent in an HTTP header: character 14 is a "
+                "control character (U+000A); only printable Latin-1 characters, "
+                "spaces and tabs are allowed"
+            ),
+        ),
+        (
+            {"FAS_API_TOKEN": "fm2_t\u00f6k\u20acn"},
+            (
+                "FAS_API_TOKEN cannot be sent in an HTTP header: character 8 is not a "
+                "Latin-1 character"
+            ),
+        ),
+        (
+            {
+                "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9",
+                "FAS_PROMETHEUS_METRIC_NAME": "q",
+                "FAS_PROMETHEUS_QUERY": "up",
+                "FAS_PROMETHEUS_TOKEN": "abc\r\nX-Injected: 1",
+            },
+            (
+                "metric-collectors[0]: FAS_PROMETHEUS_TOKEN cannot be sent in an HTTP "
+                "header: character 4 is a control character (U+000D)"
+            ),
+        ),
+        (
+            {
+                "FAS_TEMPORAL_ADDRESS": "h:7233",
+                "FAS_TEMPORAL_METRIC_NAME": "w",
+                "FAS_TEMPORAL_API_KEY": "key\x00",
+            },
+            (
+                "metric-collectors[0]: FAS_TEMPORAL_API_KEY cannot be sent in an HTTP "
+                "header: character 4 is a control character (U+0000)"
+            ),
+        ),
+    ],
+)
+def test_tokens_a_header_cannot_carry(env, message):
+    """A token with a newline (or beyond Latin-1) is refused, its value unshown."""
+    base = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=base | env).validate(require_token=True)
+    text = str(info.value)
+    assert text.startswith(message)
+    for value in env.values():
+        if "\n" in value or "\x00" in value or "\u20ac" in value:
+            assert value not in text
+    assert "abc" not in text
+    assert "fm2_" not in text
+
+
+def test_token_from_file_is_named_by_its_key(tmp_path):
+    """A bad token from the file names its key, not the value."""
+    path = write(
+        tmp_path,
+        "metric-collectors:\n"
+        "  - type: prometheus\n    metric-name: q\n    address: http://h\n"
+        '    query: up\n    token: "s3cret\\u0007x"\n',
+    )
+    env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, env).validate()
+    assert str(info.value).startswith(
+        "metric-collectors[0]: token cannot be sent in an HTTP header: character 7 "
+        "is a control character (U+0007)"
+    )
+    assert "s3cret" not in str(info.value)
+
+
+def test_token_surrounding_whitespace_is_fine(tmp_path):
+    """A Fly token's trailing newline (a YAML block, a file) is dropped, as before."""
+    path = write(tmp_path, "api-token: |\n  FlyV1 fm2_abc,fm2_def\n")
+    env = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    config = load_config(path, env)
+    assert config.api_token.endswith("\n")
+    config.validate(require_token=True)
+
+
+# --- the YAML file's shape ----------------------------------------------------------
+
+
+def test_yaml_nested_thousands_deep(tmp_path):
+    """A file nested 3,000 deep is refused in one line, not a RecursionError."""
+    path = write(tmp_path, "regions: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == f"{path}: YAML nested deeper than 50 levels at line 1"
+
+
+def test_yaml_depth_names_the_line(tmp_path):
+    """The message names the line where the limit is crossed (block style)."""
+    text = "".join(f"{' ' * i}k{i}:\n" for i in range(60))
+    path = write(tmp_path, text)
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == f"{path}: YAML nested deeper than 50 levels at line 51"
+
+
+def test_yaml_at_the_depth_limit_is_read(tmp_path):
+    """Fifty levels pass the depth check (and fail later, on their meaning)."""
+    path = write(tmp_path, "regions: " + "[" * 49 + "]" * 49 + "\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert "regions[0]: expected a string, got a list" in str(info.value)
+
+
+def test_yaml_alias_bomb(tmp_path):
+    """Aliases that expand to billions of values are refused before reading."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)
+    ]
+    path = write(tmp_path, "\n".join(lines) + "\nregions: *a9\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value).startswith(
+        f"{path}: YAML has more than 100000 values (aliases expanded) at line "
+    )
+
+
+def test_yaml_recursive_alias(tmp_path):
+    """An alias inside its own anchor is read as an error, not followed forever."""
+    path = write(tmp_path, "regions: &r [*r]\n")
+    with pytest.raises(fas.ConfigError, match=r"regions\[0\]: expected a string"):
+        load_config(path, {})
+
+
+def test_yaml_aliases_within_bounds(tmp_path):
+    """Ordinary anchors and aliases still work."""
+    path = write(
+        tmp_path,
+        "regions: &r [iad, ord]\n"
+        "metric-collectors:\n"
+        "  - &p {type: prometheus, metric-name: a, address: http://h, query: up}\n",
+    )
+    config = load_config(path, {})
+    assert config.regions == ["iad", "ord"]
+    assert config.metric_names() == ["a"]
+
+
+# --- expressions given the wrong arguments ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("max()", "max() takes at least 1 argument, got 0 at column 1"),
+        ("round(1,2,3)", "round() takes exactly 1 argument, got 3 at column 1"),
+        ("ceil(true)", "ceil() argument 1 must be a number, got bool at column 6"),
+    ],
+)
+def test_validate_refuses_wrong_function_arguments(source, message):
+    """A function given the wrong number or type of arguments fails validation."""
+    with pytest.raises(fas.ConfigError) as info:
+        valid(started_machine_count=source).validate()
+    assert str(info.value) == (
+        f"invalid started machine count: {message} in expression {source!r}"
+    )
+    assert isinstance(info.value.__cause__, fas.ExpressionError)
+
+
+# --- metric-query-variables -------------------------------------------------------
+
+
+def test_query_variables_from_environment():
+    """FAS_METRIC_QUERY_VARIABLES is a comma list of names."""
+    config = load_config(environ={"FAS_METRIC_QUERY_VARIABLES": " REGION, TIER ,"})
+    assert config.metric_query_variables == ["REGION", "TIER"]
+    assert config.setting("metric_query_variables") == "FAS_METRIC_QUERY_VARIABLES"
+
+
+def test_query_variables_from_file(tmp_path):
+    """metric-query-variables is a list of names, read without $ expansion."""
+    path = write(tmp_path, "metric-query-variables: [REGION, $TIER]\n")
+    config = load_config(path, {"TIER": "x"})
+    assert config.metric_query_variables == ["REGION", "$TIER"]
+    assert config.setting("metric_query_variables") == "metric-query-variables"
+
+
+def test_query_variables_file_errors(tmp_path):
+    """A value that is not a list of names is refused, naming the key."""
+    path = write(tmp_path, "metric-query-variables: REGION\n")
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value) == (
+        f"{path}: metric-query-variables: expected a list of names, got the value "
+        '"REGION"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (
+            "REGION,MY-VAR",
+            (
+                'FAS_METRIC_QUERY_VARIABLES: "MY-VAR" is not a variable name '
+                "(letters, digits and _, not starting with a digit)"
+            ),
+        ),
+        (
+            "APP_NAME",
+            (
+                "FAS_METRIC_QUERY_VARIABLES: APP_NAME always becomes the app's name; "
+                "do not list it"
+            ),
+        ),
+        (
+            "FAS_REDIS_URL",
+            (
+                "FAS_METRIC_QUERY_VARIABLES: FAS_REDIS_URL holds a credential and "
+                "cannot be used in a query"
+            ),
+        ),
+        (
+            "REGION,FAS_API_TOKEN",
+            (
+                "FAS_METRIC_QUERY_VARIABLES: FAS_API_TOKEN holds a credential and "
+                "cannot be used in a query"
+            ),
+        ),
+    ],
+)
+def test_query_variables_validation(names, message):
+    """Listed names must be names, not APP_NAME, not the autoscaler's secrets."""
+    env = {
+        "FAS_APP_NAME": "a",
+        "FAS_STARTED_MACHINE_COUNT": "1",
+        "FAS_METRIC_QUERY_VARIABLES": names,
+    }
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=env).validate()
+    assert str(info.value) == message
+    assert info.value.field == "metric_query_variables"
+
+
+def test_query_variables_values():
+    """The listed variables' values are read from the environment given."""
+    config = valid(metric_query_variables=["REGION", "EMPTY"])
+    env = {"REGION": "iad", "EMPTY": "", "DATABASE_URL": "postgres://u:p@h/db"}
+    assert config.query_variables(env) == {"REGION": "iad", "EMPTY": ""}
+
+
+def test_query_variables_must_be_set():
+    """A listed variable that is not set is an error, naming it."""
+    config = valid(metric_query_variables=["REGION"])
+    with pytest.raises(fas.ConfigError) as info:
+        config.query_variables({})
+    assert str(info.value) == (
+        "metric-query-variables lists REGION, which is not set in the environment"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "value", "holder"),
+    [
+        ({"api_token": f"FlyV1 fm2_{SECRET}"}, f"fm2_{SECRET}", "api-token"),
+        (
+            {"metric_collectors": [prometheus(token=SECRET)]},
+            f"x{SECRET}x",
+            "metric-collectors[0] token",
+        ),
+        (
+            {
+                "metric_collectors": [
+                    CollectorConfig(
+                        type="redis",
+                        metric_name="q",
+                        url=f"redis://:{SECRET}@h",
+                        keys=["k"],
+                    )
+                ]
+            },
+            f"postgres://u:{SECRET}@db/x",
+            "metric-collectors[0] url",
+        ),
+    ],
+)
+def test_query_variables_never_carry_a_credential(fields, value, holder):
+    """A listed variable holding a configured credential is refused, unshown."""
+    config = valid(metric_query_variables=["COPY"], **fields)
+    with pytest.raises(fas.ConfigError) as info:
+        config.query_variables({"COPY": value})
+    assert str(info.value) == (
+        f"metric-query-variables: COPY contains the credential of {holder}, "
+        "so it cannot be used in a query"
+    )
+    assert SECRET not in str(info.value)
+
+
+def test_build_collectors_passes_the_variables():
+    """Every collector gets the listed variables' values, read once."""
+    config = valid(
+        metric_query_variables=["REGION"],
+        metric_collectors=[prometheus(), prometheus(metric_name="other")],
+    )
+    first, second = config.build_collectors({"REGION": "iad", "OTHER": "no"})
+    assert isinstance(first, PrometheusCollector)
+    assert isinstance(second, PrometheusCollector)
+    assert first.variables == second.variables == {"REGION": "iad"}
+
+
+def test_build_collectors_without_variables_reads_nothing(monkeypatch):
+    """With no metric-query-variables, no environment value reaches a collector."""
+    monkeypatch.setenv("REGION", "iad")
+    (collector,) = valid(metric_collectors=[prometheus()]).build_collectors()
+    assert isinstance(collector, PrometheusCollector)
+    assert collector.variables == {}

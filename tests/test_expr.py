@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import decimal
 import math
+import re
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 import flyautoscaler as fas
-from flyautoscaler._expr import MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH
+from flyautoscaler._expr import (
+    ARITY,
+    FUNCTIONS,
+    MAX_EXPRESSION_DEPTH,
+    MAX_EXPRESSION_LENGTH,
+)
 
 # --- operators and syntax -----------------------------------------------------
 
@@ -132,7 +138,7 @@ def test_variadic_max_over_metric_names():
 
 def test_names_lists_metric_names_not_functions():
     """`.names` holds the metric names and no function or keyword."""
-    expr = fas.compile_expression("ceil(queue_depth / 10) + (busy ? 1 : 0) + 2")
+    expr = fas.compile_expression("ceil(queue_depth / 10) + (busy > 0 ? 1 : 0) + 2")
     assert expr.names == frozenset({"queue_depth", "busy"})
 
 
@@ -657,3 +663,77 @@ def test_limits_are_public():
     """The length and depth limits are exported."""
     assert fas.MAX_EXPRESSION_LENGTH == 2000
     assert fas.MAX_EXPRESSION_DEPTH == 100
+
+
+# --- arguments and types, checked when compiled -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "position"),
+    [
+        ("max()", "max() takes at least 1 argument, got 0", 0),
+        ("min()", "min() takes at least 1 argument, got 0", 0),
+        ("round(1,2,3)", "round() takes exactly 1 argument, got 3", 0),
+        ("1 + abs()", "abs() takes exactly 1 argument, got 0", 4),
+        ("ceil(true)", "ceil() argument 1 must be a number, got bool", 5),
+        ("max(1, x > 2)", "max() argument 2 must be a number, got bool", 7),
+        ("floor((x > 1))", "floor() argument 1 must be a number, got bool", 6),
+    ],
+)
+def test_function_arguments_checked_at_compile(source, message, position):
+    """Wrong argument counts and types fail at compile, naming function and place."""
+    with pytest.raises(fas.ExpressionError) as info:
+        fas.compile_expression(source)
+    assert str(info.value) == (
+        f"{message} at column {position + 1} in expression {source!r}"
+    )
+    assert info.value.position == position
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("1 + true", "'+' needs numbers, got bool"),
+        ("-true", "unary '-' needs numbers, got bool"),
+        ("!1", "'!' needs a bool, got number"),
+        ("1 && 2", "'&&' needs a bool, got number"),
+        ("1 ? 2 : 3", "the condition of '? :' needs a bool, got number"),
+        ("1 < 2 < 3", "'<' needs numbers, got bool"),
+        ("1 == true", "'==' cannot compare number with bool"),
+        ("true", "expression must produce a number, got bool"),
+        ("x > 1 || y", "'||' needs a bool, got number"),
+    ],
+)
+def test_operator_types_checked_at_compile(source, message):
+    """An operator given the wrong type fails at compile, not at each evaluation."""
+    with pytest.raises(fas.ExpressionError, match="^" + re.escape(message)):
+        fas.compile_expression(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "max(1)",
+        "min(x, y, 3)",
+        "x > 1 ? ceil(x) : 0",
+        "(x > 1) == (y > 1) ? 1 : 2",
+        "round(x > 1 ? x : 0)",
+        "float(1) + int(2.5) + abs(-1)",
+    ],
+)
+def test_well_typed_expressions_compile(source):
+    """Well-typed expressions still compile and evaluate."""
+    fas.compile_expression(source).evaluate({"x": 2.0, "y": 0.0})
+
+
+def test_mixed_ternary_is_checked_when_evaluated():
+    """A ternary whose branches differ in type is only known when evaluated."""
+    expr = fas.compile_expression("x > 1 ? 1 : true")
+    assert expr.evaluate({"x": 2.0}) == 1.0
+    with pytest.raises(fas.ExpressionError, match="must produce a number"):
+        expr.evaluate({"x": 0.0})
+
+
+def test_arity_table_covers_every_function():
+    """Every function has an argument count, and only functions do."""
+    assert set(ARITY) == set(FUNCTIONS)

@@ -67,6 +67,35 @@ def test_empty_token(token):
         new_flaps_client_func(token)
 
 
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("fm2_abc\ndef", "character 8 is a control character (U+000A)"),
+        ("FlyV1 fm2_a,fm2_b\x7f", "character 18 is a control character (U+007F)"),
+        ("Bearer fo1_t\u00f6k\u20acn", "character 15 is not a Latin-1 character"),
+    ],
+)
+def test_token_a_header_cannot_carry(token, problem):
+    """A token with a character no header can carry is refused, by position only."""
+    for build in (flaps_authorization, graphql_authorization, FlyGraphQLClient):
+        with pytest.raises(fas.ConfigError) as info:
+            build(token)
+        assert str(info.value) == (
+            f"the Fly API token cannot be sent in an HTTP header: {problem}; "
+            "only printable Latin-1 characters, spaces and tabs are allowed"
+        )
+        assert info.value.field == "token"
+        assert token not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "token", ["fm2_a\n", "\tFlyV1 fm2_a ,\r\nfm2_b\n", "Bearer\nfo1_x"]
+)
+def test_whitespace_around_pieces_is_dropped(token):
+    """Whitespace the header never carries (around pieces, after the scheme) is fine."""
+    assert flaps_authorization(token).startswith(("FlyV1 fm2_a", "Bearer fo1_x"))
+
+
 # --- environment --------------------------------------------------------------
 
 

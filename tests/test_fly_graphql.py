@@ -118,8 +118,9 @@ def test_mixed_token_header(rsps):
     assert header == "FlyV1 fm2_mac,fo1_user"
 
 
-def test_default_base_url(rsps):
+def test_default_base_url(rsps, monkeypatch):
     """The default endpoint is https://api.fly.io/graphql."""
+    monkeypatch.delenv("FLY_API_BASE_URL", raising=False)
     rsps.post("https://api.fly.io/graphql", json={"data": {"organization": ORG}})
     with FlyGraphQLClient(TOKEN) as fly:
         assert fly.get_organization_by_slug("acme").id == "O1abc"

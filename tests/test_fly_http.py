@@ -118,8 +118,9 @@ def test_list_state_query(rsps, client):
     assert rsps.calls[0].request.url == f"{MACHINES}?state=started"
 
 
-def test_default_base_url(rsps):
+def test_default_base_url(rsps, monkeypatch):
     """The default base URL is the public Machines API."""
+    monkeypatch.delenv("FLY_FLAPS_BASE_URL", raising=False)
     rsps.get("https://api.machines.dev/v1/apps/my-app/machines", json=[])
     with FlapsHTTPClient("my-app", TOKEN) as flaps:
         assert flaps.list() == []

@@ -384,3 +384,66 @@ def test_no_action_is_sent_after_cancel(server):
     assert result.timed_out
     assert result.failures == ()
     assert len(result.created) == launches
+
+
+# --- base URLs from the environment ---------------------------------------------------
+
+
+def test_clients_built_directly_read_the_environment(server, monkeypatch):
+    """FlapsHTTPClient and FlyGraphQLClient honour FLY_*_BASE_URL, as fly-go does."""
+    server.add_organization("myorg", org_id="123")
+    server.add_app("my-app", "myorg", machines=[machine("1")])
+    monkeypatch.setenv("FLY_FLAPS_BASE_URL", server.url)
+    monkeypatch.setenv("FLY_API_BASE_URL", server.url + "/")
+    with FlapsHTTPClient("my-app", TOKEN) as flaps:
+        assert flaps.base_url == server.url
+        assert [m.id for m in flaps.list()] == ["1"]
+    with FlyGraphQLClient(TOKEN) as fly:
+        assert fly.url == server.url + "/graphql"
+        assert fly.get_organization_by_slug("myorg").id == "123"
+
+
+def test_explicit_base_url_wins_over_the_environment(server, monkeypatch):
+    """An explicit base_url wins; the variables then point nowhere useful."""
+    server.add_organization("myorg", org_id="123")
+    server.add_app("my-app", "myorg", machines=[machine("1")])
+    nowhere = "http://127.0.0.1:9"  # discard: nothing answers there
+    monkeypatch.setenv("FLY_FLAPS_BASE_URL", nowhere)
+    monkeypatch.setenv("FLY_API_BASE_URL", nowhere)
+    with FlapsHTTPClient("my-app", TOKEN, base_url=server.url) as flaps:
+        assert [m.id for m in flaps.list()] == ["1"]
+    with FlyGraphQLClient(TOKEN, base_url=server.url) as fly:
+        assert fly.get_organization_by_slug("myorg").id == "123"
+    with new_flaps_client_func(TOKEN, base_url=server.url) as factory:
+        assert [m.id for m in factory("my-app").list()] == ["1"]
+
+
+def test_blank_variables_mean_the_public_api(monkeypatch):
+    """Unset or blank variables leave the public endpoints (nothing is sent)."""
+    monkeypatch.setenv("FLY_FLAPS_BASE_URL", "  ")
+    monkeypatch.delenv("FLY_API_BASE_URL", raising=False)
+    with FlapsHTTPClient("my-app", TOKEN) as flaps:
+        assert flaps.base_url == "https://api.machines.dev"
+    with FlyGraphQLClient(TOKEN) as fly:
+        assert fly.base_url == "https://api.fly.io"
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+def test_token_a_header_cannot_carry_is_refused_before_sending(server):
+    """A non-Latin-1 token fails when the client is built, not on every request."""
+    server.add_app("my-app", machines=[machine("1")])
+    with pytest.raises(
+        fas.ConfigError, match=f"character {len(TOKEN) + 1} is not a Latin-1"
+    ):
+        FlapsHTTPClient("my-app", TOKEN + "\u20ac", base_url=server.url)
+    with pytest.raises(fas.ConfigError, match="control character"):
+        new_flaps_client_func("fo1_a\nb", base_url=server.url)
+
+
+def test_token_with_a_trailing_newline_works(server):
+    """A token read from a file with its newline still authenticates over HTTP."""
+    server.add_app("my-app", machines=[machine("1")])
+    with FlapsHTTPClient("my-app", TOKEN + "\n", base_url=server.url) as flaps:
+        assert [m.id for m in flaps.list()] == ["1"]

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import flyautoscaler as fas
-from flyautoscaler._names import is_secret_name
+from flyautoscaler._names import check_query_variables
 
 # --- format_wildcard_as_regexp ------------------------------------------------
 
@@ -76,20 +76,19 @@ def test_empty_wildcard_matches_everything():
 )
 def test_expand_metric_query_upstream(query, expected):
     """Go's TestExpandMetricQuery cases give the same strings."""
-    assert fas.expand_metric_query(query, "my-app", environ={}) == expected
+    assert fas.expand_metric_query(query, "my-app") == expected
 
 
-def test_app_name_wins_over_environment():
-    """$APP_NAME is always the reconciled app, even if the environment sets it."""
+def test_app_name_wins_over_variables():
+    """$APP_NAME is always the reconciled app, whatever else is passed."""
     query = 'sum(queue_depth{app="$APP_NAME"})'
-    out = fas.expand_metric_query(query, "my-app", environ={"APP_NAME": "other"})
+    out = fas.expand_metric_query(query, "my-app", variables={"APP_NAME": "other"})
     assert out == 'sum(queue_depth{app="my-app"})'
 
 
 def test_app_name_repeated():
     """Every occurrence of $APP_NAME is expanded."""
-    out = fas.expand_metric_query("$APP_NAME/${APP_NAME}", "a1", environ={})
-    assert out == "a1/a1"
+    assert fas.expand_metric_query("$APP_NAME/${APP_NAME}", "a1") == "a1/a1"
 
 
 # --- expand_metric_query: other variables -------------------------------------
@@ -104,10 +103,10 @@ def test_app_name_repeated():
         ("${EMPTY}x", "x"),
     ],
 )
-def test_set_variables_expand(query, expected):
-    """Other variables expand from the given environ when set."""
-    environ = {"REGION": "ord", "ENVIRONMENT": "production", "EMPTY": ""}
-    assert fas.expand_metric_query(query, "my-app", environ=environ) == expected
+def test_listed_variables_expand(query, expected):
+    """Variables passed in `variables` expand to their values."""
+    variables = {"REGION": "ord", "ENVIRONMENT": "production", "EMPTY": ""}
+    assert fas.expand_metric_query(query, "my-app", variables=variables) == expected
 
 
 @pytest.mark.parametrize(
@@ -123,15 +122,16 @@ def test_set_variables_expand(query, expected):
         "${not closed",
     ],
 )
-def test_unset_variables_kept(query):
-    """Unset variables and PromQL's $1 stay as written."""
-    assert fas.expand_metric_query(query, "my-app", environ={}) == query
+def test_unlisted_variables_kept(query):
+    """Unlisted variables and PromQL's $1 stay as written."""
+    out = fas.expand_metric_query(query, "my-app", variables={"REGION": "ord"})
+    assert out == query
 
 
 def test_label_replace_with_app_name():
     """$1 survives next to an expanded $APP_NAME."""
     query = 'label_replace(up{app="$APP_NAME"}, "x", "$1", "y", "(.*)")'
-    out = fas.expand_metric_query(query, "my-app", environ={})
+    out = fas.expand_metric_query(query, "my-app")
     assert out == 'label_replace(up{app="my-app"}, "x", "$1", "y", "(.*)")'
 
 
@@ -142,70 +142,59 @@ def test_label_replace_with_app_name():
         ("cost $$5", "cost $5"),
         ("$$APP_NAME", "$APP_NAME"),
         ("$$$APP_NAME", "$my-app"),
+        ("$$REGION", "$REGION"),
     ],
 )
 def test_double_dollar_is_literal(query, expected):
     """`$$` becomes a literal `$`."""
-    assert fas.expand_metric_query(query, "my-app", environ={}) == expected
+    out = fas.expand_metric_query(query, "my-app", variables={"REGION": "ord"})
+    assert out == expected
 
 
-# --- expand_metric_query: secrets ----------------------------------------------
-
-_SECRET_ENV = {
-    "FAS_API_TOKEN": "fm2_apitoken",
-    "FAS_PROMETHEUS_TOKEN": "prom-token",
-    "MY_SECRET": "hunter2",
-    "DB_PASSWORD": "pa55word",
-    "API_KEY": "key-123",
-}
+# --- expand_metric_query: the environment is never read -------------------------
 
 
 @pytest.mark.parametrize(
-    "query",
-    [
-        "${FAS_API_TOKEN}",
-        "$FAS_PROMETHEUS_TOKEN",
-        "${MY_SECRET}",
-        "$DB_PASSWORD",
-        "${API_KEY}",
-        'up{token="$FAS_API_TOKEN"}',
-    ],
+    "variable",
+    ["FAS_REDIS_URL", "DATABASE_URL", "FAS_API_TOKEN", "REGION", "HOME"],
 )
-def test_secret_variables_never_expanded(query):
-    """Variables that may hold credentials are never expanded, even when set."""
-    out = fas.expand_metric_query(query, "my-app", environ=_SECRET_ENV)
-    assert out == query
-    for value in _SECRET_ENV.values():
-        assert value not in out
+def test_environment_is_never_read(monkeypatch, variable):
+    """A set environment variable stays as written unless it is passed in."""
+    monkeypatch.setenv(variable, "redis://:hunter2-password@db:6379")
+    for query in (f"${variable}", f"${{{variable}}}", f'up{{x="${variable}"}}'):
+        out = fas.expand_metric_query(query, "my-app")
+        assert out == query
+        assert "hunter2" not in out
 
 
-def test_secret_variables_never_expanded_from_os_environ(monkeypatch):
-    """With environ=None, os.environ is used, and secrets still stay put."""
-    monkeypatch.setenv("FAS_PROMETHEUS_TOKEN", "prom-token")
-    monkeypatch.setenv("FAS_TEST_REGION", "ams")
-    query = 'up{region="$FAS_TEST_REGION",t="$FAS_PROMETHEUS_TOKEN"}'
-    out = fas.expand_metric_query(query, "my-app")
-    assert out == 'up{region="ams",t="$FAS_PROMETHEUS_TOKEN"}'
-    assert "prom-token" not in out
+def test_variables_is_keyword_only():
+    """A third positional argument is refused, so no one passes os.environ."""
+    with pytest.raises(TypeError):
+        fas.expand_metric_query("$X", "a", {"X": "1"})  # type: ignore[misc]
 
 
-def test_environ_none_reads_os_environ(monkeypatch):
-    """With environ=None, unset variables in os.environ stay as written."""
-    monkeypatch.delenv("FAS_TEST_UNSET", raising=False)
-    assert fas.expand_metric_query("$FAS_TEST_UNSET", "a") == "$FAS_TEST_UNSET"
+# --- the collectors' variables option -------------------------------------------
+
+
+def test_check_query_variables_copies():
+    """The checked mapping is a plain dict of strings, a copy of the input."""
+    given = {"REGION": "iad"}
+    checked = check_query_variables(given)
+    assert checked == given
+    assert checked is not given
 
 
 @pytest.mark.parametrize(
-    ("name", "secret"),
+    ("name", "message"),
     [
-        ("FAS_API_TOKEN", True),
-        ("my_secret", True),
-        ("DB_PASSWORD", True),
-        ("API_KEY", True),
-        ("REGION", False),
-        ("APP_NAME", False),
+        ("1ST", '"1ST" is not a variable name'),
+        ("MY-VAR", '"MY-VAR" is not a variable name'),
+        ("", '"" is not a variable name'),
+        ("APP_NAME", "APP_NAME always becomes the app's name"),
     ],
 )
-def test_is_secret_name(name, secret):
-    """Names containing TOKEN, SECRET, PASSWORD or KEY are secret."""
-    assert is_secret_name(name) is secret
+def test_check_query_variables_refuses(name, message):
+    """Names that are not variable names, and APP_NAME, are refused."""
+    with pytest.raises(fas.ConfigError, match=message) as info:
+        check_query_variables({name: "x"})
+    assert info.value.field == "variables"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -475,6 +476,38 @@ def test_close_without_open(pools):
             "reconcile_interval",
         ),
         ({"app_name": "a", "target": "typo + 1"}, fas.ExpressionError, "typo"),
+        (
+            {"app_name": "a", "reconcile_interval": 99999999999 * 3600.0},
+            fas.ConfigError,
+            r"reconcile_interval must be .* at most 86400 \(24 hours\)",
+        ),
+        (
+            {"app_name": "a", "reconcile_timeout": math.nan},
+            fas.ConfigError,
+            "reconcile_timeout",
+        ),
+        ({"app_name": "a", "close_timeout": math.inf}, fas.ConfigError, "close"),
+        (
+            {
+                "app_name": "my-*",
+                "organization_slug": "o",
+                "app_list_refresh_interval": 1e12,
+            },
+            fas.ConfigError,
+            "app_list_refresh_interval must be",
+        ),
+        (
+            {"app_name": "my-*", "organization_slug": "o", "concurrency": 2000},
+            fas.ConfigError,
+            "concurrency must be from 1 to 256, got 2000",
+        ),
+        ({"app_name": "My_App"}, fas.ConfigError, "app_name must be a Fly app name"),
+        ({"app_name": "a" * 64}, fas.ConfigError, "at most 63 characters"),
+        (
+            {"app_name": "a", "target": "max()"},
+            fas.ExpressionError,
+            r"max\(\) takes at least 1 argument, got 0",
+        ),
     ],
 )
 def test_open_validates(pools, fields, error, match):

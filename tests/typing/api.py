@@ -98,6 +98,9 @@ expression: fas.Expression = fas.compile_expression("x ^ 2", ["x"])
 number: float = expression.evaluate({"x": 2.0})
 count: int = expression.evaluate_int({"x": 2.0})
 query: str = fas.expand_metric_query("sum(queue{app='$APP_NAME'})", "my-app")
+regional: str = fas.expand_metric_query(
+    "up{app='$APP_NAME', region='$REGION'}", "my-app", variables={"REGION": "iad"}
+)
 pattern: str = fas.format_wildcard_as_regexp("my-app-*")
 
 # --- Models ---
@@ -174,6 +177,12 @@ http_factory: fas.NewFlapsClientFunc = new_flaps_client_func("fo1_token")
 
 prometheus: fas.MetricCollector = PrometheusCollector(
     "queue_depth", "http://127.0.0.1:9090", "up"
+)
+regional_prometheus: fas.MetricCollector = PrometheusCollector(
+    "queue_depth",
+    "http://127.0.0.1:9090",
+    "up{region='$REGION'}",
+    variables={"REGION": "iad"},
 )
 redis_jobs: fas.MetricCollector = RedisListLengthCollector(
     "jobs", "redis://localhost:6379/0", ["rq:queue:default"]
