@@ -272,6 +272,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         new_flaps_client=flaps,
         # One set of collectors, shared by every app (as in the Go original).
         new_reconciler=functools.partial(config.new_reconciler, collectors),
+        unhealthy_after=config.unhealthy_after,
     )
     registry = CollectorRegistry()
     pool.register_prom_metrics(registry)

@@ -35,6 +35,7 @@ from flyautoscaler._pool import (
     DEFAULT_APP_LIST_REFRESH_INTERVAL,
     DEFAULT_RECONCILE_INTERVAL,
     DEFAULT_RECONCILE_TIMEOUT,
+    DEFAULT_UNHEALTHY_AFTER,
 )
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
@@ -60,6 +61,8 @@ __all__ = [
 
 #: Where ``serve`` answers ``/metrics`` and ``/healthz`` unless told otherwise.
 DEFAULT_METRICS_ADDRESS: Final = ":9090"
+#: The most failed passes in a row ``unhealthy-after`` may wait for.
+MAX_UNHEALTHY_AFTER: Final = 1000
 #: The ``type`` values of a ``metric-collectors`` entry.
 COLLECTOR_TYPES: Final = ("prometheus", "temporal", "redis")
 
@@ -354,6 +357,8 @@ class Config:
             wildcard's app list (at most a day).
         api_token: The Fly API token; never shown.
         verbose: Log at debug level.
+        unhealthy_after: Failed passes in a row after which ``serve``'s
+            ``/healthz`` reports an app unhealthy (503).
         metric_collectors: Where the metrics come from.
         metric_query_variables: Environment variables that queries and Redis
             keys may use besides ``$APP_NAME``; no other is ever expanded.
@@ -383,6 +388,7 @@ class Config:
     app_list_refresh_interval: float = DEFAULT_APP_LIST_REFRESH_INTERVAL
     api_token: str = field(default="", repr=False)
     verbose: bool = False
+    unhealthy_after: int = DEFAULT_UNHEALTHY_AFTER
     metric_collectors: list[CollectorConfig] = field(factory=list)
     metric_query_variables: list[str] = field(factory=list)
     metrics_address: str = DEFAULT_METRICS_ADDRESS
@@ -503,6 +509,12 @@ class Config:
             )
         for name in ("interval", "timeout", "app_list_refresh_interval"):
             self._validate_duration(name)
+        if not 1 <= self.unhealthy_after <= MAX_UNHEALTHY_AFTER:
+            raise ConfigError(
+                f"{self.setting('unhealthy_after')} must be from 1 to "
+                f"{MAX_UNHEALTHY_AFTER} passes, got {self.unhealthy_after}",
+                field="unhealthy_after",
+            )
         problem = token_header_problem(self.api_token)
         if problem is not None:
             raise ConfigError(
@@ -724,7 +736,20 @@ _ENV_NAMES: Final = {
     "timeout": "FAS_TIMEOUT",
     "app_list_refresh_interval": "FAS_APP_LIST_REFRESH_INTERVAL",
     "verbose": "FAS_VERBOSE",
+    "unhealthy_after": "FAS_UNHEALTHY_AFTER",
 }
+
+
+def _env_integer(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "")
+    if not text:
+        return default
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise ConfigError(
+            f"cannot parse {name} as integer: {_quote(text)}", field=name
+        ) from None
 
 
 def _from_env(env: Mapping[str, str]) -> Config:
@@ -751,14 +776,10 @@ def _from_env(env: Mapping[str, str]) -> Config:
     config.origins.update(
         {attr: name for attr, name in _ENV_NAMES.items() if env.get(name, "")}
     )
-    if text := env.get("FAS_CONCURRENCY", ""):
-        try:
-            config.concurrency = int(text, 10)
-        except ValueError:
-            raise ConfigError(
-                f"cannot parse FAS_CONCURRENCY as integer: {_quote(text)}",
-                field="FAS_CONCURRENCY",
-            ) from None
+    config.concurrency = _env_integer(env, "FAS_CONCURRENCY", config.concurrency)
+    config.unhealthy_after = _env_integer(
+        env, "FAS_UNHEALTHY_AFTER", config.unhealthy_after
+    )
     config.interval = _env_duration(env, "FAS_INTERVAL", config.interval)
     config.timeout = _env_duration(env, "FAS_TIMEOUT", config.timeout)
     config.app_list_refresh_interval = _env_duration(
@@ -997,6 +1018,7 @@ _TOP_KEYS: Final[dict[str, tuple[str, str]]] = {
     "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
     "api-token": ("api_token", "secret"),
     "verbose": ("verbose", "boolean"),
+    "unhealthy-after": ("unhealthy_after", "integer"),
     "metric-query-variables": ("metric_query_variables", "name_list"),
     "metrics-address": ("metrics_address", "string"),
     "flaps-base-url": ("flaps_base_url", "string"),

@@ -797,7 +797,7 @@ def test_parse_listen_address_rejects(text):
 def test_serve_healthz_is_503_while_passes_fail(fly, prom):
     """/healthz answers 503 naming the app once its passes fail, 200 when they work."""
     fly.fail_next(100_000, 500, method="GET", path="/machines")
-    process = Process(serve_env(fly, prom))
+    process = Process(serve_env(fly, prom, FAS_UNHEALTHY_AFTER="2"))
     try:
         process.wait_for(lambda: bool(process.events("serve.listening")))
         base = f"http://{process.events('serve.listening')[0]['address']}"

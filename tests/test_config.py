@@ -311,6 +311,7 @@ def test_every_environment_variable():
         "FAS_APP_LIST_REFRESH_INTERVAL": "2h",
         "FAS_API_TOKEN": SECRET,
         "FAS_VERBOSE": "true",
+        "FAS_UNHEALTHY_AFTER": "5",
         "FAS_METRICS_ADDRESS": "127.0.0.1:0",
         "FLY_FLAPS_BASE_URL": "http://127.0.0.1:1",
         "FLY_API_BASE_URL": "http://127.0.0.1:2",
@@ -333,6 +334,7 @@ def test_every_environment_variable():
     assert config.app_list_refresh_interval == 7200.0
     assert config.api_token == SECRET
     assert config.verbose is True
+    assert config.unhealthy_after == 5
     assert config.metrics_address == "127.0.0.1:0"
     assert config.flaps_base_url == "http://127.0.0.1:1"
     assert config.api_base_url == "http://127.0.0.1:2"
@@ -399,6 +401,11 @@ def test_no_collector_without_its_address():
             'cannot parse FAS_APP_LIST_REFRESH_INTERVAL as duration: "soon"',
         ),
         ("FAS_VERBOSE", "maybe", 'cannot parse FAS_VERBOSE as boolean: "maybe"'),
+        (
+            "FAS_UNHEALTHY_AFTER",
+            "three",
+            'cannot parse FAS_UNHEALTHY_AFTER as integer: "three"',
+        ),
     ],
 )
 def test_environment_parse_errors(name, value, message):
@@ -457,6 +464,7 @@ def test_every_new_key(tmp_path):
         "timeout: 10s\n"
         "app-list-refresh-interval: 1h30m\n"
         "verbose: yes\n"
+        "unhealthy-after: 2\n"
         "metric-collectors:\n"
         "  - type: temporal\n    metric-name: w\n    address: h:7233\n"
         "    namespace: ns\n    api-key: k\n",
@@ -470,6 +478,7 @@ def test_every_new_key(tmp_path):
     assert config.timeout == 10.0
     assert config.app_list_refresh_interval == 5400.0
     assert config.verbose is True
+    assert config.unhealthy_after == 2
     assert config.metric_collectors[0].namespace == "ns"
     assert config.metric_collectors[0].api_key == "k"
 
@@ -759,6 +768,10 @@ def test_origins_name_each_setting_as_written(tmp_path):
             "FAS_CONCURRENCY must be at most 256, got 2000",
         ),
         ({"FAS_CONCURRENCY": "0"}, "FAS_CONCURRENCY must be at least 1, got 0"),
+        (
+            {"FAS_UNHEALTHY_AFTER": "0"},
+            "FAS_UNHEALTHY_AFTER must be from 1 to 1000 passes, got 0",
+        ),
     ],
 )
 def test_bounds_name_the_variable(env, message):
@@ -774,6 +787,10 @@ def test_bounds_name_the_variable(env, message):
     [
         ("interval: 25h\n", "interval must be at most 24h0m0s, got 25h0m0s"),
         ("concurrency: 257\n", "concurrency must be at most 256, got 257"),
+        (
+            "unhealthy-after: 1001\n",
+            "unhealthy-after must be from 1 to 1000 passes, got 1001",
+        ),
     ],
 )
 def test_bounds_name_the_yaml_key(tmp_path, text, message):
