@@ -24,10 +24,11 @@ from flyautoscaler._errors import (
     ReconcileError,
     describe,
 )
+from flyautoscaler._executor import ActionThreads
 from flyautoscaler._metrics import register_prom_metrics
 from flyautoscaler._names import format_wildcard_as_regexp
 from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
-from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._reconciler import Reconciler, share_action_threads
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
@@ -234,6 +235,7 @@ class ReconcilerPool:
     _pass_count: int = field(init=False, default=0, repr=False)
     _in_flight: int = field(init=False, default=0, repr=False)
     _dead_threads: dict[str, str] = field(init=False, factory=dict, repr=False)
+    _actions: ActionThreads | None = field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._cond = threading.Condition(self._lock)
@@ -250,7 +252,8 @@ class ReconcilerPool:
         """Whether :attr:`app_name` is a wildcard."""
         return "*" in self.app_name
 
-    def _validate(self) -> None:
+    def _validate(self) -> Reconciler:
+        """Check every field; return a reconciler built and validated for it."""
         if not self.app_name:
             raise ConfigError("app name required", field="app_name")
         check_app_name(self.app_name, "app_name", field="app_name")
@@ -282,7 +285,9 @@ class ReconcilerPool:
                 field="unhealthy_after",
             )
         # Compile every expression now: a typo fails here, not on every tick.
-        self.new_reconciler().validate()
+        probe = self.new_reconciler()
+        probe.validate()
+        return probe
 
     def _validate_durations(self) -> None:
         names = ["reconcile_interval", "reconcile_timeout", "close_timeout"]
@@ -315,7 +320,14 @@ class ReconcilerPool:
                     f"cannot open a reconciler pool that is {self._state.value}; "
                     "build a new one"
                 )
-            self._validate()
+            probe = self._validate()
+            # Every app's Machine actions run on the pool's threads: as many
+            # as the workers can use at once.
+            workers = self.concurrency if self.is_wildcard else 1
+            self._actions = ActionThreads(
+                workers * max(1, probe.max_parallel_actions),
+                name="flyautoscaler-pool-action",
+            )
             if not self.is_wildcard:
                 assert self.new_flaps_client is not None  # noqa: S101 - validated
                 client = self.new_flaps_client(self.app_name)
@@ -323,7 +335,6 @@ class ReconcilerPool:
                     self.app_name, self._new_app_reconciler(self.app_name, client)
                 )
             self._state = PoolState.RUNNING
-        workers = self.concurrency if self.is_wildcard else 1
         for i in range(workers):
             self._spawn(self._work, f"flyautoscaler-worker-{i}")
         if self.is_wildcard:
@@ -377,7 +388,11 @@ class ReconcilerPool:
         deadline = time.monotonic() + self.close_timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._actions is not None:
+            self._actions.close(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
+        if self._actions is not None:
+            alive += [t.name for t in self._actions.threads()]
         if alive:
             logger.warning(
                 "pool.close_timeout", extra={"app": self.app_name, "threads": alive}
@@ -478,6 +493,8 @@ class ReconcilerPool:
     def _new_app_reconciler(self, name: str, client: FlapsClient) -> Reconciler:
         """Return a reconciler of *name*, set up for this pool."""
         reconciler = self.new_reconciler()
+        if self._actions is not None:
+            share_action_threads(reconciler, self._actions)
         reconciler.app_name = name
         reconciler.client = client
         reconciler.stats = self.stats

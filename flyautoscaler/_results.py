@@ -54,6 +54,8 @@ class ReconcileResult:
         gave_up_creating: Launch failed for one missing Machine every time it
             was tried, so the pass stopped creating.
         timed_out: The deadline passed before every planned action started.
+        reasons: Each rule that changed a target or limited a step, in words
+            (``"min started count 5 is above max started count 3: ..."``).
     """
 
     app_name: str
@@ -70,6 +72,7 @@ class ReconcileResult:
     failures: tuple[ActionFailure, ...] = ()
     gave_up_creating: bool = False
     timed_out: bool = False
+    reasons: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -26,7 +26,7 @@ from typing import Final, TextIO
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from flyautoscaler._errors import FlyAutoscalerError, redact
+from flyautoscaler._errors import ExpressionError, FlyAutoscalerError, redact
 from flyautoscaler._httpserver import MetricsServer, metrics_app
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
@@ -344,21 +344,14 @@ def _eval(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         reconciler = config.new_reconciler(collectors)
         reconciler.app_name = args.app or config.app_name
+        collection = reconciler.collect()
+        if collection.errors:
+            error = collection.errors[0]
+            raise _CommandError(f"metrics collection failed: {error}") from error
         try:
-            reconciler.collect_metrics()
-        except FlyAutoscalerError as exc:
-            raise _CommandError(f"metrics collection failed: {exc}") from exc
-        result: dict[str, dict[str, int | None]] = {}
-        for kind in ("created", "started"):
-            result[kind] = {}
-            for bound in ("min", "max"):
-                calc = getattr(reconciler, f"calc_{bound}_{kind}_machine_n")
-                try:
-                    result[kind][bound] = calc()
-                except FlyAutoscalerError as exc:
-                    raise _CommandError(
-                        f"cannot calculate {bound} {kind} machine count: {exc}"
-                    ) from exc
+            result = reconciler.targets(collection.values).as_dict()
+        except ExpressionError as exc:
+            raise _CommandError(f"cannot calculate {exc.count}: {exc}") from exc
     finally:
         for collector in collectors:
             _close_quietly(collector)

@@ -28,11 +28,6 @@ def ids_of(client: FakeFlapsClient, method: str) -> list[str]:
     return out
 
 
-def action_threads() -> list[threading.Thread]:
-    """Return the threads of the reconciler's action pools still alive."""
-    return [t for t in threading.enumerate() if t.name.startswith("flyautoscaler-a")]
-
-
 class Gate:
     """Holds every call but the first until *width* calls are waiting together.
 
@@ -89,7 +84,8 @@ def test_bound_is_reached_and_never_exceeded(bound: int):
     assert result.ok
     assert len(result.started) == 20
     assert client.max_in_flight == bound
-    assert action_threads() == []
+    assert r._threads is not None
+    assert len(r._threads.threads()) == bound
 
 
 def test_bound_holds_over_http(server: FakeMachinesServer):
@@ -254,7 +250,11 @@ def test_cancel_stops_new_actions_and_waits_for_those_in_flight():
     assert result.timed_out
     assert result.started == ("00", "01", "02", "03", "04")
     assert client.call_count("start") == 5
-    assert action_threads() == []
+    assert client._rec.in_flight == 0  # the pass waited for the calls in flight
+    threads = r._threads
+    assert threads is not None
+    r.close()
+    assert threads.threads() == []
 
 
 def test_sequential_runs_on_the_calling_thread():
@@ -276,5 +276,26 @@ def test_action_threads_leave_no_sessions_behind(server: FakeMachinesServer):
     with FlapsHTTPClient("my-app", TOKEN, base_url=server.url) as client:
         r = fas.Reconciler(client=client, min_started_machine_n="12")
         assert len(r.reconcile().started) == 12
+        r.close()
         sessions = client._sender.sessions
         assert len(sessions._sessions) == 1
+
+
+def test_action_threads_and_connections_outlive_a_step(server: FakeMachinesServer):
+    """Passes reuse the reconciler's threads, and so their HTTP sessions."""
+    server.add_app("my-app", machines=[machine(f"{i:02d}") for i in range(12)])
+    with FlapsHTTPClient("my-app", TOKEN, base_url=server.url) as client:
+        r = fas.Reconciler(client=client, min_started_machine_n="12")
+        r.max_parallel_actions = 4
+        assert len(r.reconcile().started) == 12
+        threads = r._threads
+        assert threads is not None
+        first = set(threads.threads())
+        sessions = len(client._sender.sessions._sessions)
+        r.min_started_machine_n = "0"
+        r.max_started_machine_n = "0"
+        assert len(r.reconcile().stopped) == 12
+        assert r._threads is threads
+        assert set(threads.threads()) == first
+        assert len(client._sender.sessions._sessions) == sessions <= 1 + 4
+        r.close()

@@ -65,8 +65,17 @@ def pools() -> Iterator[list[fas.ReconcilerPool]]:
     yield made
     for pool in made:
         pool.close()
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith("flyauto")]
-    assert leftover == []
+    assert pool_threads() == []
+
+
+def pool_threads() -> list[str]:
+    """The names of pool threads alive (a lone Reconciler's are not the pool's)."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("flyauto")
+        and not t.name.startswith("flyautoscaler-action-")
+    ]
 
 
 def org_with_apps(*names: str, release: str | None = "complete") -> FakeFlyClient:
@@ -707,9 +716,7 @@ def test_close_returns_within_close_timeout_with_a_call_in_flight(pools):
     pool.close()
     assert time.monotonic() - began < 0.5 + 1.0
     never.set()  # let the abandoned call end, so the fixture sees no thread
-    assert wait_until(
-        lambda: not any(t.name.startswith("flyauto") for t in threading.enumerate())
-    )
+    assert wait_until(lambda: not pool_threads())
     assert client.call_count("start") == 1
 
 
@@ -790,9 +797,7 @@ def test_trickling_metric_source_fails_the_pass_at_its_timeout(pools, caplog):
         listener.close()
         server.join(WAIT)
     # The collection thread ends with the connection.
-    assert wait_until(
-        lambda: not any(t.name.startswith("flyauto") for t in threading.enumerate())
-    )
+    assert wait_until(lambda: not pool_threads())
 
 
 def test_pass_past_its_timeout_is_reported(pools, caplog):
