@@ -47,7 +47,7 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._names import expand_metric_query, format_wildcard_as_regexp
-from flyautoscaler._pool import AppStatus, PoolHealth, PoolState, ReconcilerPool
+from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
     FlyClient,
@@ -57,6 +57,7 @@ from flyautoscaler._protocols import (
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ActionFailure, ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._status import AppStatus, PassReport, PoolHealth, PoolState
 
 if TYPE_CHECKING:
     __version__: str
@@ -95,6 +96,7 @@ __all__ = [
     "NewFlapsClientFunc",
     "NoMachineToCloneError",
     "Organization",
+    "PassReport",
     "PoolHealth",
     "PoolState",
     "ReconcileError",

@@ -47,6 +47,7 @@ __all__ = [
     "NoMachineToCloneError",
     "ReconcileError",
     "describe",
+    "error_kind",
     "redact",
 ]
 
@@ -77,6 +78,18 @@ def redact(text: str) -> str:
     return _MACAROON.sub(_REDACTED, text)
 
 
+def error_kind(exc: BaseException) -> str:
+    """Return the kind a pool counts *exc* as (``AppStatus.errors``).
+
+    Each error class of this module says its ``kind``; an :class:`OSError` is
+    an ``api`` failure (the network); anything else is ``internal``.
+    """
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    return "api" if isinstance(exc, OSError) else "internal"
+
+
 def describe(exc: BaseException) -> str:
     """Return ``Type: message`` for a log line, with the exception's notes.
 
@@ -102,6 +115,8 @@ class FlyAutoscalerError(Exception):
 
     #: Whether retrying the same call later may succeed.
     transient: bool = False
+    #: What a pool counts the error as, by kind (``AppStatus.errors``).
+    kind: str = "api"
 
     def __init__(self, *args: object) -> None:
         # Every message passes through redact(), whatever subclass builds it.
@@ -134,6 +149,8 @@ class ExpressionError(FlyAutoscalerError, ValueError):
             started machine count"``), once a reconciler has said so; ``""``
             before.
     """
+
+    kind = "expression"
 
     count: str = ""
 
@@ -193,6 +210,8 @@ class MetricCollectionError(FlyAutoscalerError):
         transient: Whether a later collection may succeed (default true).
     """
 
+    kind = "collect"
+
     def __init__(self, collector: str, message: str, *, transient: bool = True) -> None:
         super().__init__(f"collect metric ({collector!r}): {redact(message)}")
         self.collector = collector
@@ -201,6 +220,8 @@ class MetricCollectionError(FlyAutoscalerError):
 
 class ReconcileError(FlyAutoscalerError):
     """A reconcile pass could not act at all."""
+
+    kind = "reconcile"
 
 
 class NoMachineToCloneError(ReconcileError):

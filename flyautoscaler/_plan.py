@@ -499,8 +499,8 @@ def _started_step(
             reasons.append(
                 Reason(
                     "not_enough_to_start",
-                    f"only {available} of the {n} Machines to start can start: "
-                    "set a min created count to create more",
+                    f"only {available} of {n} can start: set a min created "
+                    "count to create more Machines",
                 )
             )
         return Start(n, candidates, new), reasons

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import enum
 import heapq
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Self
 
-from attrs import define, evolve, field, frozen
+from attrs import define, field, frozen
 from prometheus_client.registry import CollectorRegistry
 
 from flyautoscaler._errors import (
     ConfigError,
     ExpressionError,
-    FlapsError,
     FlapsNotSentError,
-    FlyAutoscalerError,
-    MetricCollectionError,
-    ReconcileError,
     describe,
+    error_kind,
 )
 from flyautoscaler._executor import ActionThreads
 from flyautoscaler._metrics import register_prom_metrics
@@ -31,9 +27,28 @@ from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
 from flyautoscaler._reconciler import Reconciler, share_action_threads
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._status import (
+    ERROR_KINDS,
+    AppStatus,
+    Outcome,
+    PassReport,
+    PoolHealth,
+    PoolState,
+    StatusBoard,
+)
 from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
 
-__all__ = ["AppStatus", "PoolHealth", "PoolState", "ReconcilerPool"]
+__all__ = [
+    "ERROR_KINDS",
+    "AppStatus",
+    "PassReport",
+    "PoolHealth",
+    "PoolState",
+    "ReconcilerPool",
+]
+
+#: Called with each pass's report (see :meth:`ReconcilerPool.subscribe`).
+Subscriber = Callable[[PassReport], object]
 
 logger = logging.getLogger("flyautoscaler.pool")
 
@@ -49,103 +64,26 @@ DEFAULT_UNHEALTHY_AFTER: Final = 3
 #: Release status of a deploy in progress: the app is skipped.
 RELEASE_RUNNING: Final = "running"
 
-#: Kinds of errors counted per app (``AppStatus.errors``).
-ERROR_KINDS: Final = (
-    "release",
-    "collect",
-    "expression",
-    "api",
-    "action",
-    "timeout",
-    "reconcile",
-    "internal",
-)
-
-
-class PoolState(enum.Enum):
-    """Where a :class:`ReconcilerPool` is in its life."""
-
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
-@define
-class AppStatus:
-    """What the pool knows of one app, for metrics and inspection.
-
-    Attributes:
-        name: The app.
-        passes: Passes completed (skipped ones included).
-        skipped: Passes skipped because a deploy was running.
-        errors: Errors by kind: ``release`` (the release look-up failed),
-            ``collect``, ``expression``, ``api`` (listing Machines or another
-            API call failed), ``action`` (a pass with failed Machine actions),
-            ``timeout``, ``reconcile`` (e.g. no Machine to clone), ``internal``.
-        last_duration: Seconds the last pass took.
-        duration_sum: Seconds all passes took.
-        last_lag: Seconds the last pass started after it was due.
-        metrics: The last collected metric values.
-        last_result: The last result a pass returned (an earlier pass's when
-            the last one failed before it had a result).
-        last_ok: Whether the last pass succeeded: ``None`` before the first
-            pass and while every pass was skipped (a deploy running).
-        last_error: Why the last pass failed, in words (``""`` when it did not).
-        consecutive_failures: Failed passes in a row, up to now (skipped passes
-            leave it as it is).
-        running_since: When the pass in progress started (on the pool's
-            clock), or ``None`` when no pass runs.
-    """
-
-    name: str
-    passes: int = 0
-    skipped: int = 0
-    errors: dict[str, int] = field(factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
-    last_duration: float = 0.0
-    duration_sum: float = 0.0
-    last_lag: float = 0.0
-    metrics: dict[str, float] = field(factory=dict)
-    last_result: ReconcileResult | None = None
-    last_ok: bool | None = None
-    last_error: str = ""
-    consecutive_failures: int = 0
-    running_since: float | None = None
-
-
-@frozen
-class PoolHealth:
-    """Whether a pool works, and if not, what is wrong.
-
-    Attributes:
-        healthy: The pool runs, no thread of it died, and no app is unhealthy.
-        state: The pool's lifecycle state.
-        apps: Each unhealthy app, with why in words: its last
-            ``unhealthy_after`` passes failed (and the last error), or its pass
-            has run past the pass timeout.
-        threads: Each pool thread that died, with the error that killed it.
-    """
-
-    healthy: bool
-    state: PoolState
-    apps: dict[str, str]
-    threads: dict[str, str]
-
 
 @frozen
 class _Outcome:
-    """How one pass ended, for the app's status: ``ok`` None means skipped."""
+    """How one pass ended, before it is timed and published."""
 
-    ok: bool | None
+    outcome: Outcome
     error: str = ""
+    kinds: tuple[str, ...] = ()
     result: ReconcileResult | None = None
+    metrics: Mapping[str, float] = field(factory=dict)
 
     @classmethod
-    def failed(cls, error: str, result: ReconcileResult | None = None) -> _Outcome:
-        return cls(ok=False, error=error, result=result)
-
-    @classmethod
-    def skipped(cls) -> _Outcome:
-        return cls(ok=None)
+    def failed(
+        cls,
+        error: str,
+        kind: str,
+        *,
+        metrics: Mapping[str, float] | None = None,
+    ) -> _Outcome:
+        return cls("failed", error, (kind,), metrics=metrics or {})
 
 
 @define
@@ -154,22 +92,9 @@ class _App:
 
     name: str
     reconciler: Reconciler
-    status: AppStatus
     due: float
     busy: bool = False
     removed: bool = False
-
-
-def _classify(exc: BaseException) -> str:
-    if isinstance(exc, MetricCollectionError):
-        return "collect"
-    if isinstance(exc, ExpressionError):
-        return "expression"
-    if isinstance(exc, ReconcileError):
-        return "reconcile"
-    if isinstance(exc, FlapsError | FlyAutoscalerError | OSError):
-        return "api"
-    return "internal"
 
 
 @define(eq=False)
@@ -236,9 +161,12 @@ class ReconcilerPool:
     _in_flight: int = field(init=False, default=0, repr=False)
     _dead_threads: dict[str, str] = field(init=False, factory=dict, repr=False)
     _actions: ActionThreads | None = field(init=False, default=None, repr=False)
+    _board: StatusBoard = field(init=False, factory=StatusBoard, repr=False)
+    _subscribers: list[Subscriber] = field(init=False, factory=list, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._cond = threading.Condition(self._lock)
+        self._subscribers.append(self._board.record)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -429,16 +357,7 @@ class ReconcilerPool:
 
     def app_status(self) -> dict[str, AppStatus]:
         """Return a copy of every managed app's status, by name."""
-        with self._lock:
-            return {
-                name: evolve(
-                    app.status,
-                    errors=dict(app.status.errors),
-                    metrics=dict(app.status.metrics),
-                )
-                for name, app in self._apps.items()
-                if not app.removed
-            }
+        return self._board.snapshot(self.app_names())
 
     def health(self) -> PoolHealth:
         """Tell whether the pool works, naming each app or thread that does not.
@@ -449,30 +368,49 @@ class ReconcilerPool:
         It is healthy again after one pass succeeds. A pool that is not
         running, or one of whose threads died, is unhealthy too.
         """
-        now = self.clock()
+        unhealthy = self._board.unhealthy(
+            self.clock(), timeout=self.reconcile_timeout, after=self.unhealthy_after
+        )
+        names = set(self.app_names())
+        apps = {name: why for name, why in unhealthy.items() if name in names}
         with self._lock:
-            apps: dict[str, str] = {}
-            for name, app in self._apps.items():
-                if app.removed:
-                    continue
-                status = app.status
-                if status.consecutive_failures >= self.unhealthy_after:
-                    apps[name] = (
-                        f"the last {status.consecutive_failures} passes failed; "
-                        f"last error: {status.last_error}"
-                    )
-                elif (
-                    status.running_since is not None
-                    and now - status.running_since > self.reconcile_timeout
-                ):
-                    apps[name] = (
-                        f"a pass has run for {now - status.running_since:.1f} s, "
-                        f"past its timeout of {self.reconcile_timeout:g} s"
-                    )
             threads = dict(self._dead_threads)
         state = self._state
         healthy = state is PoolState.RUNNING and not apps and not threads
         return PoolHealth(healthy, state, apps, threads)
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call *subscriber* with the :class:`PassReport` of every pass from now on.
+
+        Subscribers are called on the worker that ran the pass, in the order
+        they subscribed, before :attr:`pass_count` counts the pass (so after
+        :meth:`wait_for_passes` every subscriber has seen it). One that raises
+        is logged (``pool.subscriber_failed``) and never stops the worker.
+
+        Returns:
+            A function that unsubscribes *subscriber*.
+        """
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if subscriber in self._subscribers:
+                    self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def _publish(self, report: PassReport) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber(report)
+            except Exception as exc:  # noqa: BLE001 - a subscriber never stops a worker
+                logger.error(
+                    "pool.subscriber_failed",
+                    extra={"app": report.app_name, "error": describe(exc)},
+                )
 
     @property
     def pass_count(self) -> int:
@@ -503,7 +441,8 @@ class ReconcilerPool:
 
     def _add_app(self, name: str, reconciler: Reconciler) -> None:
         """Register an app (lock held) and make it due at once."""
-        app = _App(name, reconciler, AppStatus(name), due=self.clock())
+        app = _App(name, reconciler, due=self.clock())
+        self._board.add(name)
         self._apps[name] = app
         self._push(app)
 
@@ -590,6 +529,7 @@ class ReconcilerPool:
                 app.removed = True
                 if not app.busy:
                     del self._apps[name]
+                    self._board.remove(name)
                 logger.info("pool.app_removed", extra={"app": name})
         logger.info(
             "pool.app_list_refreshed", extra={"app": self.app_name, "apps": len(names)}
@@ -626,14 +566,13 @@ class ReconcilerPool:
                     return
                 self._in_flight += 1
                 started = self.clock()
-                app.status.running_since = started
+            self._board.started(app.name, started)
             lag = max(0.0, started - app.due)
-            outcome = _Outcome.failed("internal: the pass did not finish")
+            outcome = _Outcome.failed("internal: the pass did not finish", "internal")
             try:
                 outcome = self._run_pass(app, lag)
             except Exception as exc:  # never kill a worker
-                self._count_error(app, "internal")
-                outcome = _Outcome.failed(f"internal: {describe(exc)}")
+                outcome = _Outcome.failed(f"internal: {describe(exc)}", "internal")
                 logger.exception(
                     "pool.pass_failed",
                     extra={"app": app.name, "kind": "internal", "error": describe(exc)},
@@ -644,127 +583,138 @@ class ReconcilerPool:
     def _finish_pass(
         self, app: _App, started: float, lag: float, outcome: _Outcome
     ) -> None:
-        """Record a pass's end in the app's status and queue its next pass."""
+        """Publish a pass's report, then count it and queue the app's next pass."""
         finished = self.clock()
         duration = finished - started
-        if duration > self.reconcile_timeout and outcome.ok is not None:
-            logger.warning(
-                "pool.pass_overran",
-                extra={
-                    "app": app.name,
-                    "duration": round(duration, 3),
-                    "timeout": self.reconcile_timeout,
-                },
+        if duration > self.reconcile_timeout and outcome.outcome in {"ok", "failed"}:
+            outcome = self._overran(app, duration, outcome)
+        self._publish(
+            PassReport(
+                app_name=app.name,
+                started=started,
+                duration=duration,
+                lag=lag,
+                outcome=outcome.outcome,
+                metrics=outcome.metrics,
+                result=outcome.result,
+                error=outcome.error,
+                kinds=outcome.kinds,
             )
-            if outcome.ok:
-                self._count_error(app, "timeout")
-                outcome = _Outcome.failed(
-                    f"timeout: the pass took {duration:.1f} s, more than its "
-                    f"timeout of {self.reconcile_timeout:g} s",
-                    outcome.result,
-                )
+        )
         with self._cond:
             self._in_flight -= 1
             self._pass_count += 1
             app.busy = False
-            status = app.status
-            status.running_since = None
-            status.passes += 1
-            status.last_duration = duration
-            status.duration_sum += duration
-            status.last_lag = lag
-            if outcome.result is not None:
-                status.last_result = outcome.result
-            if outcome.ok is not None:
-                status.last_ok = outcome.ok
-                status.last_error = outcome.error
-                status.consecutive_failures = (
-                    0 if outcome.ok else status.consecutive_failures + 1
-                )
             if app.removed:
                 if self._apps.get(app.name) is app:
                     del self._apps[app.name]
+                    self._board.remove(app.name)
             elif self._state is PoolState.RUNNING:
                 app.due = max(app.due + self.reconcile_interval, finished)
                 self._push(app)
             self._cond.notify_all()
 
-    def _count_error(self, app: _App, kind: str) -> None:
-        with self._lock:
-            app.status.errors[kind] += 1
+    def _overran(self, app: _App, duration: float, outcome: _Outcome) -> _Outcome:
+        """Log a pass that ran past its timeout; it fails, counted as a timeout."""
+        logger.warning(
+            "pool.pass_overran",
+            extra={
+                "app": app.name,
+                "duration": round(duration, 3),
+                "timeout": self.reconcile_timeout,
+            },
+        )
+        if outcome.outcome == "failed":
+            return outcome
+        return _Outcome(
+            "failed",
+            f"timeout: the pass took {duration:.1f} s, more than its timeout of "
+            f"{self.reconcile_timeout:g} s",
+            (*outcome.kinds, "timeout"),
+            outcome.result,
+            outcome.metrics,
+        )
 
     def _run_pass(self, app: _App, lag: float) -> _Outcome:
-        """One pass for one app; every failure is logged and counted, never raised."""
-        name = app.name
+        """One pass for one app; every failure is logged and returned, never raised.
+
+        Collect the metrics (within the pass's timeout), then reconcile with
+        them; the release gate may skip the pass first.
+        """
         deadline = self.clock() + self.reconcile_timeout
         skip = self._release_check(app)
         if skip is not None:
             return skip
         reconciler = app.reconciler
+        collection = reconciler.collect(deadline=deadline)
+        metrics = collection.values
+        if self._stop.is_set():
+            return _Outcome("cancelled", metrics=metrics)
+        if collection.errors:
+            return self._pass_failed(app, collection.errors[0], metrics)
+        if self.clock() >= deadline:
+            logger.warning("pool.pass_timed_out", extra={"app": app.name, "lag": lag})
+            return _Outcome.failed(
+                "timeout: collecting the metrics used up the pass timeout of "
+                f"{self.reconcile_timeout:g} s",
+                "timeout",
+                metrics=metrics,
+            )
         try:
-            try:
-                reconciler.collect_metrics(deadline=deadline)
-            finally:
-                values = {
-                    c.name: v
-                    for c in reconciler.collectors
-                    if (v := reconciler.value(c.name)) is not None
-                }
-                with self._lock:
-                    app.status.metrics = values
-            if self._stop.is_set():
-                return _Outcome.skipped()
-            if self.clock() >= deadline:
-                self._count_error(app, "timeout")
-                logger.warning("pool.pass_timed_out", extra={"app": name, "lag": lag})
-                return _Outcome.failed(
-                    "timeout: collecting the metrics used up the pass timeout of "
-                    f"{self.reconcile_timeout:g} s",
-                )
-            result = reconciler.reconcile(deadline=deadline, cancel=self._stop)
+            result = reconciler.reconcile(
+                deadline=deadline, cancel=self._stop, metrics=metrics
+            )
         except Exception as exc:  # noqa: BLE001 - never kill a worker
-            return self._pass_failed(app, exc)
-        return self._pass_result(app, result)
+            return self._pass_failed(app, exc, metrics)
+        return self._pass_result(app, result, metrics)
 
-    def _pass_failed(self, app: _App, exc: Exception) -> _Outcome:
-        """Log and count a pass that raised; return its outcome."""
+    def _pass_failed(
+        self, app: _App, exc: Exception, metrics: Mapping[str, float]
+    ) -> _Outcome:
+        """Log a pass that could not finish; return its outcome.
+
+        The log line says the error's kind and whether it is ``transient`` (the
+        API or a source down) or not (a bad token, an expression that cannot
+        work), as the error itself says.
+        """
         if isinstance(exc, FlapsNotSentError) and self._stop.is_set():
-            return _Outcome.skipped()  # the pool closed while the pass listed
-        kind = _classify(exc)
-        self._count_error(app, kind)
+            return _Outcome("cancelled", metrics=metrics)  # closed while listing
+        kind = error_kind(exc)
         extra: dict[str, object] = {
             "app": app.name,
             "kind": kind,
             "error": describe(exc),
+            "transient": bool(getattr(exc, "transient", False)),
         }
         if isinstance(exc, ExpressionError):
             extra |= {"count": exc.count, "expression": exc.expression}
         logger.error("pool.pass_failed", extra=extra)
-        return _Outcome.failed(f"{kind}: {describe(exc)}")
+        return _Outcome.failed(f"{kind}: {describe(exc)}", kind, metrics=metrics)
 
-    def _pass_result(self, app: _App, result: ReconcileResult) -> _Outcome:
-        """Count what a pass that returned went through; return its outcome."""
+    def _pass_result(
+        self, app: _App, result: ReconcileResult, metrics: Mapping[str, float]
+    ) -> _Outcome:
+        """Judge a pass that returned a result; return its outcome."""
         closing = self._stop.is_set()
         problems = [str(f) for f in result.failures]
+        kinds: list[str] = []
+        if result.failures or result.gave_up_creating:
+            kinds.append("action")
         if result.gave_up_creating:
             problems.append("gave up creating")
         if result.timed_out and not closing:
+            kinds.append("timeout")
             problems.append(
                 f"timed out: the pass timeout ({self.reconcile_timeout:g} s) "
                 "ended it before every action started"
             )
-        with self._lock:
-            if result.failures or result.gave_up_creating:
-                app.status.errors["action"] += 1
-            if result.timed_out and not closing:
-                app.status.errors["timeout"] += 1
-        logger.debug(
-            "pool.pass",
-            extra={"app": app.name, "ok": result.ok, "scaled": result.scaled},
-        )
+        extra = {"app": app.name, "ok": result.ok, "scaled": result.scaled}
+        logger.debug("pool.pass", extra=extra)
         if problems:
-            return _Outcome.failed("; ".join(problems), result)
-        return _Outcome(ok=True, result=result)
+            return _Outcome(
+                "failed", "; ".join(problems), tuple(kinds), result, metrics
+            )
+        return _Outcome("ok", "", tuple(kinds), result, metrics)
 
     def _release_check(self, app: _App) -> _Outcome | None:
         """Return the outcome of a pass skipped for its release, or ``None`` to go on.
@@ -777,15 +727,12 @@ class ReconcilerPool:
         try:
             release = self.fly_client.get_app_current_release_machines(app.name)
         except Exception as exc:  # noqa: BLE001 - skip this pass, keep the worker
-            self._count_error(app, "release")
             logger.error(
                 "pool.release_check_failed",
                 extra={"app": app.name, "error": describe(exc)},
             )
-            return _Outcome.failed(f"release: {describe(exc)}")
+            return _Outcome.failed(f"release: {describe(exc)}", "release")
         if release is not None and release.status == RELEASE_RUNNING:
-            with self._lock:
-                app.status.skipped += 1
             logger.info("pool.release_running", extra={"app": app.name})
-            return _Outcome.skipped()
+            return _Outcome("skipped")
         return None

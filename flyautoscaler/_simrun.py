@@ -7,19 +7,22 @@ of :func:`~flyautoscaler.fly.new_flaps_client_func`) against an app of a
 tick of simulated time. The server's Machines take simulated seconds to start
 and stop.
 
-Ticks are driven one at a time: the pool's interval is tiny, and its first
-collector blocks each pass until the driver hands it the tick's metric values
+Ticks are driven one at a time: the pool's interval is tiny, and its
+collectors block each pass until the driver hands it the tick's metric values
 (:class:`TickGate`), so pass *k* always sees the values of time *k* x tick,
 however fast or slow the computer is. Within a pass, simulated time stands
 still: the Machines client's rate limiter runs on the simulated clock and its
 waits take no time, so what it refuses to wait for is refused as in
 production, but a pass never overlaps the next tick.
+
+What each pass did comes from the pool's report of it
+(:meth:`~flyautoscaler.ReconcilerPool.subscribe`), never from log records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import queue
 import random
 import secrets
 import threading
@@ -29,7 +32,7 @@ from typing import Final
 
 from attrs import define, field, frozen
 
-from flyautoscaler._errors import MetricCollectionError
+from flyautoscaler._errors import MetricCollectionError, describe
 from flyautoscaler._fake_server import FakeMachinesServer
 from flyautoscaler._models import (
     HOST_STATUS_OK,
@@ -43,6 +46,7 @@ from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._simreport import TickRow, format_clock
+from flyautoscaler._status import PassReport
 from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
 
 __all__ = [
@@ -228,16 +232,15 @@ class _GateClosedError(MetricCollectionError):
 class TickGate:
     """Hands each pass one tick's metric values; the driver releases the ticks.
 
-    The first collector of every pass calls :meth:`take`, which blocks until
-    the driver has released a tick that no pass has taken yet.
+    Every collector of a pass waits for a tick the pass has not had yet: the
+    first one to ask (the pass's collectors are asked at once, on threads of
+    their own) takes the tick, and the others of the same pass get its values.
     """
 
-    pass_count: Callable[[], int]
     _cond: threading.Condition = field(init=False, factory=threading.Condition)
     _released: int = field(init=False, default=0)
-    _taken: int = field(init=False, default=0)
-    _taken_at: int = field(init=False, default=0)
     _values: dict[str, float] = field(init=False, factory=dict)
+    _seen: dict[str, int] = field(init=False, factory=dict)
     _closed: bool = field(init=False, default=False)
 
     def release(self, values: Mapping[str, float]) -> None:
@@ -247,8 +250,8 @@ class TickGate:
             self._released += 1
             self._cond.notify_all()
 
-    def take(self) -> dict[str, float]:
-        """Wait for a tick no pass has taken; return its values (worker side).
+    def value(self, name: str) -> float:
+        """Wait for a tick *name* has not had; return its value (worker side).
 
         Once the gate is closed, a pass still waiting gets the last tick's
         values again: it asks for nothing new, and logs no error while the
@@ -259,33 +262,16 @@ class TickGate:
                 the gate closed before the first tick.
         """
         with self._cond:
+            seen = self._seen.get(name, 0)
             ready = self._cond.wait_for(
-                lambda: self._closed or self._released > self._taken, TICK_TIMEOUT
+                lambda: self._closed or self._released > seen, TICK_TIMEOUT
             )
             if self._closed and self._values:
-                return dict(self._values)
+                return self._values[name]
             if not ready or self._closed:
-                raise _GateClosedError(GATE_METRIC, "no tick came: the run ended")
-            self._taken += 1
-            self._taken_at = self.pass_count()
-            self._cond.notify_all()
-            return dict(self._values)
-
-    def current(self) -> dict[str, float]:
-        """Return the values of the tick taken last."""
-        with self._cond:
-            return dict(self._values)
-
-    def wait_taken(self, count: int, timeout: float) -> int | None:
-        """Wait until *count* ticks were taken; return the pass count then.
-
-        The pass that took the tick is finished once the pool's pass count
-        exceeds the returned number. ``None`` on timeout.
-        """
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._taken >= count, timeout):
-                return None
-            return self._taken_at
+                raise _GateClosedError(name, "no tick came: the run ended")
+            self._seen[name] = self._released
+            return self._values[name]
 
     def close(self) -> None:
         """End every wait (idempotent)."""
@@ -295,68 +281,16 @@ class TickGate:
 
 
 @frozen
-class _GateCollector:
-    """The first collector: waits for the tick, returns the simulated time."""
-
-    gate: TickGate
-    name: str = GATE_METRIC
-
-    def collect_metric(self, app_name: str) -> float:
-        """Return the tick's simulated time, once the driver released it."""
-        del app_name
-        return self.gate.take()[GATE_METRIC]
-
-
-@frozen
-class _ValueCollector:
-    """One metric's value at the tick the pass took."""
+class _TickCollector:
+    """One metric's value at the tick the pass waits for."""
 
     name: str
     gate: TickGate
 
     def collect_metric(self, app_name: str) -> float:
-        """Return this metric's value at the current tick."""
+        """Return this metric's value at the pass's tick, once released."""
         del app_name
-        return self.gate.current()[self.name]
-
-
-class _EventLog(logging.Handler):
-    """Keeps what the library logs at warning level or above, as short notes."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self._notes: list[str] = []
-        self._notes_lock = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        note = _note(record)
-        if note:
-            with self._notes_lock:
-                self._notes.append(note)
-
-    def drain(self) -> tuple[str, ...]:
-        with self._notes_lock:
-            notes, self._notes = self._notes, []
-        return tuple(dict.fromkeys(notes))  # each note once per tick, in order
-
-
-def _note(record: logging.LogRecord) -> str | None:  # noqa: PLR0911 - one per event
-    event = record.getMessage()
-    data = record.__dict__
-    if event == "reconcile.not_enough_stopped":
-        return f"only {data.get('available')} of {data.get('wanted')} can start"
-    if event == "reconcile.min_above_max":
-        return f"{data.get('kind')} min above max: min wins"
-    if event == "reconcile.create_gave_up":
-        return "gave up creating"
-    if event == "pool.pass_failed":
-        return f"pass failed ({data.get('kind')}): {data.get('error')}"
-    if event.startswith("machine.") and event.endswith("_failed"):
-        action = event.removeprefix("machine.").removesuffix("_failed")
-        return f"{action} failed: {data.get('error')}"
-    if event in {"reconcile.incomplete", "metrics.collect_failed"}:
-        return None  # told by the failures count, or by pool.pass_failed
-    return event
+        return self.gate.value(self.name)
 
 
 # --- the run ----------------------------------------------------------------------
@@ -421,53 +355,71 @@ def _row(  # noqa: PLR0913 - one tick's facts, put together
     )
 
 
+def _notes(report: PassReport) -> list[str]:
+    """Return what a pass's report tells, as short notes for the tick's row."""
+    notes: list[str] = []
+    result = report.result
+    if result is not None:
+        notes.extend(result.reasons)
+        notes.extend(f"{f.action} failed: {describe(f.error)}" for f in result.failures)
+        if result.gave_up_creating:
+            notes.append("gave up creating")
+    if report.outcome == "failed" and result is None:
+        notes.append(f"pass failed ({report.error})")
+    return notes
+
+
 @frozen
 class _Rig:
     """The running parts of one simulation."""
 
     plan: Plan
     server: FakeMachinesServer
-    pool: ReconcilerPool
     gate: TickGate
     clock: _SimClock
-    events: _EventLog
+    reports: queue.Queue[PassReport]
 
 
 def _drive(rig: _Rig, on_row: Callable[[TickRow], None]) -> list[TickRow]:
     """Run one pass per tick and return the rows.
 
+    After releasing a tick, the driver reads the pool's reports until the one
+    of the pass that took the tick (its metrics hold the tick's time); the
+    reports of passes that failed before collecting count in that row too.
+
     Raises:
         SimulationError: A pass did not finish in :data:`TICK_TIMEOUT`.
     """
-    plan, pool, gate = rig.plan, rig.pool, rig.gate
-    app = plan.policy.app_name
+    plan, gate = rig.plan, rig.gate
     rows: list[TickRow] = []
-    previous: ReconcileResult | None = None
-    errors_before = 0
     for k, t in enumerate(plan.times):
         rig.clock.advance_to(t)
         rig.server.tick()
         metrics = {n: float(plan.values[n][k]) for n in plan.policy.metric_names}
         gate.release({**metrics, GATE_METRIC: t})
-        taken_at = gate.wait_taken(k + 1, TICK_TIMEOUT)
-        if taken_at is None or not pool.wait_for_passes(taken_at + 1, TICK_TIMEOUT):
-            raise SimulationError(
-                f"the pass at {format_clock(t)} did not finish within "
-                f"{TICK_TIMEOUT:g} s (real time)"
-            )
-        status = pool.app_status()[app]
-        result = status.last_result if status.last_result is not previous else None
-        previous = status.last_result
-        errors = sum(n for kind, n in status.errors.items() if kind != "action")
+        notes: list[str] = []
+        errors = 0
+        deadline = time.monotonic() + TICK_TIMEOUT
+        while True:  # bounded by the deadline: each turn reads one report
+            try:
+                report = rig.reports.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise SimulationError(
+                    f"the pass at {format_clock(t)} did not finish within "
+                    f"{TICK_TIMEOUT:g} s (real time)"
+                ) from None
+            notes.extend(_notes(report))
+            errors += sum(1 for kind in report.kinds if kind != "action")
+            if report.metrics.get(GATE_METRIC) == t:
+                break
         row = _row(
             t,
             metrics,
-            result,
+            report.result,
             fleet=_sample(rig.server, plan),
-            errors=errors - errors_before,
-            notes=rig.events.drain(),
+            errors=errors,
+            notes=tuple(dict.fromkeys(notes)),  # each note once per tick, in order
         )
-        errors_before = errors
         rows.append(row)
         on_row(row)
     return rows
@@ -476,8 +428,8 @@ def _drive(rig: _Rig, on_row: Callable[[TickRow], None]) -> list[TickRow]:
 def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
     """Run *plan*: one pass per tick, *on_row* called after each.
 
-    The server, the clients and the pool are always closed, and the log
-    handler removed, however the run ends.
+    The server, the clients and the pool are always closed, however the run
+    ends.
 
     Raises:
         SimulationError: A pass did not finish in :data:`TICK_TIMEOUT`.
@@ -486,12 +438,8 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
     """
     token = secrets.token_urlsafe(24)  # the fake's; no real token is ever used
     clock = _SimClock()
-    events = _EventLog()
-    library = logging.getLogger("flyautoscaler")
     began = time.monotonic()
     with contextlib.ExitStack() as stack:  # closes in the reverse order
-        library.addHandler(events)
-        stack.callback(library.removeHandler, events)
         server = FakeMachinesServer(
             token=token, clock=clock, transition_delay=plan.transition_delay
         )
@@ -518,14 +466,16 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
             reconcile_timeout=_REAL_PASS_TIMEOUT,
             close_timeout=_CLOSE_TIMEOUT,
         )
-        gate = TickGate(pass_count=lambda: pool.pass_count)
+        gate = TickGate()
         collectors: list[MetricCollector] = [
-            _GateCollector(gate),
-            *(_ValueCollector(n, gate) for n in plan.policy.metric_names),
+            _TickCollector(name, gate)
+            for name in (GATE_METRIC, *plan.policy.metric_names)
         ]
         pool.new_reconciler = lambda: plan.policy.new_reconciler(collectors)
+        reports: queue.Queue[PassReport] = queue.Queue()
+        pool.subscribe(reports.put)
         stack.callback(pool.close)
         stack.callback(gate.close)  # first: a pass waiting for a tick ends
         pool.open()
-        rows = _drive(_Rig(plan, server, pool, gate, clock, events), on_row)
+        rows = _drive(_Rig(plan, server, gate, clock, reports), on_row)
     return Outcome(rows, time.monotonic() - began)

@@ -897,3 +897,60 @@ def test_closed_pool_is_unhealthy(pools):
     pool.close()
     assert pool.health().state is fas.PoolState.CLOSED
     assert not pool.health().healthy
+
+
+# --- pass reports ------------------------------------------------------------------
+
+
+def test_subscribers_get_every_pass(pools):
+    """Each pass is published: its outcome, metrics and result, or its error."""
+    client = FakeFlapsClient([machine("1", "stopped")])
+    depth = [1.0]
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [CallableCollector("depth", lambda app: depth[0])],
+        target="depth",
+        app_name="a",
+    )
+    reports: list[fas.PassReport] = []
+    unsubscribe = pool.subscribe(reports.append)
+    pool.open()
+    assert wait_until(lambda: any(r.result and r.result.started for r in reports))
+    scaled = next(r for r in reports if r.result and r.result.started)
+    assert scaled.app_name == "a"
+    assert scaled.outcome == "ok"
+    assert scaled.ok is True
+    assert scaled.metrics == {"depth": 1.0}
+    assert scaled.result is not None
+    assert scaled.result.started == ("1",)
+    depth[0] = math.nan
+    assert wait_until(lambda: reports[-1].outcome == "failed")
+    failed = reports[-1]
+    assert failed.kinds == ("expression",)
+    assert "ExprNaNError" in failed.error
+    assert failed.result is None
+    unsubscribe()
+    count = len(reports)
+    settle(pool)
+    assert len(reports) == count
+
+
+def test_a_failing_subscriber_never_stops_the_worker(pools, caplog):
+    """A subscriber that raises is logged; passes and other subscribers go on."""
+
+    def broken(report: fas.PassReport) -> None:
+        raise RuntimeError("a bug in the host's dashboard")
+
+    seen: list[fas.PassReport] = []
+    pool = make_pool(
+        pools, None, {"a": FakeFlapsClient([machine("1", "started")])}, app_name="a"
+    )
+    pool.subscribe(broken)
+    pool.subscribe(seen.append)
+    pool.open()
+    settle(pool, 3)
+    assert len(seen) >= 3
+    assert events(caplog, "pool.subscriber_failed")
+    assert pool.health().healthy
