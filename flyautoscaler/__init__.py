@@ -47,6 +47,7 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._names import expand_metric_query, format_wildcard_as_regexp
+from flyautoscaler._plan import Reason
 from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
@@ -99,6 +100,7 @@ __all__ = [
     "PassReport",
     "PoolHealth",
     "PoolState",
+    "Reason",
     "ReconcileError",
     "ReconcileResult",
     "Reconciler",

@@ -403,7 +403,7 @@ class Reconciler:
             failures=tuple(f for o in outcomes for f in o.failures),
             gave_up_creating=any(o.gave_up for o in outcomes),
             timed_out=any(o.timed_out for o in outcomes),
-            reasons=tuple(r.text for r in the_plan.reasons),
+            reasons=the_plan.reasons,
         )
         if not result.ok:
             logger.warning(

@@ -7,6 +7,7 @@ from typing import Literal
 from attrs import field, frozen
 
 from flyautoscaler._errors import redact
+from flyautoscaler._plan import Reason
 
 __all__ = ["Action", "ActionFailure", "ReconcileResult"]
 
@@ -54,8 +55,8 @@ class ReconcileResult:
         gave_up_creating: Launch failed for one missing Machine every time it
             was tried, so the pass stopped creating.
         timed_out: The deadline passed before every planned action started.
-        reasons: Each rule that changed a target or limited a step, in words
-            (``"min started count 5 is above max started count 3: ..."``).
+        reasons: Each rule that changed a target or limited a step: its name
+            (``rule``) and what it did in words (``text``, also its ``str()``).
     """
 
     app_name: str
@@ -72,7 +73,7 @@ class ReconcileResult:
     failures: tuple[ActionFailure, ...] = ()
     gave_up_creating: bool = False
     timed_out: bool = False
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -360,7 +360,7 @@ def _notes(report: PassReport) -> list[str]:
     notes: list[str] = []
     result = report.result
     if result is not None:
-        notes.extend(result.reasons)
+        notes.extend(reason.text for reason in result.reasons)
         notes.extend(f"{f.action} failed: {describe(f.error)}" for f in result.failures)
         if result.gave_up_creating:
             notes.append("gave up creating")

@@ -738,3 +738,17 @@ def test_inverted_band_min_wins():
     r = reconciler(client, min_started_machine_n="2", max_started_machine_n="0")
     assert r.reconcile().started == ("2",)
     assert not r.reconcile().scaled
+
+
+def test_result_names_the_rules_that_acted():
+    """Each rule that changed a target or limited a step is in the result."""
+    client = FakeFlapsClient([machine("1", "started"), machine("2", "stopped")])
+    r = reconciler(client, min_started_machine_n="5", max_started_machine_n="0")
+    result = r.reconcile()
+    assert [reason.rule for reason in result.reasons] == [
+        "min_above_max",
+        "not_enough_to_start",
+    ]
+    assert str(result.reasons[1]) == (
+        "only 1 of 4 can start: set a min created count to create more Machines"
+    )
