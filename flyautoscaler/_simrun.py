@@ -33,7 +33,6 @@ from typing import Final
 from attrs import define, field, frozen
 
 from flyautoscaler._errors import MetricCollectionError, describe
-from flyautoscaler._fake_server import FakeMachinesServer
 from flyautoscaler._models import (
     HOST_STATUS_OK,
     ImageRef,
@@ -48,6 +47,7 @@ from flyautoscaler._results import ReconcileResult
 from flyautoscaler._simreport import TickRow, format_clock
 from flyautoscaler._status import PassReport
 from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
+from flyautoscaler.testing import FakeMachinesServer
 
 __all__ = [
     "GATE_METRIC",

@@ -1,13 +1,6 @@
-"""In-memory fakes of every seam, for your tests and ours.
+"""The in-memory fakes: a Machines API, Fly's GraphQL API and metric sources.
 
-- :class:`FakeFlapsClient`: a Machines API for one app, with a Machine table,
-  real state transitions, a call log and injectable failures.
-- :class:`FakeFlyClient`: organizations, apps and releases.
-- :class:`FakeMachinesServer`: both of the above over real HTTP on 127.0.0.1,
-  for the HTTP clients, with auth, rate limits, latency and faults.
-- :class:`StaticCollector` and :class:`CallableCollector`: metric sources.
-
-Every fake is safe to use from several threads at once.
+Public through :mod:`flyautoscaler.testing`, which says what each one does.
 """
 
 from __future__ import annotations
@@ -31,7 +24,6 @@ from flyautoscaler._errors import (
     FlapsNotFoundError,
     FlyAutoscalerError,
 )
-from flyautoscaler._fake_server import FakeMachinesServer, RequestRecord
 from flyautoscaler._models import (
     HOST_STATUS_OK,
     App,
@@ -51,9 +43,7 @@ __all__ = [
     "CallableCollector",
     "FakeFlapsClient",
     "FakeFlyClient",
-    "FakeMachinesServer",
     "Lease",
-    "RequestRecord",
     "StaticCollector",
     "parse_image_ref",
 ]

@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Final, Self, cast
+from typing import Any, Final, Self, cast
 from urllib.parse import parse_qs, urlsplit
 
 from attrs import define, frozen
@@ -46,9 +46,7 @@ from flyautoscaler._models import (
     RemoveMachineInput,
     StopMachineInput,
 )
-
-if TYPE_CHECKING:
-    from flyautoscaler.testing import FakeFlapsClient, FakeFlyClient, Lease
+from flyautoscaler.testing._fakes import FakeFlapsClient, FakeFlyClient, Lease
 
 __all__ = ["FakeMachinesServer", "RequestRecord"]
 
@@ -307,15 +305,10 @@ class FakeMachinesServer:
         latency: float = 0.0,
         graphql_page_size: int = 200,
     ) -> None:
-        # The in-memory fakes live in flyautoscaler.testing, which imports this
-        # module to export the server: import them here to break the cycle.
-        from flyautoscaler import testing  # noqa: PLC0415
-
         if not _token_pieces(token):
             raise ValueError("token must not be empty")
         if graphql_page_size < 1:
             raise ValueError(f"graphql_page_size must be >= 1: {graphql_page_size}")
-        self._testing = testing
         self._tokens = frozenset(_token_pieces(token))
         self.transition_delay = transition_delay
         self.rate_limits = rate_limits
@@ -325,7 +318,7 @@ class FakeMachinesServer:
         self.latency = latency
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._fly: FakeFlyClient = testing.FakeFlyClient()
+        self._fly: FakeFlyClient = FakeFlyClient()
         self._apps: dict[str, FakeFlapsClient] = {}
         self._faults: list[_Fault] = []
         self._buckets: dict[tuple[str, str], _Bucket] = {}
@@ -437,7 +430,7 @@ class FakeMachinesServer:
         Raises:
             ValueError: An app of that name exists.
         """
-        client = self._testing.FakeFlapsClient(
+        client = FakeFlapsClient(
             machines,
             app_name=name,
             region=region,
