@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from attrs import define, frozen
 
+from flyautoscaler._durations import parse_seconds
 from flyautoscaler._errors import (
     FlapsError,
     FlapsRateLimitedError,
@@ -79,16 +80,6 @@ _DEFAULT_RATE_LIMIT: Final = (1.0, 3.0)
 _WAIT_STATES: Final = frozenset(
     {"created", "started", "stopped", "suspended", "destroyed", "failed", "settled"}
 )
-_GO_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _SUMMARY_OMITS: Final = (
     "config",
     "incomplete_config",
@@ -224,19 +215,12 @@ def _parse_seconds(text: str) -> float:
     """Parse ``"10"``, ``"2.5"`` or a Go duration (``"1m30s"``, ``"500ms"``).
 
     Raises:
-        ValueError: Not a duration, or negative.
+        ValueError: Not a duration, or negative; the message quotes *text* only.
     """
-    text = text.strip()
     try:
-        seconds = float(text)
+        return parse_seconds(text)
     except ValueError:
-        parts = _GO_DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"invalid duration {text!r}") from None
-        seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"invalid duration {text!r}")
-    return seconds
+        raise ValueError(f"invalid duration {text.strip()!r}") from None
 
 
 @define

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 from attrs import define, field
 
+from flyautoscaler._durations import format_duration, parse_duration
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
 from flyautoscaler._http import parse_token, token_header_problem
@@ -65,85 +66,6 @@ DEFAULT_METRICS_ADDRESS: Final = ":9090"
 MAX_UNHEALTHY_AFTER: Final = 1000
 #: The ``type`` values of a ``metric-collectors`` entry.
 COLLECTOR_TYPES: Final = ("prometheus", "temporal", "redis")
-
-# --- durations -------------------------------------------------------------------
-
-_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,  # micro sign
-    "\u03bcs": 1e-6,  # Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART: Final = re.compile(
-    r"(?P<number>\d+(?:\.\d*)?|\.\d+)(?P<unit>ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
-)
-
-
-def parse_duration(text: str) -> float:
-    """Parse a duration in Go's syntax and return it in seconds.
-
-    A duration is an optional sign and a sequence of decimal numbers, each with
-    a unit: ``ns``, ``us`` (or ``µs``), ``ms``, ``s``, ``m``, ``h``; for example
-    ``"15s"``, ``"1m30s"``, ``"500ms"``, ``"1.5h"``, ``"-2s"``. ``"0"`` is the
-    only number allowed without a unit.
-
-    Args:
-        text: The duration.
-
-    Returns:
-        Seconds (negative for a negative duration).
-
-    Raises:
-        ValueError: *text* is not a duration.
-    """
-    body = text
-    sign = 1.0
-    if body[:1] in {"+", "-"}:
-        sign = -1.0 if body[0] == "-" else 1.0
-        body = body[1:]
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f"invalid duration {_quote(text)}")
-    total = 0.0
-    position = 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            detail = (
-                "missing unit"
-                if re.fullmatch(r"[\d.]+", body[position:])
-                else "unknown unit or syntax"
-            )
-            raise ValueError(f"invalid duration {_quote(text)}: {detail}")
-        total += float(match.group("number")) * _UNITS[match.group("unit")]
-        position = match.end()
-    if not math.isfinite(total):
-        raise ValueError(f"invalid duration {_quote(text)}: out of range")
-    return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """Return *seconds* in Go's syntax (``15s``, ``1m30s``, ``500ms``)."""
-    if seconds == 0:
-        return "0s"
-    sign = "-" if seconds < 0 else ""
-    rest = abs(seconds)
-    if rest < 1:
-        return f"{sign}{rest * 1000:g}ms"
-    hours, rest = divmod(rest, 3600)
-    minutes, rest = divmod(rest, 60)
-    text = ""
-    if hours:
-        text += f"{hours:.0f}h"
-    if hours or minutes:
-        text += f"{minutes:.0f}m"
-    return f"{sign}{text}{rest:g}s"
-
 
 # --- helpers ---------------------------------------------------------------------
 
