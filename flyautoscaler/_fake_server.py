@@ -35,9 +35,11 @@ from attrs import define, frozen
 
 from flyautoscaler._durations import parse_seconds
 from flyautoscaler._errors import (
+    REDACTED,
     FlapsError,
     FlapsRateLimitedError,
     FlapsTransportError,
+    Scrubber,
 )
 from flyautoscaler._models import (
     LaunchMachineInput,
@@ -55,7 +57,6 @@ __all__ = ["FakeMachinesServer", "RequestRecord"]
 
 _log = logging.getLogger("flyautoscaler.testing")
 
-_REDACTED: Final = "[REDACTED]"
 _WAIT_CAP: Final = 60.0
 _DEFAULT_LEASE_TTL: Final = 30.0
 _PATH: Final = re.compile(
@@ -301,6 +302,7 @@ class FakeMachinesServer:
             raise ValueError(f"graphql_page_size must be >= 1: {graphql_page_size}")
         self._testing = testing
         self._tokens = frozenset(_token_pieces(token))
+        self._scrub = Scrubber(self._tokens, patterns=False)
         self.transition_delay = transition_delay
         self.rate_limits = rate_limits
         self.graphql_page_size = graphql_page_size
@@ -646,7 +648,7 @@ class FakeMachinesServer:
             path=self._scrub(request.path),
             query=self._scrub(request.query),
             headers={k: self._scrub_header(k, v) for k, v in request.headers.items()},
-            body=self._scrub_bytes(request.body),
+            body=self._scrub.scrub_bytes(request.body),
             status=response.status,
             action=route.action,
             latency=latency,
@@ -657,16 +659,6 @@ class FakeMachinesServer:
             self._counts[route.action] = self._counts.get(route.action, 0) + 1
         return response
 
-    def _scrub(self, text: str) -> str:
-        for token in self._tokens:
-            text = text.replace(token, _REDACTED)
-        return text
-
-    def _scrub_bytes(self, data: bytes) -> bytes:
-        for token in self._tokens:
-            data = data.replace(token.encode(), _REDACTED.encode())
-        return data
-
     def _scrub_header(self, name: str, value: str) -> str:
         if name != "authorization":
             return self._scrub(value)
@@ -675,7 +667,7 @@ class FakeMachinesServer:
             if word.lower() not in {"bearer", "flyv1"}:
                 break
             schemes.append(word)
-        return " ".join([*schemes, _REDACTED])
+        return " ".join([*schemes, REDACTED])
 
     def _route(self, request: _Request) -> _Route:
         if request.path == "/graphql":

@@ -27,7 +27,7 @@ import urllib3.exceptions
 from attrs import define, field, frozen
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError
+from flyautoscaler._errors import ConfigError, Scrubber
 from flyautoscaler._ratelimit import RateLimiter
 from flyautoscaler._scope import Scope, current_scope, pause
 from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
@@ -654,12 +654,12 @@ def graphql_authorization(token: str) -> str:
 
 
 def scrub(text: str, token: str) -> str:
-    """Remove every piece of *token* from *text* (``redact`` misses user tokens)."""
+    """Remove every piece of *token*, then any credential, from *text*.
+
+    :func:`~flyautoscaler._errors.redact` alone misses user tokens.
+    """
     macaroons, others = parse_token(token)
-    for secret in sorted({token.strip(), *macaroons, *others}, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
+    return Scrubber((token.strip(), *macaroons, *others))(text)
 
 
 # --- requests and responses ----------------------------------------------------

@@ -13,7 +13,12 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from attrs import field, frozen
 
-from flyautoscaler._errors import ConfigError, MetricCollectionError, redact
+from flyautoscaler._errors import (
+    ConfigError,
+    MetricCollectionError,
+    Scrubber,
+    redact,
+)
 from flyautoscaler._names import check_query_variables, expand_metric_query
 from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
 
@@ -40,7 +45,6 @@ _NOTES: Final = (
     ("warnings", logging.WARNING, "collector.prometheus.warnings"),
     ("infos", logging.INFO, "collector.prometheus.infos"),
 )
-_REDACTED: Final = "[REDACTED]"
 
 
 class PrometheusQueryError(MetricCollectionError):
@@ -354,10 +358,7 @@ class PrometheusCollector:
         secrets = [self.token, *self.headers.values()]
         if self.token.startswith("Fly"):
             secrets.append(self.token.removeprefix("FlyV1").strip())
-        for secret in secrets:
-            if len(secret) >= 4:
-                text = text.replace(secret, _REDACTED)
-        text = redact(text).strip()
+        text = Scrubber(secrets, min_length=4)(text).strip()
         if len(text) > _MAX_TEXT:
             text = text[:_MAX_TEXT] + f"... ({len(text) - _MAX_TEXT} more characters)"
         return text

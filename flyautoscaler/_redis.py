@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from attrs import define, field
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError, MetricCollectionError
+from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
 
 if TYPE_CHECKING:
@@ -189,7 +189,4 @@ class RedisListLengthCollector(Closing):
             return self._client
 
     def _scrub(self, text: str) -> str:
-        password = urlsplit(self.url).password
-        if password:
-            text = text.replace(password, "[REDACTED]")
-        return text
+        return Scrubber([urlsplit(self.url).password or ""])(text)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from attrs import define, field
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError, MetricCollectionError
+from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
 
 if TYPE_CHECKING:
@@ -252,6 +252,4 @@ class TemporalCollector(Closing):
         return self._client
 
     def _scrub(self, text: str) -> str:
-        if len(self.api_key) >= 4:
-            text = text.replace(self.api_key, "[REDACTED]")
-        return text
+        return Scrubber([self.api_key], min_length=4)(text)

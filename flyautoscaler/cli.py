@@ -26,7 +26,7 @@ from typing import Final, TextIO
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from flyautoscaler._errors import FlyAutoscalerError, redact
+from flyautoscaler._errors import FlyAutoscalerError, Scrubber, redact
 from flyautoscaler._httpserver import MetricsServer, metrics_app
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
@@ -55,7 +55,6 @@ environment variables and YAML file as the Go fly-autoscaler.
 _RECORD_ATTRS: Final = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 ) | {"message", "asctime", "taskName"}
-_REDACTED: Final = "[REDACTED]"
 
 
 class JSONFormatter(logging.Formatter):
@@ -71,14 +70,11 @@ class JSONFormatter(logging.Formatter):
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is removed whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len)[::-1]
+        self._scrubber = Scrubber(secrets, min_length=4)
 
     def scrub(self, text: str) -> str:
         """Return *text* without credentials."""
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return redact(text)
+        return self._scrubber(text)
 
     def _clean(self, value: object) -> object:
         if isinstance(value, str):
