@@ -31,7 +31,7 @@ from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
 from flyautoscaler._http import parse_token, token_header_problem
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
-from flyautoscaler._names import check_variable_name
+from flyautoscaler._names import check_variable_name, expand_variables
 from flyautoscaler._pool import (
     DEFAULT_APP_LIST_REFRESH_INTERVAL,
     DEFAULT_RECONCILE_INTERVAL,
@@ -776,11 +776,6 @@ def _collectors_from_env(env: Mapping[str, str]) -> list[CollectorConfig]:
 
 # --- the YAML file ---------------------------------------------------------------
 
-_VARIABLE: Final = re.compile(
-    r"\$(?:(?P<dollar>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}"
-    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
-)
-
 
 def _expand(text: str, env: Mapping[str, str]) -> str:
     """Expand ``$VAR`` and ``${VAR}`` in a file value (not in queries).
@@ -789,16 +784,7 @@ def _expand(text: str, env: Mapping[str, str]) -> str:
     an unset variable becomes ``""`` (as Go's ``os.ExpandEnv``); a ``$`` not
     followed by a name (``$1``) stays as written.
     """
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group("dollar"):
-            return "$"
-        name = match.group("braced") or match.group("bare")
-        if name == "APP_NAME":
-            return match.group(0)
-        return env.get(name, "")
-
-    return _VARIABLE.sub(substitute, text)
+    return expand_variables(text, env, keep_unknown=False)
 
 
 _BOOL_TAG: Final = "tag:yaml.org,2002:bool"
