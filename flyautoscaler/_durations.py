@@ -117,8 +117,11 @@ def parse_seconds(text: str) -> float:
 def format_duration(seconds: float) -> str:
     """Return *seconds* as Go's ``Duration.String`` does (``1m30s``, ``24h0m0s``).
 
-    Under a second it is given in milliseconds (``500ms``).
+    Under a second it is given in milliseconds (``500ms``); NaN and the
+    infinities, which Go has no duration for, as ``nan``, ``inf``, ``-inf``.
     """
+    if not math.isfinite(seconds):
+        return str(seconds)
     if seconds == 0:
         return "0s"
     sign = "-" if seconds < 0 else ""

@@ -30,7 +30,7 @@ from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, Scrubber
 from flyautoscaler._ratelimit import RateLimiter
 from flyautoscaler._scope import Scope, current_scope, pause
-from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
+from flyautoscaler._validation import check_header_value, header_value_problem
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -604,13 +604,9 @@ def _require_pieces(token: str) -> tuple[list[str], list[str]]:
     macaroons, others = parse_token(token)
     if not macaroons and not others:
         raise ConfigError("the Fly API token is empty", field="token")
-    problem = token_header_problem(token)
-    if problem is not None:
-        raise ConfigError(
-            f"the Fly API token cannot be sent in an HTTP header: {problem}; "
-            f"{HEADER_VALUE_RULE}",
-            field="token",
-        )
+    check_header_value(
+        token, "the Fly API token", field="token", problem_of=token_header_problem
+    )
     return macaroons, others
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -20,7 +19,7 @@ from flyautoscaler._errors import (
     redact,
 )
 from flyautoscaler._names import check_query_variables, expand_metric_query
-from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
+from flyautoscaler._validation import check_header_value, require, timeout_pair
 
 __all__ = [
     "DEFAULT_PROMETHEUS_TIMEOUT",
@@ -80,17 +79,6 @@ class PrometheusQueryError(MetricCollectionError):
         self.status_code = status_code
 
 
-def _timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
-    pair = (
-        (float(value), float(value))
-        if isinstance(value, int | float)
-        else (float(value[0]), float(value[1]))
-    )
-    if not all(math.isfinite(t) and t > 0 for t in pair):
-        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
-    return pair
-
-
 def _display_address(address: str) -> str:
     """Return *address* without any ``user:password@`` part or query string."""
     parts = urlsplit(address)
@@ -143,7 +131,7 @@ class PrometheusCollector:
     query: str
     token: str = field(default="", repr=False)
     timeout: tuple[float, float] = field(
-        default=DEFAULT_PROMETHEUS_TIMEOUT, converter=_timeout_pair, kw_only=True
+        default=DEFAULT_PROMETHEUS_TIMEOUT, converter=timeout_pair, kw_only=True
     )
     default: float | None = field(default=None, kw_only=True)
     headers: Mapping[str, str] = field(factory=dict, repr=False, kw_only=True)
@@ -154,15 +142,8 @@ class PrometheusCollector:
     )
 
     def __attrs_post_init__(self) -> None:
-        if not self.name:
-            raise ConfigError("collector name required", field="name")
-        problem = header_value_problem(self.token)
-        if problem is not None:
-            raise ConfigError(
-                f"prometheus token cannot be sent in an HTTP header: {problem}; "
-                f"{HEADER_VALUE_RULE}",
-                field="token",
-            )
+        require(self.name, "collector name required", field="name")
+        check_header_value(self.token, "prometheus token", field="token")
         if urlsplit(self.address).scheme not in {"http", "https"}:
             raise ConfigError(
                 f"prometheus address must be an http(s) URL, got "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from types import ModuleType
@@ -15,6 +14,7 @@ from attrs import define, field
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._validation import positive_seconds, require
 
 if TYPE_CHECKING:
     import redis
@@ -49,13 +49,6 @@ def _keys(value: str | Sequence[str]) -> tuple[str, ...]:
             "redis keys must be one or more non-empty strings", field="keys"
         )
     return keys
-
-
-def _positive(value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
-    return value
 
 
 @define
@@ -96,10 +89,10 @@ class RedisListLengthCollector(Closing):
     url: str = field(repr=False)
     keys: tuple[str, ...] = field(converter=_keys)
     connect_timeout: float = field(
-        default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+        default=DEFAULT_REDIS_TIMEOUT, converter=positive_seconds, kw_only=True
     )
     timeout: float = field(
-        default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+        default=DEFAULT_REDIS_TIMEOUT, converter=positive_seconds, kw_only=True
     )
     variables: Mapping[str, str] = field(
         factory=dict, converter=check_query_variables, repr=False, kw_only=True
@@ -109,8 +102,7 @@ class RedisListLengthCollector(Closing):
 
     def __attrs_post_init__(self) -> None:
         import_redis()
-        if not self.name:
-            raise ConfigError("collector name required", field="name")
+        require(self.name, "collector name required", field="name")
         if urlsplit(self.url).scheme not in _SCHEMES:
             raise ConfigError(
                 "redis url must start with redis://, rediss:// or unix://",

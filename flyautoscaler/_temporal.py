@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
-import math
 import threading
 import weakref
 from collections.abc import Coroutine, Mapping
@@ -18,6 +17,7 @@ from attrs import define, field
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._validation import positive_seconds, require
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -49,13 +49,6 @@ def import_temporal() -> ModuleType:
         raise ImportError(
             f"TemporalCollector needs the temporalio SDK: {_INSTALL_TEMPORAL}"
         ) from exc
-
-
-def _positive(value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
-    return value
 
 
 def _is_deadline(status: str, message: str) -> bool:
@@ -121,7 +114,7 @@ class TemporalCollector(Closing):
     tls_server_ca: bytes = field(default=b"", repr=False, kw_only=True)
     tls: bool | None = field(default=None, kw_only=True)
     timeout: float = field(
-        default=DEFAULT_TEMPORAL_TIMEOUT, converter=_positive, kw_only=True
+        default=DEFAULT_TEMPORAL_TIMEOUT, converter=positive_seconds, kw_only=True
     )
     variables: Mapping[str, str] = field(
         factory=dict, converter=check_query_variables, repr=False, kw_only=True
@@ -138,8 +131,11 @@ class TemporalCollector(Closing):
     def __attrs_post_init__(self) -> None:
         import_temporal()
         for attribute in ("name", "address", "namespace"):
-            if not getattr(self, attribute):
-                raise ConfigError(f"temporal {attribute} required", field=attribute)
+            require(
+                getattr(self, attribute),
+                f"temporal {attribute} required",
+                field=attribute,
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(
                 "tls_cert and tls_key go together: give both or neither",

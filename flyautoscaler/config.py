@@ -15,7 +15,6 @@ directly, though it may use :class:`Config` too. Every error is a
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 import yaml
 from attrs import define, field
 
-from flyautoscaler._durations import format_duration, parse_duration
+from flyautoscaler._durations import parse_duration
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
 from flyautoscaler._http import parse_token, token_header_problem
@@ -41,11 +40,14 @@ from flyautoscaler._pool import (
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._validation import (
-    HEADER_VALUE_RULE,
     MAX_CONCURRENCY,
-    MAX_DURATION,
     check_app_name,
-    header_value_problem,
+    check_duration,
+    check_header_value,
+    check_initial_machine_state,
+    check_range,
+    check_wildcard_org,
+    require,
 )
 from flyautoscaler.fly import api_base_url, flaps_base_url
 
@@ -177,15 +179,12 @@ class CollectorConfig:
                 ``redis url required`` or ``redis keys required``; or a token
                 or API key has a character no HTTP header can carry.
         """
-        if not self.metric_name:
-            raise ConfigError("metric name required", field="metric_name")
-        if not self.type:
-            raise ConfigError("type required", field="type")
+        require(self.metric_name, "metric name required", field="metric_name")
+        require(self.type, "type required", field="type")
         if self.type not in COLLECTOR_TYPES:
             raise ConfigError(f"invalid type: {_quote(self.type)}", field="type")
         for attribute, message in _REQUIRED[self.type]:
-            if not any(getattr(self, attribute)):
-                raise ConfigError(message, field=attribute)
+            require(any(getattr(self, attribute)), message, field=attribute)
         if self.type == "temporal" and bool(self.cert_data) != bool(self.key_data):
             raise ConfigError(
                 "temporal cert data and key data go together: give both or neither",
@@ -193,13 +192,9 @@ class CollectorConfig:
             )
         # Sent as a header (Prometheus) or as gRPC metadata (Temporal).
         for attribute in ("token", "api_key"):
-            problem = header_value_problem(getattr(self, attribute))
-            if problem is not None:
-                raise ConfigError(
-                    f"{self.setting(attribute)} cannot be sent in an HTTP header: "
-                    f"{problem}; {HEADER_VALUE_RULE}",
-                    field=attribute,
-                )
+            check_header_value(
+                getattr(self, attribute), self.setting(attribute), field=attribute
+            )
 
     def build(self, variables: Mapping[str, str] | None = None) -> MetricCollector:
         """Build the collector this entry describes.
@@ -373,8 +368,7 @@ class Config:
         Raises:
             ConfigError: What is wrong.
         """
-        if not self.app_name:
-            raise ConfigError("app name required", field="app_name")
+        require(self.app_name, "app name required", field="app_name")
         created = (
             self.created_machine_count,
             self.min_created_machine_count,
@@ -391,14 +385,7 @@ class Config:
             )
         _check_pair("created", *created)
         _check_pair("started", *started)
-        if self.initial_machine_state not in {
-            MachineState.STARTED,
-            MachineState.STOPPED,
-        }:
-            raise ConfigError(
-                "initial machine state must be either 'started' or 'stopped'",
-                field="initial_machine_state",
-            )
+        check_initial_machine_state(self.initial_machine_state)
         for i, collector in enumerate(self.metric_collectors):
             try:
                 collector.validate()
@@ -412,38 +399,30 @@ class Config:
         self._validate_expressions()
 
     def _validate_extras(self) -> None:
-        if "*" in self.app_name and not self.org:
-            raise ConfigError(
-                "organization required if app name uses a wildcard", field="org"
-            )
+        check_wildcard_org(self.app_name, self.org, field="org")
         check_app_name(self.app_name, self.setting("app_name"), field="app_name")
-        if self.concurrency < 1:
-            raise ConfigError(
-                f"{self.setting('concurrency')} must be at least 1, "
-                f"got {self.concurrency}",
-                field="concurrency",
-            )
-        if self.concurrency > MAX_CONCURRENCY:
-            raise ConfigError(
-                f"{self.setting('concurrency')} must be at most {MAX_CONCURRENCY}, "
-                f"got {self.concurrency}",
-                field="concurrency",
-            )
+        check_range(
+            self.concurrency,
+            self.setting("concurrency"),
+            field="concurrency",
+            low=1,
+            high=MAX_CONCURRENCY,
+        )
         for name in ("interval", "timeout", "app_list_refresh_interval"):
-            self._validate_duration(name)
-        if not 1 <= self.unhealthy_after <= MAX_UNHEALTHY_AFTER:
-            raise ConfigError(
-                f"{self.setting('unhealthy_after')} must be from 1 to "
-                f"{MAX_UNHEALTHY_AFTER} passes, got {self.unhealthy_after}",
-                field="unhealthy_after",
-            )
-        problem = token_header_problem(self.api_token)
-        if problem is not None:
-            raise ConfigError(
-                f"{self.setting('api_token')} cannot be sent in an HTTP header: "
-                f"{problem}; {HEADER_VALUE_RULE}",
-                field="api_token",
-            )
+            check_duration(getattr(self, name), self.setting(name), field=name)
+        check_range(
+            self.unhealthy_after,
+            self.setting("unhealthy_after"),
+            field="unhealthy_after",
+            low=1,
+            high=MAX_UNHEALTHY_AFTER,
+        )
+        check_header_value(
+            self.api_token,
+            self.setting("api_token"),
+            field="api_token",
+            problem_of=token_header_problem,
+        )
         self._validate_query_variables()
         seen: set[str] = set()
         for i, name in enumerate(self.metric_names()):
@@ -453,22 +432,6 @@ class Config:
                     field="metric_name",
                 )
             seen.add(name)
-
-    def _validate_duration(self, name: str) -> None:
-        value: float = getattr(self, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(
-                f"{self.setting(name)} must be a positive duration, "
-                f"got {format_duration(value)}",
-                field=name,
-            )
-        if value > MAX_DURATION:
-            # Also keeps every wait far below threading.TIMEOUT_MAX.
-            raise ConfigError(
-                f"{self.setting(name)} must be at most "
-                f"{format_duration(MAX_DURATION)}, got {format_duration(value)}",
-                field=name,
-            )
 
     def _validate_query_variables(self) -> None:
         setting = self.setting("metric_query_variables")
