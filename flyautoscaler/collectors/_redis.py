@@ -14,12 +14,13 @@ from attrs import define, field
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import positive_seconds, require
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["DEFAULT_REDIS_TIMEOUT", "RedisListLengthCollector"]
+__all__ = ["DEFAULT_REDIS_TIMEOUT", "REDIS", "RedisListLengthCollector"]
 
 #: Default connect and read timeout of a Redis call, in seconds.
 DEFAULT_REDIS_TIMEOUT: Final = 5.0
@@ -182,3 +183,38 @@ class RedisListLengthCollector(Closing):
 
     def _scrub(self, text: str) -> str:
         return Scrubber([urlsplit(self.url).password or ""])(text)
+
+
+def _build(entry: Entry, variables: Mapping[str, str]) -> RedisListLengthCollector:
+    return RedisListLengthCollector(
+        entry.text("metric_name"),
+        entry.text("url"),
+        [key for key in entry.strings("keys") if key],
+        variables=variables,
+    )
+
+
+#: The ``redis`` entries of the command's configuration.
+REDIS: Final = CollectorType(
+    name="redis",
+    enabled_by="FAS_REDIS_URL",
+    settings=(
+        Setting(
+            "url",
+            "url",
+            "secret",
+            env=("FAS_REDIS_URL",),
+            credential=True,
+            required="redis url required",
+        ),
+        Setting("metric-name", "metric_name", env=("FAS_REDIS_METRIC_NAME",)),
+        Setting(
+            "keys",
+            "keys",
+            "query_list",
+            env=("FAS_REDIS_KEYS",),
+            required="redis keys required",
+        ),
+    ),
+    build=_build,
+)

@@ -17,12 +17,18 @@ from attrs import define, field
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import positive_seconds, require
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-__all__ = ["DEFAULT_TEMPORAL_TIMEOUT", "RUNNING_FILTER", "TemporalCollector"]
+__all__ = [
+    "DEFAULT_TEMPORAL_TIMEOUT",
+    "RUNNING_FILTER",
+    "TEMPORAL",
+    "TemporalCollector",
+]
 
 #: Default bound, in seconds, on one collection (connecting included).
 DEFAULT_TEMPORAL_TIMEOUT: Final = 10.0
@@ -249,3 +255,67 @@ class TemporalCollector(Closing):
 
     def _scrub(self, text: str) -> str:
         return Scrubber([self.api_key], min_length=4)(text)
+
+
+def _check(entry: Entry) -> None:
+    if bool(entry.text("cert_data")) != bool(entry.text("key_data")):
+        raise ConfigError(
+            "temporal cert data and key data go together: give both or neither",
+            field="cert_data",
+        )
+
+
+def _build(entry: Entry, variables: Mapping[str, str]) -> TemporalCollector:
+    return TemporalCollector(
+        entry.text("metric_name"),
+        entry.text("address"),
+        entry.text("namespace") or "default",
+        entry.text("query"),
+        api_key=entry.text("api_key"),
+        tls_cert=entry.text("cert_data").encode(),
+        tls_key=entry.text("key_data").encode(),
+        variables=variables,
+    )
+
+
+#: The ``temporal`` entries of the command's configuration. The certificate
+#: and key are read from ``TEMPORAL_TLS_*`` first, then ``FAS_TEMPORAL_*``,
+#: as in the Go original; the certificate is not shown, but is no credential.
+TEMPORAL: Final = CollectorType(
+    name="temporal",
+    enabled_by="FAS_TEMPORAL_ADDRESS",
+    settings=(
+        Setting(
+            "address",
+            "address",
+            env=("FAS_TEMPORAL_ADDRESS",),
+            required="temporal address required",
+        ),
+        Setting("namespace", "namespace", env=("FAS_TEMPORAL_NAMESPACE",)),
+        Setting("metric-name", "metric_name", env=("FAS_TEMPORAL_METRIC_NAME",)),
+        Setting("query", "query", "query", env=("FAS_TEMPORAL_QUERY",)),
+        Setting(
+            "api-key",
+            "api_key",
+            "secret",
+            env=("FAS_TEMPORAL_API_KEY",),
+            credential=True,
+            header=True,
+        ),
+        Setting(
+            "cert-data",
+            "cert_data",
+            "secret",
+            env=("TEMPORAL_TLS_CERT_DATA", "FAS_TEMPORAL_CERT_DATA"),
+        ),
+        Setting(
+            "key-data",
+            "key_data",
+            "secret",
+            env=("TEMPORAL_TLS_KEY_DATA", "FAS_TEMPORAL_KEY_DATA"),
+            credential=True,
+        ),
+    ),
+    build=_build,
+    check=_check,
+)

@@ -19,10 +19,12 @@ from flyautoscaler._errors import (
     redact,
 )
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import check_header_value, require, timeout_pair
 
 __all__ = [
     "DEFAULT_PROMETHEUS_TIMEOUT",
+    "PROMETHEUS",
     "PrometheusCollector",
     "PrometheusQueryError",
 ]
@@ -361,3 +363,45 @@ class PrometheusCollector:
             status_code=status_code,
             transient=transient,
         )
+
+
+def _build(entry: Entry, variables: Mapping[str, str]) -> PrometheusCollector:
+    return PrometheusCollector(
+        entry.text("metric_name"),
+        entry.text("address"),
+        entry.text("query"),
+        entry.text("token"),
+        variables=variables,
+    )
+
+
+#: The ``prometheus`` entries of the command's configuration.
+PROMETHEUS: Final = CollectorType(
+    name="prometheus",
+    enabled_by="FAS_PROMETHEUS_ADDRESS",
+    settings=(
+        Setting(
+            "address",
+            "address",
+            env=("FAS_PROMETHEUS_ADDRESS",),
+            required="prometheus address required",
+        ),
+        Setting("metric-name", "metric_name", env=("FAS_PROMETHEUS_METRIC_NAME",)),
+        Setting(
+            "query",
+            "query",
+            "query",
+            env=("FAS_PROMETHEUS_QUERY",),
+            required="prometheus query required",
+        ),
+        Setting(
+            "token",
+            "token",
+            "secret",
+            env=("FAS_PROMETHEUS_TOKEN",),
+            credential=True,
+            header=True,
+        ),
+    ),
+    build=_build,
+)
