@@ -38,6 +38,7 @@ __all__ = [
     "check_wildcard_org",
     "header_value_problem",
     "positive_seconds",
+    "quote",
     "require",
     "timeout_pair",
 ]
@@ -68,6 +69,11 @@ _APP_NAME: Final = re.compile(rf"[a-z0-9-]{{1,{MAX_APP_NAME_LENGTH}}}")
 _APP_WILDCARD: Final = re.compile(rf"[a-z0-9*-]{{1,{MAX_APP_NAME_LENGTH}}}")
 
 
+def quote(value: str) -> str:
+    """Quote *value* for a message as Go's ``%q`` does (close enough: JSON's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def check_app_name(
     name: str, setting: str, *, field: str, wildcard: bool = True
 ) -> None:
@@ -88,8 +94,7 @@ def check_app_name(
         return
     extra = "; a wildcard may add *" if wildcard else ""
     raise ConfigError(
-        f"{setting} must be a Fly app name ({APP_NAME_RULE}{extra}), "
-        f"got {json.dumps(name, ensure_ascii=False)}",
+        f"{setting} must be a Fly app name ({APP_NAME_RULE}{extra}), got {quote(name)}",
         field=field,
     )
 

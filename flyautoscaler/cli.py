@@ -32,6 +32,7 @@ from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._validation import check_app_name
 from flyautoscaler.config import Config, load_config
+from flyautoscaler.config._model import secrets
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
 
@@ -130,10 +131,8 @@ def configure_logging(
 
 
 def _secrets(config: Config) -> list[str]:
-    values = [config.api_token]
-    for entry in config.metric_collectors:
-        values += [entry.token, entry.api_key, entry.key_data, entry.url]
-    return [v for v in values if v]
+    # The collector types declare which of their settings are credentials.
+    return secrets(config)
 
 
 # --- the metrics and health server ----------------------------------------------
