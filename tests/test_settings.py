@@ -9,8 +9,8 @@ from pathlib import Path
 
 from flyautoscaler.collectors import TYPES
 from flyautoscaler.config import COLLECTOR_TYPES, CollectorConfig, Config
+from flyautoscaler.config._entry import COLLECTOR_KEYS
 from flyautoscaler.config._model import (
-    COLLECTOR_KEYS,
     SECRET_VARIABLES,
     TOP_KEYS,
     TOP_SETTINGS,

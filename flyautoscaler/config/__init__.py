@@ -11,8 +11,9 @@ This module serves the command line; a service embedding the library builds
 directly, though it may use :class:`Config` too. Every error is a
 :class:`~flyautoscaler.ConfigError`; no message or ``repr`` carries a token.
 
-Inside, one job a module: ``_model`` (the settings, :class:`Config` and
-:class:`CollectorConfig`), ``_env`` (the environment), ``_yaml`` (the file),
+Inside, one job a module: ``_model`` (the settings and :class:`Config`),
+``_entry`` (:class:`CollectorConfig`, from the collector types'
+declarations), ``_env`` (the environment), ``_yaml`` (the file),
 ``_load`` (both, in order), ``_check`` (what only a whole configuration can
 get wrong) and ``_build`` (the variables queries may use). A new top-level
 setting is one field of :class:`Config`; a new collector is declared in its
@@ -25,11 +26,12 @@ from typing import Final
 
 from flyautoscaler._durations import format_duration as format_duration
 from flyautoscaler._durations import parse_duration
+from flyautoscaler.config._entry import COLLECTOR_TYPES as _COLLECTOR_TYPES
+from flyautoscaler.config._entry import CollectorConfig
 from flyautoscaler.config._load import load_config
-from flyautoscaler.config._model import COLLECTOR_TYPES as _COLLECTOR_TYPES
 from flyautoscaler.config._model import DEFAULT_METRICS_ADDRESS as _DEFAULT_ADDRESS
 from flyautoscaler.config._model import MAX_UNHEALTHY_AFTER as MAX_UNHEALTHY_AFTER
-from flyautoscaler.config._model import CollectorConfig, Config
+from flyautoscaler.config._model import Config
 from flyautoscaler.config._yaml import MAX_YAML_DEPTH, MAX_YAML_NODES
 
 __all__ = [

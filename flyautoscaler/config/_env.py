@@ -18,7 +18,8 @@ from flyautoscaler._errors import ConfigError
 from flyautoscaler._settings import LIST_KINDS, Setting
 from flyautoscaler._validation import quote
 from flyautoscaler.collectors import TYPES
-from flyautoscaler.config._model import TOP_SETTINGS, CollectorConfig, Config, put
+from flyautoscaler.config._entry import CollectorConfig, put
+from flyautoscaler.config._model import TOP_SETTINGS, Config
 
 __all__ = ["from_env"]
 

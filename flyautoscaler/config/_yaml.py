@@ -21,13 +21,8 @@ from flyautoscaler._errors import ConfigError
 from flyautoscaler._names import expand_variables
 from flyautoscaler._settings import Kind
 from flyautoscaler._validation import quote
-from flyautoscaler.config._model import (
-    COLLECTOR_KEYS,
-    TOP_KEYS,
-    CollectorConfig,
-    Config,
-    put,
-)
+from flyautoscaler.config._entry import COLLECTOR_KEYS, CollectorConfig, put
+from flyautoscaler.config._model import TOP_KEYS, Config
 
 __all__ = ["MAX_YAML_DEPTH", "MAX_YAML_NODES", "apply_yaml"]
 
