@@ -1,4 +1,12 @@
-"""The Prometheus instant-query collector (``/api/v1/query``)."""
+"""The Prometheus instant-query collector (``/api/v1/query``), and its declaration.
+
+It sends through the package's HTTP machinery (:class:`~flyautoscaler._http.Sender`:
+the ``(connect, read)`` timeout, the session, failures mapped to
+:class:`PrometheusQueryError`), with no retry: an instant query is cheap to
+ask again, and the pool asks again on the next tick anyway, so a retry
+inside the pass would only hold the pass longer. The ``PROMETHEUS``
+declaration tells the command's configuration its keys and variables.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 from attrs import field, frozen
@@ -18,6 +26,7 @@ from flyautoscaler._errors import (
     Scrubber,
     redact,
 )
+from flyautoscaler._http import GivenSession, RetryPolicy, Sender
 from flyautoscaler._names import check_query_variables, expand_metric_query
 from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import check_header_value, require, timeout_pair
@@ -41,6 +50,8 @@ _TRANSIENT_TYPES: Final = frozenset(
     {"timeout", "canceled", "unavailable", "server_error", "connection", "internal"}
 )
 _MAX_TEXT: Final = 300
+# One attempt: see the module's docstring.
+_NO_RETRY: Final = RetryPolicy(max_attempts=1)
 # Notes a successful answer may carry: body key, log level, log event.
 _NOTES: Final = (
     ("warnings", logging.WARNING, "collector.prometheus.warnings"),
@@ -79,6 +90,14 @@ class PrometheusQueryError(MetricCollectionError):
         self.error_type = error_type
         self.error = redact(error)
         self.status_code = status_code
+
+
+class _Answer(Exception):  # noqa: N818 - not an error: an answer to read
+    """Carries a non-2xx answer out of :meth:`Sender.send`, to be read as any."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 def _display_address(address: str) -> str:
@@ -177,10 +196,10 @@ class PrometheusCollector:
         query = expand_metric_query(self.query, app_name, variables=self.variables)
         params = {"query": query, "time": f"{self.clock():.3f}"}
         if self.session is not None:
-            response = self._send(self.session, params)
+            response = self._ask(GivenSession(self.session), params)
         else:
             with requests.Session() as session:
-                response = self._send(session, params)
+                response = self._ask(GivenSession(session), params)
         return self._value(response, app_name)
 
     # --- request ----------------------------------------------------------------
@@ -193,32 +212,65 @@ class PrometheusCollector:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
-    def _send(
-        self, session: requests.Session, params: dict[str, str]
-    ) -> requests.Response:
+    def _ask(self, session: GivenSession, params: dict[str, str]) -> requests.Response:
+        """POST the query as a form; on 405 or 501 send it again as a GET."""
+        sender = Sender(
+            sessions=session,
+            timeout=self.timeout,
+            retry=_NO_RETRY,
+            sleep=time.sleep,
+            clock=time.monotonic,
+        )
         headers = self._request_headers()
+        form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        query = urlencode(params)
+        response = self._send(sender, "POST", self.url, form, query)
+        if response.status_code in _GET_FALLBACK:
+            response = self._send(sender, "GET", f"{self.url}?{query}", headers, None)
+        return response
+
+    def _send(
+        self,
+        sender: Sender,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: str | None,
+    ) -> requests.Response:
+        """Send one request; return its answer, whatever its status."""
         try:
-            response = session.post(
-                self.url, data=params, headers=headers, timeout=self.timeout
+            return sender.send(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                idempotent=True,
+                follow_redirects=True,
+                response_error=_Answer,
+                transport_error=self._unanswered,
             )
-            if response.status_code in _GET_FALLBACK:
-                response.close()
-                response = session.get(
-                    self.url, params=params, headers=headers, timeout=self.timeout
-                )
-        except requests.Timeout as exc:
-            raise self._error(
+        except _Answer as answer:  # not a 2xx: read like any other answer
+            return answer.response
+        except PrometheusQueryError as exc:
+            raise exc from None  # the requests exception says no more
+
+    def _unanswered(
+        self,
+        exc: requests.RequestException,
+        _sent: bool,  # noqa: FBT001 - the Sender's TransportError signature
+    ) -> PrometheusQueryError:
+        """Return the error for a request that got no answer."""
+        if isinstance(exc, requests.Timeout):
+            return self._error(
                 f"no answer from {_display_address(self.address)} within "
                 f"{self.timeout} s (connect, read): {type(exc).__name__}",
                 error_type="timeout",
-            ) from None
-        except requests.RequestException as exc:
-            raise self._error(
-                f"cannot reach {_display_address(self.address)}: "
-                f"{type(exc).__name__}: {self._scrub(str(exc))}",
-                error_type="connection",
-            ) from None
-        return response
+            )
+        return self._error(
+            f"cannot reach {_display_address(self.address)}: "
+            f"{type(exc).__name__}: {self._scrub(str(exc))}",
+            error_type="connection",
+        )
 
     # --- response ---------------------------------------------------------------
 
