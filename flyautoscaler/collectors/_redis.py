@@ -1,4 +1,8 @@
-"""The Redis list-length collector (RQ, Celery and other list-based queues)."""
+"""The Redis list-length collector (RQ, Celery and other list-based queues).
+
+Also its declaration for the command's configuration (``REDIS``): its keys,
+variables and credential, and how an entry builds it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The Temporal running-workflows collector, on the official ``temporalio`` SDK."""
+"""The Temporal running-workflows collector, on the official ``temporalio`` SDK.
+
+Also its declaration for the command's configuration (``TEMPORAL``): its keys,
+variables and credentials, the certificate-and-key check, and how an entry
+builds it.
+"""
 
 from __future__ import annotations
 
