@@ -25,10 +25,12 @@ __all__ = [
 
 # Characters Go's regexp.QuoteMeta escapes (it leaves "-" alone).
 _GO_META: Final = frozenset(r"\.+*?()|[]{}^$")
+# A variable's name; in text, $NAME or ${NAME}, and $$ for a literal $.
+_NAME_PATTERN: Final = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAME: Final = re.compile(_NAME_PATTERN)
 _VARIABLE: Final = re.compile(
-    r"\$(?:(?P<dollar>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+    rf"\$(?:(?P<dollar>\$)|\{{(?P<braced>{_NAME_PATTERN})\}}|(?P<bare>{_NAME_PATTERN}))"
 )
-_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def format_wildcard_as_regexp(pattern: str) -> str:

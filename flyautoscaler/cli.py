@@ -32,7 +32,7 @@ from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._validation import check_app_name
 from flyautoscaler.config import Config, load_config
-from flyautoscaler.config._model import secrets
+from flyautoscaler.config._model import secrets as configured_secrets
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
 
@@ -132,7 +132,7 @@ def configure_logging(
 
 def _secrets(config: Config) -> list[str]:
     # The collector types declare which of their settings are credentials.
-    return secrets(config)
+    return configured_secrets(config)
 
 
 # --- the metrics and health server ----------------------------------------------
