@@ -268,7 +268,7 @@ class PrometheusCollector:
             )
         return self._error(
             f"cannot reach {_display_address(self.address)}: "
-            f"{type(exc).__name__}: {self._scrub(str(exc))}",
+            f"{type(exc).__name__}: {self._shown(str(exc))}",
             error_type="connection",
         )
 
@@ -285,20 +285,20 @@ class PrometheusCollector:
             if status // 100 != 2:
                 kind = "server_error" if status >= 500 else "client_error"
                 raise self._error(
-                    f"HTTP {status}: {self._scrub(text)}",
+                    f"HTTP {status}: {self._shown(text)}",
                     error_type=kind,
                     status_code=status,
                     transient=kind == "server_error" or status == 429,
                 )
             raise self._error(
-                f"HTTP {status}: not a Prometheus API answer: {self._scrub(text)}",
+                f"HTTP {status}: not a Prometheus API answer: {self._shown(text)}",
                 error_type="bad_response",
                 status_code=status,
             )
         self._log_warnings(body, app_name)
         if body.get("status") != "success":
             error_type = str(body.get("errorType") or "unknown")
-            error = self._scrub(str(body.get("error") or ""))
+            error = self._shown(str(body.get("error") or ""))
             raise self._error(
                 f"HTTP {status}: {error_type}: {error}",
                 error_type=error_type,
@@ -367,7 +367,7 @@ class PrometheusCollector:
             except ValueError:
                 pass
         raise self._error(
-            f"malformed sample {self._scrub(json.dumps(value))}",
+            f"malformed sample {self._shown(json.dumps(value))}",
             error_type="bad_response",
             status_code=status,
         )
@@ -382,14 +382,18 @@ class PrometheusCollector:
                     extra={
                         "app": app_name,
                         "collector": self.name,
-                        key: [self._scrub(str(note)) for note in notes],
+                        key: [self._shown(str(note)) for note in notes],
                     },
                 )
 
     # --- errors -----------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """Truncate *text* and remove the token and header values from it."""
+    def _shown(self, text: str) -> str:
+        """Return what a message may show of *text*: scrubbed and truncated.
+
+        The token and the header values are removed (then what
+        :func:`~flyautoscaler._errors.redact` finds).
+        """
         secrets = [self.token, *self.headers.values()]
         if self.token.startswith("Fly"):
             secrets.append(self.token.removeprefix("FlyV1").strip())

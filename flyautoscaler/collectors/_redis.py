@@ -149,21 +149,21 @@ class RedisListLengthCollector(Closing):
         except redis_module.ResponseError as exc:
             raise MetricCollectionError(
                 self.name,
-                f"redis at {self.server}: {self._scrub(str(exc))} (keys {keys!r})",
+                f"redis at {self.server}: {self._scrubber(str(exc))} (keys {keys!r})",
                 transient=False,
             ) from None
         except redis_module.AuthenticationError as exc:
             raise MetricCollectionError(
                 self.name,
                 f"redis at {self.server} refused the credentials: "
-                f"{self._scrub(str(exc))}",
+                f"{self._scrubber(str(exc))}",
                 transient=False,
             ) from None
         except redis_module.RedisError as exc:
             raise MetricCollectionError(
                 self.name,
                 f"redis at {self.server}: {type(exc).__name__}: "
-                f"{self._scrub(str(exc))}",
+                f"{self._scrubber(str(exc))}",
             ) from None
         return float(sum(int(n) for n in lengths))
 
@@ -185,8 +185,10 @@ class RedisListLengthCollector(Closing):
                 )
             return self._client
 
-    def _scrub(self, text: str) -> str:
-        return Scrubber([urlsplit(self.url).password or ""])(text)
+    @property
+    def _scrubber(self) -> Scrubber:
+        """Removes the password of :attr:`url` (whatever its length)."""
+        return Scrubber([urlsplit(self.url).password or ""])
 
 
 def _build(entry: Entry, variables: Mapping[str, str]) -> RedisListLengthCollector:

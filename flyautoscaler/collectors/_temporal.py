@@ -186,7 +186,7 @@ class TemporalCollector(Closing):
                 ) from None
             except rpc_module.RPCError as exc:
                 status = getattr(exc.status, "name", str(exc.status))
-                text = f"{status}: {self._scrub(exc.message)}"
+                text = f"{status}: {self._scrubber(exc.message)}"
                 if _is_deadline(status, exc.message):  # the RPC's own deadline
                     text = f"no answer within {self.timeout} s ({text})"
                 raise MetricCollectionError(
@@ -197,7 +197,7 @@ class TemporalCollector(Closing):
             except RuntimeError as exc:  # the SDK's "Failed client connect: ..."
                 raise MetricCollectionError(
                     self.name,
-                    f"temporal at {self.address}: {self._scrub(str(exc))}",
+                    f"temporal at {self.address}: {self._scrubber(str(exc))}",
                 ) from None
         return float(count)
 
@@ -258,8 +258,10 @@ class TemporalCollector(Closing):
             )
         return self._client
 
-    def _scrub(self, text: str) -> str:
-        return Scrubber([self.api_key], min_length=4)(text)
+    @property
+    def _scrubber(self) -> Scrubber:
+        """Removes the API key."""
+        return Scrubber([self.api_key], min_length=4)
 
 
 def _check(entry: Entry) -> None:
