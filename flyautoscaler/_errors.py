@@ -22,13 +22,20 @@ The tree::
 
 No exception message, ``repr`` or log line made from these carries a token:
 server messages pass through :func:`redact` and are truncated.
+
+This module also owns redaction for the whole package: :func:`redact` finds
+credentials by their shape, :class:`Scrubber` removes the secrets a caller
+knows (then redacts), and :data:`REDACTED` is what both leave in their place.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Final
 
 __all__ = [
+    "REDACTED",
     "ConfigError",
     "ExprInfError",
     "ExprNaNError",
@@ -46,6 +53,7 @@ __all__ = [
     "MetricCollectionError",
     "NoMachineToCloneError",
     "ReconcileError",
+    "Scrubber",
     "describe",
     "error_kind",
     "redact",
@@ -59,7 +67,8 @@ _SCHEME_TOKEN = re.compile(
     r"(?i)\b(bearer|flyv1)(\s+|(?:%20)+|\++)[^\s,;&\"']+(?:,[^\s,;&\"']+)*"
 )
 _MACAROON = re.compile(r"\b(fm1[ra]|fm2)_[A-Za-z0-9+/=_\-]+")
-_REDACTED = "[REDACTED]"
+#: What every removed credential is replaced with.
+REDACTED: Final = "[REDACTED]"
 
 
 def redact(text: str) -> str:
@@ -74,8 +83,52 @@ def redact(text: str) -> str:
     Returns:
         The text with every credential replaced.
     """
-    text = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", text)
-    return _MACAROON.sub(_REDACTED, text)
+    text = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _MACAROON.sub(REDACTED, text)
+
+
+class Scrubber:
+    """Removes known secrets from text, then what :func:`redact` finds.
+
+    Every place that keeps a credential out of a message, a log line or a
+    record uses one: the Fly API clients, the collectors, the command's log
+    formatter and the fake Machines API.
+
+    Args:
+        secrets: The exact strings to remove (tokens, passwords, keys). They
+            are removed longest first, so a secret that contains another goes
+            whole; those shorter than *min_length* are kept, since they would
+            match ordinary text by chance.
+        min_length: The shortest secret removed (at least 1).
+        patterns: Also apply :func:`redact` (``Bearer``/``FlyV1`` credentials,
+            Fly macaroons) to text.
+    """
+
+    __slots__ = ("_patterns", "_secrets")
+
+    def __init__(
+        self, secrets: Iterable[str], *, min_length: int = 1, patterns: bool = True
+    ) -> None:
+        shortest = max(min_length, 1)
+        kept = {secret for secret in secrets if len(secret) >= shortest}
+        self._secrets = tuple(sorted(kept, key=len, reverse=True))
+        self._patterns = patterns
+
+    def __call__(self, text: str) -> str:
+        """Return *text* with every secret, and every credential found, replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return redact(text) if self._patterns else text
+
+    def scrub_bytes(self, data: bytes) -> bytes:
+        """Return *data* with every secret (UTF-8 encoded) replaced; no patterns."""
+        for secret in self._secrets:
+            data = data.replace(secret.encode(), REDACTED.encode())
+        return data
+
+    def __repr__(self) -> str:
+        count = len(self._secrets)
+        return f"Scrubber(<{count} secret{'' if count == 1 else 's'}>)"
 
 
 def error_kind(exc: BaseException) -> str:

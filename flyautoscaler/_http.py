@@ -1,7 +1,21 @@
-"""Machinery shared by the Fly API clients.
+"""Machinery shared by the HTTP clients: the Fly API clients and Prometheus.
 
 Auth headers, per-thread sessions, timeouts, retries, and reading error bodies.
 Private: :mod:`flyautoscaler.fly` re-exports what users need.
+
+Every request goes through :meth:`Sender.send`: a ``(connect, read)`` timeout
+always, the session of the calling thread (:class:`SessionPool`) or one the
+caller owns (:class:`GivenSession`), and the failures mapped to the caller's
+exceptions.
+
+Why the retry loop is written by hand here rather than left to urllib3's
+``Retry``: a retry must take its token from the client-side rate limiter
+(:mod:`flyautoscaler._ratelimit`) and a 429 must hold its bucket for as long
+as the retry waits, so other threads wait too; no wait may outlast the pass's
+deadline or survive its cancellation (:mod:`flyautoscaler._scope`); and a
+non-idempotent create is resent only when it certainly never reached Fly.
+urllib3 knows none of these. Callers that need no retry (the Prometheus
+collector) send with ``RetryPolicy(max_attempts=1)``.
 """
 
 from __future__ import annotations
@@ -27,16 +41,17 @@ import urllib3.exceptions
 from attrs import define, field, frozen
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError
+from flyautoscaler._errors import ConfigError, Scrubber
 from flyautoscaler._ratelimit import RateLimiter
 from flyautoscaler._scope import Scope, current_scope, pause
-from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
+from flyautoscaler._validation import check_header_value, header_value_problem
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "RETRY_STATUSES",
+    "GivenSession",
     "Lifecycle",
     "RetryPolicy",
     "Sender",
@@ -242,6 +257,23 @@ class SessionPool:
             session.close()
 
 
+@frozen
+class GivenSession:
+    """One :class:`requests.Session` the caller owns, used on every thread.
+
+    Its :meth:`close` does nothing: the caller closes the session.
+    """
+
+    session: requests.Session
+
+    def get(self) -> requests.Session:
+        """Return the session."""
+        return self.session
+
+    def close(self) -> None:
+        """Leave the session open: it is not ours to close."""
+
+
 #: Turns a non-2xx response into the exception to raise.
 ResponseError = Callable[[requests.Response], Exception]
 #: Turns a ``requests`` failure (no response) into the exception to raise; the
@@ -262,8 +294,9 @@ class _Request:
     method: str
     url: str
     headers: dict[str, str]
-    body: bytes | None
+    body: bytes | str | None
     idempotent: bool
+    follow_redirects: bool
     response_error: ResponseError
     transport_error: TransportError
 
@@ -285,7 +318,8 @@ class Sender:
     """Sends one request with timeouts and the retry policy.
 
     Args:
-        sessions: Where the calling thread's session comes from.
+        sessions: Where the calling thread's session comes from: a pool, or
+            one session the caller owns.
         timeout: ``(connect, read)`` seconds, on every request.
         retry: The retry policy.
         sleep: Waits between attempts (injected in tests).
@@ -294,7 +328,7 @@ class Sender:
         limiter: Client-side rate limits, for requests sent with a ``rate_key``.
     """
 
-    sessions: SessionPool
+    sessions: SessionPool | GivenSession
     timeout: tuple[float, float]
     retry: RetryPolicy
     sleep: Callable[[float], object]
@@ -308,12 +342,13 @@ class Sender:
         url: str,
         *,
         headers: Mapping[str, str],
-        body: bytes | None = None,
+        body: bytes | str | None = None,
         idempotent: bool,
         response_error: ResponseError,
         transport_error: TransportError,
-        log_event: str,
-        log_extra: Mapping[str, object],
+        log_event: str = "http.retry",
+        log_extra: Mapping[str, object] | None = None,
+        follow_redirects: bool = False,
         rate_key: tuple[str, str] | None = None,
         limited_error: LimitedError | None = None,
         not_sent_error: NotSentError | None = None,
@@ -325,7 +360,8 @@ class Sender:
         retried only when it certainly did not reach the server: on 429 or when
         the connection was never established. A ``DELETE`` answered 404 after
         an earlier attempt that may have reached the server succeeded: that
-        attempt did the deleting.
+        attempt did the deleting. Redirects are followed only with
+        *follow_redirects* (the Fly APIs never redirect).
 
         With a :attr:`limiter` and a *rate_key* ``(action, Machine id or app)``,
         the first attempt first waits for a token of that bucket; retries,
@@ -344,6 +380,7 @@ class Sender:
                 of a cancelled pass or a wait past its deadline (nothing was
                 sent in those two cases).
         """
+        log_extra = {} if log_extra is None else log_extra
         key = rate_key if self.limiter is not None else None
         scope = current_scope() if not_sent_error is not None else None
         what = f"{method} {url} not sent"
@@ -360,6 +397,7 @@ class Sender:
             dict(headers),
             body,
             idempotent,
+            follow_redirects,
             response_error,
             transport_error,
         )
@@ -416,7 +454,7 @@ class Sender:
                 headers=request.headers,
                 data=request.body,
                 timeout=self.timeout,
-                allow_redirects=False,
+                allow_redirects=request.follow_redirects,
             )
         except requests.RequestException as exc:
             sent = not _never_sent(exc)
@@ -604,13 +642,9 @@ def _require_pieces(token: str) -> tuple[list[str], list[str]]:
     macaroons, others = parse_token(token)
     if not macaroons and not others:
         raise ConfigError("the Fly API token is empty", field="token")
-    problem = token_header_problem(token)
-    if problem is not None:
-        raise ConfigError(
-            f"the Fly API token cannot be sent in an HTTP header: {problem}; "
-            f"{HEADER_VALUE_RULE}",
-            field="token",
-        )
+    check_header_value(
+        token, "the Fly API token", field="token", problem_of=token_header_problem
+    )
     return macaroons, others
 
 
@@ -654,12 +688,12 @@ def graphql_authorization(token: str) -> str:
 
 
 def scrub(text: str, token: str) -> str:
-    """Remove every piece of *token* from *text* (``redact`` misses user tokens)."""
+    """Remove every piece of *token*, then any credential, from *text*.
+
+    :func:`~flyautoscaler._errors.redact` alone misses user tokens.
+    """
     macaroons, others = parse_token(token)
-    for secret in sorted({token.strip(), *macaroons, *others}, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "[REDACTED]")
-    return text
+    return Scrubber((token.strip(), *macaroons, *others))(text)
 
 
 # --- requests and responses ----------------------------------------------------

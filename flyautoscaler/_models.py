@@ -8,11 +8,12 @@ config makes a new object and never changes the listed Machine's.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from attrs import evolve, field, frozen
+
+from flyautoscaler._durations import format_api_duration
 
 __all__ = [
     "App",
@@ -367,15 +368,6 @@ class LaunchMachineInput:
         )
 
 
-def format_go_duration(seconds: float) -> str:
-    """Return *seconds* as a Go duration string (``"10s"``, ``"1500ms"``, ``"0s"``)."""
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"duration must be a finite number >= 0, got {seconds!r}")
-    if seconds == int(seconds):
-        return f"{int(seconds)}s"
-    return f"{round(seconds * 1000)}ms"
-
-
 @frozen
 class StopMachineInput:
     """Body of ``POST .../machines/{id}/stop``.
@@ -396,7 +388,7 @@ class StopMachineInput:
         if self.signal:
             out["signal"] = self.signal
         if self.timeout is not None:
-            out["timeout"] = format_go_duration(self.timeout)
+            out["timeout"] = format_api_duration(self.timeout)
         return out
 
 

@@ -1,4 +1,10 @@
-"""App-name wildcards and per-app metric query expansion."""
+"""App-name wildcards, and ``$VAR`` expansion: the one place that expands variables.
+
+:func:`expand_variables` is the expansion, with its two policies as
+parameters: per-app metric queries (:func:`expand_metric_query`: only listed
+variables, the rest kept as written) and configuration file values (every
+environment variable, unset ones empty, ``$APP_NAME`` kept for later).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +19,18 @@ __all__ = [
     "check_query_variables",
     "check_variable_name",
     "expand_metric_query",
+    "expand_variables",
     "format_wildcard_as_regexp",
 ]
 
 # Characters Go's regexp.QuoteMeta escapes (it leaves "-" alone).
 _GO_META: Final = frozenset(r"\.+*?()|[]{}^$")
+# A variable's name; in text, $NAME or ${NAME}, and $$ for a literal $.
+_NAME_PATTERN: Final = r"[A-Za-z_][A-Za-z0-9_]*"
+_NAME: Final = re.compile(_NAME_PATTERN)
 _VARIABLE: Final = re.compile(
-    r"\$(?:(?P<dollar>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+    rf"\$(?:(?P<dollar>\$)|\{{(?P<braced>{_NAME_PATTERN})\}}|(?P<bare>{_NAME_PATTERN}))"
 )
-_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def format_wildcard_as_regexp(pattern: str) -> str:
@@ -100,13 +109,42 @@ def expand_metric_query(
         The expanded query.
     """
     listed: Mapping[str, str] = {} if variables is None else variables
+    return expand_variables(query, listed, app_name=app_name, keep_unknown=True)
+
+
+def expand_variables(
+    text: str,
+    values: Mapping[str, str],
+    *,
+    app_name: str | None = None,
+    keep_unknown: bool,
+) -> str:
+    """Expand ``$VAR`` and ``${VAR}`` in *text*.
+
+    ``$$`` is a literal ``$``; a ``$`` not followed by a name (``$1``) stays as
+    written.
+
+    Args:
+        text: The text.
+        values: The variables' values, by name.
+        app_name: What ``$APP_NAME`` becomes; ``None`` keeps it as written
+            (a configuration value, expanded per app later).
+        keep_unknown: Whether a variable missing from *values* stays as
+            written (a query: PromQL's ``$1`` and anything not listed) or
+            becomes ``""`` (a file value, as Go's ``os.ExpandEnv``).
+
+    Returns:
+        The expanded text.
+    """
 
     def substitute(match: re.Match[str]) -> str:
         if match.group("dollar"):
             return "$"
         name = match.group("braced") or match.group("bare")
         if name == "APP_NAME":
-            return app_name
-        return listed.get(name, match.group(0))
+            return match.group(0) if app_name is None else app_name
+        if name in values:
+            return values[name]
+        return match.group(0) if keep_unknown else ""
 
-    return _VARIABLE.sub(substitute, query)
+    return _VARIABLE.sub(substitute, text)

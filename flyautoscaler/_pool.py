@@ -36,7 +36,14 @@ from flyautoscaler._status import (
     PoolState,
     StatusBoard,
 )
-from flyautoscaler._validation import MAX_CONCURRENCY, MAX_DURATION, check_app_name
+from flyautoscaler._validation import (
+    MAX_CONCURRENCY,
+    check_app_name,
+    check_duration,
+    check_range,
+    check_wildcard_org,
+    require,
+)
 
 __all__ = [
     "ERROR_KINDS",
@@ -182,36 +189,32 @@ class ReconcilerPool:
 
     def _validate(self) -> Reconciler:
         """Check every field; return a reconciler built and validated for it."""
-        if not self.app_name:
-            raise ConfigError("app name required", field="app_name")
+        require(self.app_name, "app name required", field="app_name")
         check_app_name(self.app_name, "app_name", field="app_name")
         if self.new_flaps_client is None:
             raise ConfigError(
                 "flaps client constructor required", field="new_flaps_client"
             )
         if self.is_wildcard:
-            if not self.organization_slug:
-                raise ConfigError(
-                    "organization required if app name uses a wildcard",
-                    field="organization_slug",
-                )
+            check_wildcard_org(
+                self.app_name, self.organization_slug, field="organization_slug"
+            )
             if self.fly_client is None:
                 raise ConfigError(
                     "a fly client is required if app name uses a wildcard",
                     field="fly_client",
                 )
         self._validate_durations()
-        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise ConfigError(
-                f"concurrency must be from 1 to {MAX_CONCURRENCY}, "
-                f"got {self.concurrency!r}",
-                field="concurrency",
-            )
-        if self.unhealthy_after < 1:
-            raise ConfigError(
-                f"unhealthy_after must be at least 1, got {self.unhealthy_after!r}",
-                field="unhealthy_after",
-            )
+        check_range(
+            self.concurrency,
+            "concurrency",
+            field="concurrency",
+            low=1,
+            high=MAX_CONCURRENCY,
+        )
+        check_range(
+            self.unhealthy_after, "unhealthy_after", field="unhealthy_after", low=1
+        )
         # Compile every expression now: a typo fails here, not on every tick.
         probe = self.new_reconciler()
         probe.validate()
@@ -222,15 +225,8 @@ class ReconcilerPool:
         if self.is_wildcard:
             names.append("app_list_refresh_interval")
         for name in names:
-            value = getattr(self, name)
-            # NaN fails both comparisons; the bound keeps every wait below
-            # threading.TIMEOUT_MAX.
-            if not 0 < value <= MAX_DURATION:
-                raise ConfigError(
-                    f"{name} must be a positive number of seconds, at most "
-                    f"{MAX_DURATION:g} (24 hours), got {value!r}",
-                    field=name,
-                )
+            # The bound keeps every wait below threading.TIMEOUT_MAX.
+            check_duration(getattr(self, name), name, field=name)
 
     def open(self) -> None:
         """Validate the configuration and start the worker threads.

@@ -24,7 +24,6 @@ from attrs import define, field
 
 from flyautoscaler._collect import Collection, Gatherer
 from flyautoscaler._errors import (
-    ConfigError,
     ExpressionError,
     FlyAutoscalerError,
     ReconcileError,
@@ -44,6 +43,7 @@ from flyautoscaler._protocols import FlapsClient, MetricCollector
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._scope import Scope
 from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._validation import check_initial_machine_state, check_range
 
 __all__ = ["Reconciler", "share_action_threads"]
 
@@ -264,21 +264,13 @@ class Reconciler:
             ConfigError: ``initial_machine_state`` is neither ``"started"``
                 nor ``"stopped"``, or ``max_parallel_actions`` is below 1.
         """
-        if self.max_parallel_actions < 1:
-            raise ConfigError(
-                "max parallel actions must be at least 1, "
-                f"got {self.max_parallel_actions!r}",
-                field="max_parallel_actions",
-            )
-        if self.initial_machine_state not in {
-            MachineState.STARTED,
-            MachineState.STOPPED,
-        }:
-            raise ConfigError(
-                "initial machine state must be either 'started' or 'stopped', "
-                f"got {self.initial_machine_state!r}",
-                field="initial_machine_state",
-            )
+        check_range(
+            self.max_parallel_actions,
+            "max_parallel_actions",
+            field="max_parallel_actions",
+            low=1,
+        )
+        check_initial_machine_state(self.initial_machine_state)
         names = [c.name for c in self.collectors]
         for attr, label in _COUNT_NAMES.items():
             source: str = getattr(self, attr)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from attrs import frozen
 
-from flyautoscaler.config import parse_duration
+from flyautoscaler._durations import parse_seconds
 
 if TYPE_CHECKING:
     from _csv import Reader as _Reader
@@ -53,22 +53,6 @@ _CORNERS: Final = (
 )
 _BASELINE: Final = 0.05
 _DECAY: Final = 0.08  # time constant of the decay, as a fraction of the duration
-
-
-def parse_seconds(text: str) -> float:
-    """Parse ``"90"`` or ``"1.5"`` (seconds), or a Go duration (``"1m30s"``).
-
-    Raises:
-        ValueError: Not a duration, or negative, or not finite.
-    """
-    text = text.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = parse_duration(text)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"invalid duration {text!r}: must be finite and >= 0")
-    return seconds
 
 
 def _shape(x: float) -> float:

@@ -16,11 +16,14 @@ from typing import Final
 
 from attrs import frozen
 
+from flyautoscaler._durations import format_brief as format_seconds
+
 __all__ = [
     "CSV_COLUMNS",
     "TickRow",
     "format_band",
     "format_clock",
+    "format_seconds",
     "summarize",
     "write_chart",
     "write_csv",
@@ -134,18 +137,6 @@ def format_clock(seconds: float) -> str:
     text = f"{hours}:{minutes:02d}:{secs:02d}"
     fraction = seconds - whole
     return f"{text}{f'{fraction:.3f}'[1:].rstrip('0')}" if fraction > 1e-9 else text
-
-
-def format_seconds(seconds: float) -> str:
-    """Return ``45s``, ``2m15s`` or ``1h0m5s``."""
-    if seconds < 60:
-        return f"{seconds:g}s"
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    text = f"{hours:.0f}h" if hours else ""
-    if minutes or (hours and secs):
-        text += f"{minutes:.0f}m"
-    return text + (f"{secs:g}s" if secs else "")
 
 
 def format_band(band: Band) -> str:

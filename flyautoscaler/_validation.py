@@ -1,4 +1,11 @@
-"""Checks of input shared by the configuration, the pool and the HTTP clients.
+"""The one validator: every check of a setting, with its one wording.
+
+The configuration, the pool, the reconciler, the collectors and the HTTP
+clients check their settings with these functions. Each takes the setting's
+name as the user knows it (``FAS_INTERVAL`` or ``interval`` from the
+configuration, ``reconcile_interval`` from the pool) and raises
+:class:`~flyautoscaler.ConfigError` naming it; where the Go original has a
+message, it is kept word for word.
 
 Each bound here exists so that a bad value fails at start-up, in one line that
 names the setting, instead of failing every pass (or killing a worker) later.
@@ -7,11 +14,15 @@ names the setting, instead of failing every pass (or killing a worker) later.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Final
 
+from flyautoscaler._durations import format_duration
 from flyautoscaler._errors import ConfigError
+from flyautoscaler._models import MachineState
 
 __all__ = [
     "APP_NAME_RULE",
@@ -20,7 +31,16 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_DURATION",
     "check_app_name",
+    "check_duration",
+    "check_header_value",
+    "check_initial_machine_state",
+    "check_range",
+    "check_wildcard_org",
     "header_value_problem",
+    "positive_seconds",
+    "quote",
+    "require",
+    "timeout_pair",
 ]
 
 #: Longest interval, timeout or refresh interval accepted, in seconds (24 h).
@@ -49,6 +69,11 @@ _APP_NAME: Final = re.compile(rf"[a-z0-9-]{{1,{MAX_APP_NAME_LENGTH}}}")
 _APP_WILDCARD: Final = re.compile(rf"[a-z0-9*-]{{1,{MAX_APP_NAME_LENGTH}}}")
 
 
+def quote(value: str) -> str:
+    """Quote *value* for a message as Go's ``%q`` does (close enough: JSON's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def check_app_name(
     name: str, setting: str, *, field: str, wildcard: bool = True
 ) -> None:
@@ -69,8 +94,7 @@ def check_app_name(
         return
     extra = "; a wildcard may add *" if wildcard else ""
     raise ConfigError(
-        f"{setting} must be a Fly app name ({APP_NAME_RULE}{extra}), "
-        f"got {json.dumps(name, ensure_ascii=False)}",
+        f"{setting} must be a Fly app name ({APP_NAME_RULE}{extra}), got {quote(name)}",
         field=field,
     )
 
@@ -99,3 +123,127 @@ def header_value_problem(value: str, *, offset: int = 0) -> str | None:
         if unicodedata.category(char) == "Cc":
             return f"character {index} is a control character (U+{ord(char):04X})"
     return None
+
+
+def require(value: object, message: str, *, field: str) -> None:
+    """Raise :class:`ConfigError` with *message* unless *value* is set (truthy).
+
+    *message* is the Go original's, such as ``app name required``.
+    """
+    if not value:
+        raise ConfigError(message, field=field)
+
+
+def check_wildcard_org(app_name: str, org: str, *, field: str) -> None:
+    """Raise :class:`ConfigError` when *app_name* is a wildcard and *org* is empty."""
+    if "*" in app_name and not org:
+        raise ConfigError(
+            "organization required if app name uses a wildcard", field=field
+        )
+
+
+def check_duration(
+    value: float, setting: str, *, field: str, maximum: float = MAX_DURATION
+) -> None:
+    """Raise :class:`ConfigError` unless *value* seconds is in (0, *maximum*].
+
+    The message shows durations as Go writes them: ``FAS_INTERVAL must be at
+    most 24h0m0s, got 25h0m0s``; ``interval must be a positive duration, got
+    0s``. NaN and infinities are refused.
+    """
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{setting} must be a positive duration, got {format_duration(value)}",
+            field=field,
+        )
+    if value > maximum:
+        raise ConfigError(
+            f"{setting} must be at most {format_duration(maximum)}, "
+            f"got {format_duration(value)}",
+            field=field,
+        )
+
+
+def check_range(
+    value: int, setting: str, *, field: str, low: int, high: int | None = None
+) -> None:
+    """Raise :class:`ConfigError` unless *low* <= *value* (<= *high*, if given).
+
+    ``concurrency must be at least 1, got 0``; ``FAS_CONCURRENCY must be at
+    most 256, got 2000``.
+    """
+    if value < low:
+        raise ConfigError(f"{setting} must be at least {low}, got {value}", field=field)
+    if high is not None and value > high:
+        raise ConfigError(f"{setting} must be at most {high}, got {value}", field=field)
+
+
+def check_initial_machine_state(
+    value: str, *, field: str = "initial_machine_state"
+) -> None:
+    """Raise :class:`ConfigError` unless *value* is ``started`` or ``stopped``.
+
+    The message is the Go original's, word for word.
+    """
+    if value not in {MachineState.STARTED, MachineState.STOPPED}:
+        raise ConfigError(
+            "initial machine state must be either 'started' or 'stopped'",
+            field=field,
+        )
+
+
+def check_header_value(
+    value: str,
+    setting: str,
+    *,
+    field: str,
+    problem_of: Callable[[str], str | None] = header_value_problem,
+) -> None:
+    """Raise :class:`ConfigError` if an HTTP header cannot carry *value*.
+
+    The message names the setting and the character's position, never the
+    value: ``FAS_API_TOKEN cannot be sent in an HTTP header: character 14 is a
+    control character (U+000A); ...``.
+
+    Args:
+        value: What is sent in the header (a token, an API key).
+        setting: The setting's name, for the message.
+        field: The :attr:`ConfigError.field`.
+        problem_of: Finds the problem; :func:`header_value_problem`, or one
+            that checks only the parts of a token that are sent.
+    """
+    problem = problem_of(value)
+    if problem is not None:
+        raise ConfigError(
+            f"{setting} cannot be sent in an HTTP header: {problem}; "
+            f"{HEADER_VALUE_RULE}",
+            field=field,
+        )
+
+
+def positive_seconds(value: float) -> float:
+    """Return *value* as a float, or raise :class:`ConfigError` unless > 0 and finite.
+
+    The converter of the collectors' timeouts.
+    """
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
+    return value
+
+
+def timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
+    """Return a (connect, read) timeout; one number sets both.
+
+    Raises:
+        ConfigError: A timeout is not positive seconds (see
+            :func:`positive_seconds`).
+    """
+    pair = (
+        (float(value), float(value))
+        if isinstance(value, int | float)
+        else (float(value[0]), float(value[1]))
+    )
+    if not all(math.isfinite(t) and t > 0 for t in pair):
+        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
+    return pair

@@ -26,12 +26,13 @@ from typing import Final, TextIO
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
-from flyautoscaler._errors import ExpressionError, FlyAutoscalerError, redact
+from flyautoscaler._errors import ExpressionError, FlyAutoscalerError, Scrubber, redact
 from flyautoscaler._httpserver import MetricsServer, metrics_app
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._validation import check_app_name
 from flyautoscaler.config import Config, load_config
+from flyautoscaler.config._model import secrets as configured_secrets
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
 
@@ -55,7 +56,6 @@ environment variables and YAML file as the Go fly-autoscaler.
 _RECORD_ATTRS: Final = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
 ) | {"message", "asctime", "taskName"}
-_REDACTED: Final = "[REDACTED]"
 
 
 class JSONFormatter(logging.Formatter):
@@ -71,14 +71,11 @@ class JSONFormatter(logging.Formatter):
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__()
-        # Longest first, so a secret containing another is removed whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len)[::-1]
+        self._scrubber = Scrubber(secrets, min_length=4)
 
     def scrub(self, text: str) -> str:
         """Return *text* without credentials."""
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        return redact(text)
+        return self._scrubber(text)
 
     def _clean(self, value: object) -> object:
         if isinstance(value, str):
@@ -134,10 +131,8 @@ def configure_logging(
 
 
 def _secrets(config: Config) -> list[str]:
-    values = [config.api_token]
-    for entry in config.metric_collectors:
-        values += [entry.token, entry.api_key, entry.key_data, entry.url]
-    return [v for v in values if v]
+    # The collector types declare which of their settings are credentials.
+    return configured_secrets(config)
 
 
 # --- the metrics and health server ----------------------------------------------

@@ -10,10 +10,11 @@ import pytest
 from flyautoscaler.collectors import RedisListLengthCollector, TemporalCollector
 
 
-def test_import_does_not_load_the_extras():
-    """Importing flyautoscaler.collectors imports neither redis nor temporalio."""
+@pytest.mark.parametrize("module", ["flyautoscaler.collectors", "flyautoscaler.config"])
+def test_import_does_not_load_the_extras(module):
+    """Importing the collectors (or the config) imports neither redis nor temporalio."""
     code = (
-        "import sys, flyautoscaler.collectors\n"
+        f"import sys, {module}\n"
         "print(sorted(m for m in ('redis', 'temporalio') if m in sys.modules))"
     )
     result = subprocess.run(  # noqa: S603 - this interpreter, fixed code

@@ -502,6 +502,25 @@ def test_given_session_is_used_and_left_open():
         assert mock.calls[0].request.headers["X-From-Session"] == "yes"
 
 
+def test_redirects_are_followed():
+    """A server that redirects the query is followed there, as requests does."""
+    moved = "https://prom.example.test/elsewhere/api/v1/query"
+    with responses.RequestsMock() as mock:
+        mock.post(URL, status=307, headers={"Location": moved})
+        mock.post(moved, json=vector("3"))
+        assert collector(ADDRESS, "up").collect_metric("a") == 3.0
+        assert mock.calls[1].request.url == moved
+
+
+def test_transport_errors_are_not_chained():
+    """A failed query's error carries no requests exception (nor its text)."""
+    c = collector(f"http://127.0.0.1:{free_port()}", "up")
+    with pytest.raises(PrometheusQueryError) as info:
+        c.collect_metric("app-a")
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import flyautoscaler as fas
-from flyautoscaler._errors import MAX_SERVER_MESSAGE, redact
+from flyautoscaler._errors import MAX_SERVER_MESSAGE, REDACTED, Scrubber, redact
 
 _FLAPS_FAMILY = [
     fas.FlapsNotFoundError,
@@ -311,3 +311,26 @@ def test_errors_catchable_by_root():
     """Catching FlyAutoscalerError catches a Machines API error."""
     with pytest.raises(fas.FlyAutoscalerError):
         raise fas.FlapsNotFoundError("gone", status=404)
+
+
+def test_scrubber_removes_longest_secrets_first():
+    """A secret containing another is removed whole, then patterns are redacted."""
+    scrub = Scrubber(["abcd", "abcd-efgh", ""])
+    text = scrub("x abcd-efgh y abcd z Bearer tok")
+    assert text == f"x {REDACTED} y {REDACTED} z Bearer {REDACTED}"
+
+
+def test_scrubber_minimum_length_and_patterns():
+    """Short secrets stay (they match by chance); patterns=False skips redact()."""
+    assert Scrubber(["abc"], min_length=4)("abc") == "abc"
+    assert Scrubber(["abc"])("abc") == REDACTED
+    plain = Scrubber(["s3cret"], patterns=False)
+    assert plain("s3cret Bearer tok") == f"{REDACTED} Bearer tok"
+    assert plain.scrub_bytes(b"a s3cret b") == f"a {REDACTED} b".encode()
+
+
+def test_scrubber_repr_hides_the_secrets():
+    """A Scrubber's repr counts its secrets and never shows them."""
+    shown = repr(Scrubber(["s3cret-value"]))
+    assert "s3cret" not in shown
+    assert shown == "Scrubber(<1 secret>)"

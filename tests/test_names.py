@@ -7,7 +7,7 @@ import re
 import pytest
 
 import flyautoscaler as fas
-from flyautoscaler._names import check_query_variables
+from flyautoscaler._names import check_query_variables, expand_variables
 
 # --- format_wildcard_as_regexp ------------------------------------------------
 
@@ -198,3 +198,13 @@ def test_check_query_variables_refuses(name, message):
     with pytest.raises(fas.ConfigError, match=message) as info:
         check_query_variables({name: "x"})
     assert info.value.field == "variables"
+
+
+def test_expand_variables_policies():
+    """One expansion, two policies: a file value and a metric query."""
+    text = "$A ${B} $APP_NAME $$ $1 $UNSET"
+    values = {"A": "a", "B": "b"}
+    assert expand_variables(text, values, keep_unknown=False) == ("a b $APP_NAME $ $1 ")
+    assert expand_variables(text, values, app_name="x", keep_unknown=True) == (
+        "a b x $ $1 $UNSET"
+    )

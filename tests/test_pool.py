@@ -488,7 +488,7 @@ def test_close_without_open(pools):
         (
             {"app_name": "a", "reconcile_interval": 99999999999 * 3600.0},
             fas.ConfigError,
-            r"reconcile_interval must be .* at most 86400 \(24 hours\)",
+            "reconcile_interval must be at most 24h0m0s, got 99999999999h0m0s",
         ),
         (
             {"app_name": "a", "reconcile_timeout": math.nan},
@@ -508,7 +508,7 @@ def test_close_without_open(pools):
         (
             {"app_name": "my-*", "organization_slug": "o", "concurrency": 2000},
             fas.ConfigError,
-            "concurrency must be from 1 to 256, got 2000",
+            "concurrency must be at most 256, got 2000",
         ),
         ({"app_name": "My_App"}, fas.ConfigError, "app_name must be a Fly app name"),
         ({"app_name": "a" * 64}, fas.ConfigError, "at most 63 characters"),

@@ -33,10 +33,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from attrs import define, frozen
 
+from flyautoscaler._durations import parse_seconds
 from flyautoscaler._errors import (
+    REDACTED,
     FlapsError,
     FlapsRateLimitedError,
     FlapsTransportError,
+    Scrubber,
 )
 from flyautoscaler._models import (
     LaunchMachineInput,
@@ -52,7 +55,6 @@ __all__ = ["FakeMachinesServer", "RequestRecord"]
 
 _log = logging.getLogger("flyautoscaler.testing")
 
-_REDACTED: Final = "[REDACTED]"
 _WAIT_CAP: Final = 60.0
 _DEFAULT_LEASE_TTL: Final = 30.0
 _PATH: Final = re.compile(
@@ -77,16 +79,6 @@ _DEFAULT_RATE_LIMIT: Final = (1.0, 3.0)
 _WAIT_STATES: Final = frozenset(
     {"created", "started", "stopped", "suspended", "destroyed", "failed", "settled"}
 )
-_GO_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _SUMMARY_OMITS: Final = (
     "config",
     "incomplete_config",
@@ -222,19 +214,12 @@ def _parse_seconds(text: str) -> float:
     """Parse ``"10"``, ``"2.5"`` or a Go duration (``"1m30s"``, ``"500ms"``).
 
     Raises:
-        ValueError: Not a duration, or negative.
+        ValueError: Not a duration, or negative; the message quotes *text* only.
     """
-    text = text.strip()
     try:
-        seconds = float(text)
+        return parse_seconds(text)
     except ValueError:
-        parts = _GO_DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"invalid duration {text!r}") from None
-        seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"invalid duration {text!r}")
-    return seconds
+        raise ValueError(f"invalid duration {text.strip()!r}") from None
 
 
 @define
@@ -310,6 +295,7 @@ class FakeMachinesServer:
         if graphql_page_size < 1:
             raise ValueError(f"graphql_page_size must be >= 1: {graphql_page_size}")
         self._tokens = frozenset(_token_pieces(token))
+        self._scrub = Scrubber(self._tokens, patterns=False)
         self.transition_delay = transition_delay
         self.rate_limits = rate_limits
         self.graphql_page_size = graphql_page_size
@@ -655,7 +641,7 @@ class FakeMachinesServer:
             path=self._scrub(request.path),
             query=self._scrub(request.query),
             headers={k: self._scrub_header(k, v) for k, v in request.headers.items()},
-            body=self._scrub_bytes(request.body),
+            body=self._scrub.scrub_bytes(request.body),
             status=response.status,
             action=route.action,
             latency=latency,
@@ -666,16 +652,6 @@ class FakeMachinesServer:
             self._counts[route.action] = self._counts.get(route.action, 0) + 1
         return response
 
-    def _scrub(self, text: str) -> str:
-        for token in self._tokens:
-            text = text.replace(token, _REDACTED)
-        return text
-
-    def _scrub_bytes(self, data: bytes) -> bytes:
-        for token in self._tokens:
-            data = data.replace(token.encode(), _REDACTED.encode())
-        return data
-
     def _scrub_header(self, name: str, value: str) -> str:
         if name != "authorization":
             return self._scrub(value)
@@ -684,7 +660,7 @@ class FakeMachinesServer:
             if word.lower() not in {"bearer", "flyv1"}:
                 break
             schemes.append(word)
-        return " ".join([*schemes, _REDACTED])
+        return " ".join([*schemes, REDACTED])
 
     def _route(self, request: _Request) -> _Route:
         if request.path == "/graphql":

@@ -11,22 +11,38 @@ Each implements :class:`~flyautoscaler.MetricCollector`: a ``name`` and a
 - :class:`TemporalCollector`: the number of running Temporal workflows (extra
   ``flyautoscaler[temporal]``).
 
-Importing this module never imports redis-py or temporalio; building a
+Importing this package never imports redis-py or temporalio; building a
 collector whose extra is missing raises :class:`ImportError` naming the
 ``pip install`` command.
+
+Each collector lives in its own module with its declaration for the command
+(a :class:`~flyautoscaler._settings.CollectorType`: its YAML keys, ``FAS_*``
+variables, secrets, checks and how it is built); :data:`TYPES` lists them,
+and :mod:`flyautoscaler.config` derives its collector settings from it. To
+add a collector: its module, one line here, its tests and its section of
+the collectors page.
 """
 
 from __future__ import annotations
 
-from flyautoscaler._prometheus import (
+from typing import Final
+
+from flyautoscaler._settings import CollectorType
+from flyautoscaler.collectors._prometheus import (
     DEFAULT_PROMETHEUS_TIMEOUT,
+    PROMETHEUS,
     PrometheusCollector,
     PrometheusQueryError,
 )
-from flyautoscaler._redis import DEFAULT_REDIS_TIMEOUT, RedisListLengthCollector
-from flyautoscaler._temporal import (
+from flyautoscaler.collectors._redis import (
+    DEFAULT_REDIS_TIMEOUT,
+    REDIS,
+    RedisListLengthCollector,
+)
+from flyautoscaler.collectors._temporal import (
     DEFAULT_TEMPORAL_TIMEOUT,
     RUNNING_FILTER,
+    TEMPORAL,
     TemporalCollector,
 )
 
@@ -40,3 +56,7 @@ __all__ = [
     "RedisListLengthCollector",
     "TemporalCollector",
 ]
+
+#: The collector types the command configures, in the order the environment
+#: adds them (not part of the public API: see :mod:`flyautoscaler.config`).
+TYPES: Final[tuple[CollectorType, ...]] = (PROMETHEUS, TEMPORAL, REDIS)

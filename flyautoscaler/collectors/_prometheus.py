@@ -1,24 +1,39 @@
-"""The Prometheus instant-query collector (``/api/v1/query``)."""
+"""The Prometheus instant-query collector (``/api/v1/query``), and its declaration.
+
+It sends through the package's HTTP machinery (:class:`~flyautoscaler._http.Sender`:
+the ``(connect, read)`` timeout, the session, failures mapped to
+:class:`PrometheusQueryError`), with no retry: an instant query is cheap to
+ask again, and the pool asks again on the next tick anyway, so a retry
+inside the pass would only hold the pass longer. The ``PROMETHEUS``
+declaration tells the command's configuration its keys and variables.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
 from attrs import field, frozen
 
-from flyautoscaler._errors import ConfigError, MetricCollectionError, redact
+from flyautoscaler._errors import (
+    ConfigError,
+    MetricCollectionError,
+    Scrubber,
+    redact,
+)
+from flyautoscaler._http import GivenSession, RetryPolicy, Sender
 from flyautoscaler._names import check_query_variables, expand_metric_query
-from flyautoscaler._validation import HEADER_VALUE_RULE, header_value_problem
+from flyautoscaler._settings import CollectorType, Entry, Setting
+from flyautoscaler._validation import check_header_value, require, timeout_pair
 
 __all__ = [
     "DEFAULT_PROMETHEUS_TIMEOUT",
+    "PROMETHEUS",
     "PrometheusCollector",
     "PrometheusQueryError",
 ]
@@ -35,12 +50,13 @@ _TRANSIENT_TYPES: Final = frozenset(
     {"timeout", "canceled", "unavailable", "server_error", "connection", "internal"}
 )
 _MAX_TEXT: Final = 300
+# One attempt: see the module's docstring.
+_NO_RETRY: Final = RetryPolicy(max_attempts=1)
 # Notes a successful answer may carry: body key, log level, log event.
 _NOTES: Final = (
     ("warnings", logging.WARNING, "collector.prometheus.warnings"),
     ("infos", logging.INFO, "collector.prometheus.infos"),
 )
-_REDACTED: Final = "[REDACTED]"
 
 
 class PrometheusQueryError(MetricCollectionError):
@@ -76,15 +92,12 @@ class PrometheusQueryError(MetricCollectionError):
         self.status_code = status_code
 
 
-def _timeout_pair(value: float | tuple[float, float]) -> tuple[float, float]:
-    pair = (
-        (float(value), float(value))
-        if isinstance(value, int | float)
-        else (float(value[0]), float(value[1]))
-    )
-    if not all(math.isfinite(t) and t > 0 for t in pair):
-        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
-    return pair
+class _Answer(Exception):  # noqa: N818 - not an error: an answer to read
+    """Carries a non-2xx answer out of :meth:`Sender.send`, to be read as any."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 def _display_address(address: str) -> str:
@@ -139,7 +152,7 @@ class PrometheusCollector:
     query: str
     token: str = field(default="", repr=False)
     timeout: tuple[float, float] = field(
-        default=DEFAULT_PROMETHEUS_TIMEOUT, converter=_timeout_pair, kw_only=True
+        default=DEFAULT_PROMETHEUS_TIMEOUT, converter=timeout_pair, kw_only=True
     )
     default: float | None = field(default=None, kw_only=True)
     headers: Mapping[str, str] = field(factory=dict, repr=False, kw_only=True)
@@ -150,15 +163,8 @@ class PrometheusCollector:
     )
 
     def __attrs_post_init__(self) -> None:
-        if not self.name:
-            raise ConfigError("collector name required", field="name")
-        problem = header_value_problem(self.token)
-        if problem is not None:
-            raise ConfigError(
-                f"prometheus token cannot be sent in an HTTP header: {problem}; "
-                f"{HEADER_VALUE_RULE}",
-                field="token",
-            )
+        require(self.name, "collector name required", field="name")
+        check_header_value(self.token, "prometheus token", field="token")
         if urlsplit(self.address).scheme not in {"http", "https"}:
             raise ConfigError(
                 f"prometheus address must be an http(s) URL, got "
@@ -190,10 +196,10 @@ class PrometheusCollector:
         query = expand_metric_query(self.query, app_name, variables=self.variables)
         params = {"query": query, "time": f"{self.clock():.3f}"}
         if self.session is not None:
-            response = self._send(self.session, params)
+            response = self._ask(GivenSession(self.session), params)
         else:
             with requests.Session() as session:
-                response = self._send(session, params)
+                response = self._ask(GivenSession(session), params)
         return self._value(response, app_name)
 
     # --- request ----------------------------------------------------------------
@@ -206,32 +212,65 @@ class PrometheusCollector:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
-    def _send(
-        self, session: requests.Session, params: dict[str, str]
-    ) -> requests.Response:
+    def _ask(self, session: GivenSession, params: dict[str, str]) -> requests.Response:
+        """POST the query as a form; on 405 or 501 send it again as a GET."""
+        sender = Sender(
+            sessions=session,
+            timeout=self.timeout,
+            retry=_NO_RETRY,
+            sleep=time.sleep,
+            clock=time.monotonic,
+        )
         headers = self._request_headers()
+        form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        query = urlencode(params)
+        response = self._send(sender, "POST", self.url, form, query)
+        if response.status_code in _GET_FALLBACK:
+            response = self._send(sender, "GET", f"{self.url}?{query}", headers, None)
+        return response
+
+    def _send(
+        self,
+        sender: Sender,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: str | None,
+    ) -> requests.Response:
+        """Send one request; return its answer, whatever its status."""
         try:
-            response = session.post(
-                self.url, data=params, headers=headers, timeout=self.timeout
+            return sender.send(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                idempotent=True,
+                follow_redirects=True,
+                response_error=_Answer,
+                transport_error=self._unanswered,
             )
-            if response.status_code in _GET_FALLBACK:
-                response.close()
-                response = session.get(
-                    self.url, params=params, headers=headers, timeout=self.timeout
-                )
-        except requests.Timeout as exc:
-            raise self._error(
+        except _Answer as answer:  # not a 2xx: read like any other answer
+            return answer.response
+        except PrometheusQueryError as exc:
+            raise exc from None  # the requests exception says no more
+
+    def _unanswered(
+        self,
+        exc: requests.RequestException,
+        _sent: bool,  # noqa: FBT001 - the Sender's TransportError signature
+    ) -> PrometheusQueryError:
+        """Return the error for a request that got no answer."""
+        if isinstance(exc, requests.Timeout):
+            return self._error(
                 f"no answer from {_display_address(self.address)} within "
                 f"{self.timeout} s (connect, read): {type(exc).__name__}",
                 error_type="timeout",
-            ) from None
-        except requests.RequestException as exc:
-            raise self._error(
-                f"cannot reach {_display_address(self.address)}: "
-                f"{type(exc).__name__}: {self._scrub(str(exc))}",
-                error_type="connection",
-            ) from None
-        return response
+            )
+        return self._error(
+            f"cannot reach {_display_address(self.address)}: "
+            f"{type(exc).__name__}: {self._shown(str(exc))}",
+            error_type="connection",
+        )
 
     # --- response ---------------------------------------------------------------
 
@@ -246,20 +285,20 @@ class PrometheusCollector:
             if status // 100 != 2:
                 kind = "server_error" if status >= 500 else "client_error"
                 raise self._error(
-                    f"HTTP {status}: {self._scrub(text)}",
+                    f"HTTP {status}: {self._shown(text)}",
                     error_type=kind,
                     status_code=status,
                     transient=kind == "server_error" or status == 429,
                 )
             raise self._error(
-                f"HTTP {status}: not a Prometheus API answer: {self._scrub(text)}",
+                f"HTTP {status}: not a Prometheus API answer: {self._shown(text)}",
                 error_type="bad_response",
                 status_code=status,
             )
         self._log_warnings(body, app_name)
         if body.get("status") != "success":
             error_type = str(body.get("errorType") or "unknown")
-            error = self._scrub(str(body.get("error") or ""))
+            error = self._shown(str(body.get("error") or ""))
             raise self._error(
                 f"HTTP {status}: {error_type}: {error}",
                 error_type=error_type,
@@ -328,7 +367,7 @@ class PrometheusCollector:
             except ValueError:
                 pass
         raise self._error(
-            f"malformed sample {self._scrub(json.dumps(value))}",
+            f"malformed sample {self._shown(json.dumps(value))}",
             error_type="bad_response",
             status_code=status,
         )
@@ -343,21 +382,22 @@ class PrometheusCollector:
                     extra={
                         "app": app_name,
                         "collector": self.name,
-                        key: [self._scrub(str(note)) for note in notes],
+                        key: [self._shown(str(note)) for note in notes],
                     },
                 )
 
     # --- errors -----------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        """Truncate *text* and remove the token and header values from it."""
+    def _shown(self, text: str) -> str:
+        """Return what a message may show of *text*: scrubbed and truncated.
+
+        The token and the header values are removed (then what
+        :func:`~flyautoscaler._errors.redact` finds).
+        """
         secrets = [self.token, *self.headers.values()]
         if self.token.startswith("Fly"):
             secrets.append(self.token.removeprefix("FlyV1").strip())
-        for secret in secrets:
-            if len(secret) >= 4:
-                text = text.replace(secret, _REDACTED)
-        text = redact(text).strip()
+        text = Scrubber(secrets, min_length=4)(text).strip()
         if len(text) > _MAX_TEXT:
             text = text[:_MAX_TEXT] + f"... ({len(text) - _MAX_TEXT} more characters)"
         return text
@@ -379,3 +419,45 @@ class PrometheusCollector:
             status_code=status_code,
             transient=transient,
         )
+
+
+def _build(entry: Entry, variables: Mapping[str, str]) -> PrometheusCollector:
+    return PrometheusCollector(
+        entry.text("metric_name"),
+        entry.text("address"),
+        entry.text("query"),
+        entry.text("token"),
+        variables=variables,
+    )
+
+
+#: The ``prometheus`` entries of the command's configuration.
+PROMETHEUS: Final = CollectorType(
+    name="prometheus",
+    enabled_by="FAS_PROMETHEUS_ADDRESS",
+    settings=(
+        Setting(
+            "address",
+            "address",
+            env=("FAS_PROMETHEUS_ADDRESS",),
+            required="prometheus address required",
+        ),
+        Setting("metric-name", "metric_name", env=("FAS_PROMETHEUS_METRIC_NAME",)),
+        Setting(
+            "query",
+            "query",
+            "query",
+            env=("FAS_PROMETHEUS_QUERY",),
+            required="prometheus query required",
+        ),
+        Setting(
+            "token",
+            "token",
+            "secret",
+            env=("FAS_PROMETHEUS_TOKEN",),
+            credential=True,
+            header=True,
+        ),
+    ),
+    build=_build,
+)

@@ -1,11 +1,15 @@
-"""The Temporal running-workflows collector, on the official ``temporalio`` SDK."""
+"""The Temporal running-workflows collector, on the official ``temporalio`` SDK.
+
+Also its declaration for the command's configuration (``TEMPORAL``): its keys,
+variables and credentials, the certificate-and-key check, and how an entry
+builds it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import importlib
-import math
 import threading
 import weakref
 from collections.abc import Coroutine, Mapping
@@ -16,13 +20,20 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from attrs import define, field
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError, MetricCollectionError
+from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._settings import CollectorType, Entry, Setting
+from flyautoscaler._validation import positive_seconds, require
 
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-__all__ = ["DEFAULT_TEMPORAL_TIMEOUT", "RUNNING_FILTER", "TemporalCollector"]
+__all__ = [
+    "DEFAULT_TEMPORAL_TIMEOUT",
+    "RUNNING_FILTER",
+    "TEMPORAL",
+    "TemporalCollector",
+]
 
 #: Default bound, in seconds, on one collection (connecting included).
 DEFAULT_TEMPORAL_TIMEOUT: Final = 10.0
@@ -49,13 +60,6 @@ def import_temporal() -> ModuleType:
         raise ImportError(
             f"TemporalCollector needs the temporalio SDK: {_INSTALL_TEMPORAL}"
         ) from exc
-
-
-def _positive(value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
-    return value
 
 
 def _is_deadline(status: str, message: str) -> bool:
@@ -121,7 +125,7 @@ class TemporalCollector(Closing):
     tls_server_ca: bytes = field(default=b"", repr=False, kw_only=True)
     tls: bool | None = field(default=None, kw_only=True)
     timeout: float = field(
-        default=DEFAULT_TEMPORAL_TIMEOUT, converter=_positive, kw_only=True
+        default=DEFAULT_TEMPORAL_TIMEOUT, converter=positive_seconds, kw_only=True
     )
     variables: Mapping[str, str] = field(
         factory=dict, converter=check_query_variables, repr=False, kw_only=True
@@ -138,8 +142,11 @@ class TemporalCollector(Closing):
     def __attrs_post_init__(self) -> None:
         import_temporal()
         for attribute in ("name", "address", "namespace"):
-            if not getattr(self, attribute):
-                raise ConfigError(f"temporal {attribute} required", field=attribute)
+            require(
+                getattr(self, attribute),
+                f"temporal {attribute} required",
+                field=attribute,
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError(
                 "tls_cert and tls_key go together: give both or neither",
@@ -179,7 +186,7 @@ class TemporalCollector(Closing):
                 ) from None
             except rpc_module.RPCError as exc:
                 status = getattr(exc.status, "name", str(exc.status))
-                text = f"{status}: {self._scrub(exc.message)}"
+                text = f"{status}: {self._scrubber(exc.message)}"
                 if _is_deadline(status, exc.message):  # the RPC's own deadline
                     text = f"no answer within {self.timeout} s ({text})"
                 raise MetricCollectionError(
@@ -190,7 +197,7 @@ class TemporalCollector(Closing):
             except RuntimeError as exc:  # the SDK's "Failed client connect: ..."
                 raise MetricCollectionError(
                     self.name,
-                    f"temporal at {self.address}: {self._scrub(str(exc))}",
+                    f"temporal at {self.address}: {self._scrubber(str(exc))}",
                 ) from None
         return float(count)
 
@@ -251,7 +258,71 @@ class TemporalCollector(Closing):
             )
         return self._client
 
-    def _scrub(self, text: str) -> str:
-        if len(self.api_key) >= 4:
-            text = text.replace(self.api_key, "[REDACTED]")
-        return text
+    @property
+    def _scrubber(self) -> Scrubber:
+        """Removes the API key."""
+        return Scrubber([self.api_key], min_length=4)
+
+
+def _check(entry: Entry) -> None:
+    if bool(entry.text("cert_data")) != bool(entry.text("key_data")):
+        raise ConfigError(
+            "temporal cert data and key data go together: give both or neither",
+            field="cert_data",
+        )
+
+
+def _build(entry: Entry, variables: Mapping[str, str]) -> TemporalCollector:
+    return TemporalCollector(
+        entry.text("metric_name"),
+        entry.text("address"),
+        entry.text("namespace") or "default",
+        entry.text("query"),
+        api_key=entry.text("api_key"),
+        tls_cert=entry.text("cert_data").encode(),
+        tls_key=entry.text("key_data").encode(),
+        variables=variables,
+    )
+
+
+#: The ``temporal`` entries of the command's configuration. The certificate
+#: and key are read from ``TEMPORAL_TLS_*`` first, then ``FAS_TEMPORAL_*``,
+#: as in the Go original; the certificate is not shown, but is no credential.
+TEMPORAL: Final = CollectorType(
+    name="temporal",
+    enabled_by="FAS_TEMPORAL_ADDRESS",
+    settings=(
+        Setting(
+            "address",
+            "address",
+            env=("FAS_TEMPORAL_ADDRESS",),
+            required="temporal address required",
+        ),
+        Setting("namespace", "namespace", env=("FAS_TEMPORAL_NAMESPACE",)),
+        Setting("metric-name", "metric_name", env=("FAS_TEMPORAL_METRIC_NAME",)),
+        Setting("query", "query", "query", env=("FAS_TEMPORAL_QUERY",)),
+        Setting(
+            "api-key",
+            "api_key",
+            "secret",
+            env=("FAS_TEMPORAL_API_KEY",),
+            credential=True,
+            header=True,
+        ),
+        Setting(
+            "cert-data",
+            "cert_data",
+            "secret",
+            env=("TEMPORAL_TLS_CERT_DATA", "FAS_TEMPORAL_CERT_DATA"),
+        ),
+        Setting(
+            "key-data",
+            "key_data",
+            "secret",
+            env=("TEMPORAL_TLS_KEY_DATA", "FAS_TEMPORAL_KEY_DATA"),
+            credential=True,
+        ),
+    ),
+    build=_build,
+    check=_check,
+)

@@ -1,9 +1,12 @@
-"""The Redis list-length collector (RQ, Celery and other list-based queues)."""
+"""The Redis list-length collector (RQ, Celery and other list-based queues).
+
+Also its declaration for the command's configuration (``REDIS``): its keys,
+variables and credential, and how an entry builds it.
+"""
 
 from __future__ import annotations
 
 import importlib
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from types import ModuleType
@@ -13,13 +16,15 @@ from urllib.parse import urlsplit
 from attrs import define, field
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError, MetricCollectionError
+from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._settings import CollectorType, Entry, Setting
+from flyautoscaler._validation import positive_seconds, require
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["DEFAULT_REDIS_TIMEOUT", "RedisListLengthCollector"]
+__all__ = ["DEFAULT_REDIS_TIMEOUT", "REDIS", "RedisListLengthCollector"]
 
 #: Default connect and read timeout of a Redis call, in seconds.
 DEFAULT_REDIS_TIMEOUT: Final = 5.0
@@ -49,13 +54,6 @@ def _keys(value: str | Sequence[str]) -> tuple[str, ...]:
             "redis keys must be one or more non-empty strings", field="keys"
         )
     return keys
-
-
-def _positive(value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"timeout must be positive seconds, got {value!r}")
-    return value
 
 
 @define
@@ -96,10 +94,10 @@ class RedisListLengthCollector(Closing):
     url: str = field(repr=False)
     keys: tuple[str, ...] = field(converter=_keys)
     connect_timeout: float = field(
-        default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+        default=DEFAULT_REDIS_TIMEOUT, converter=positive_seconds, kw_only=True
     )
     timeout: float = field(
-        default=DEFAULT_REDIS_TIMEOUT, converter=_positive, kw_only=True
+        default=DEFAULT_REDIS_TIMEOUT, converter=positive_seconds, kw_only=True
     )
     variables: Mapping[str, str] = field(
         factory=dict, converter=check_query_variables, repr=False, kw_only=True
@@ -109,8 +107,7 @@ class RedisListLengthCollector(Closing):
 
     def __attrs_post_init__(self) -> None:
         import_redis()
-        if not self.name:
-            raise ConfigError("collector name required", field="name")
+        require(self.name, "collector name required", field="name")
         if urlsplit(self.url).scheme not in _SCHEMES:
             raise ConfigError(
                 "redis url must start with redis://, rediss:// or unix://",
@@ -152,21 +149,21 @@ class RedisListLengthCollector(Closing):
         except redis_module.ResponseError as exc:
             raise MetricCollectionError(
                 self.name,
-                f"redis at {self.server}: {self._scrub(str(exc))} (keys {keys!r})",
+                f"redis at {self.server}: {self._scrubber(str(exc))} (keys {keys!r})",
                 transient=False,
             ) from None
         except redis_module.AuthenticationError as exc:
             raise MetricCollectionError(
                 self.name,
                 f"redis at {self.server} refused the credentials: "
-                f"{self._scrub(str(exc))}",
+                f"{self._scrubber(str(exc))}",
                 transient=False,
             ) from None
         except redis_module.RedisError as exc:
             raise MetricCollectionError(
                 self.name,
                 f"redis at {self.server}: {type(exc).__name__}: "
-                f"{self._scrub(str(exc))}",
+                f"{self._scrubber(str(exc))}",
             ) from None
         return float(sum(int(n) for n in lengths))
 
@@ -188,8 +185,42 @@ class RedisListLengthCollector(Closing):
                 )
             return self._client
 
-    def _scrub(self, text: str) -> str:
-        password = urlsplit(self.url).password
-        if password:
-            text = text.replace(password, "[REDACTED]")
-        return text
+    @property
+    def _scrubber(self) -> Scrubber:
+        """Removes the password of :attr:`url` (whatever its length)."""
+        return Scrubber([urlsplit(self.url).password or ""])
+
+
+def _build(entry: Entry, variables: Mapping[str, str]) -> RedisListLengthCollector:
+    return RedisListLengthCollector(
+        entry.text("metric_name"),
+        entry.text("url"),
+        [key for key in entry.strings("keys") if key],
+        variables=variables,
+    )
+
+
+#: The ``redis`` entries of the command's configuration.
+REDIS: Final = CollectorType(
+    name="redis",
+    enabled_by="FAS_REDIS_URL",
+    settings=(
+        Setting(
+            "url",
+            "url",
+            "secret",
+            env=("FAS_REDIS_URL",),
+            credential=True,
+            required="redis url required",
+        ),
+        Setting("metric-name", "metric_name", env=("FAS_REDIS_METRIC_NAME",)),
+        Setting(
+            "keys",
+            "keys",
+            "query_list",
+            env=("FAS_REDIS_KEYS",),
+            required="redis keys required",
+        ),
+    ),
+    build=_build,
+)

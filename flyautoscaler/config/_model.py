@@ -1,0 +1,451 @@
+"""What the command's configuration is: :class:`Config`, its checks and what it builds.
+
+Each top-level setting is declared once, on its :class:`Config` field: its
+default, its YAML key, its ``FAS_*`` variable and its kind (see
+:func:`_setting`). The tables the readers of the environment and of the
+file, the checks and the messages use are derived from those fields (and,
+for the collectors, from their types' declarations: see
+:mod:`~flyautoscaler.config._entry`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final
+
+from attrs import define, evolve, field, fields
+
+from flyautoscaler._errors import ConfigError
+from flyautoscaler._http import token_header_problem
+from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
+from flyautoscaler._pool import (
+    DEFAULT_APP_LIST_REFRESH_INTERVAL,
+    DEFAULT_RECONCILE_INTERVAL,
+    DEFAULT_RECONCILE_TIMEOUT,
+    DEFAULT_UNHEALTHY_AFTER,
+)
+from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._settings import Kind, Setting
+from flyautoscaler._validation import (
+    MAX_CONCURRENCY,
+    check_app_name,
+    check_duration,
+    check_header_value,
+    check_initial_machine_state,
+    check_range,
+    check_wildcard_org,
+    require,
+)
+from flyautoscaler.collectors import TYPES
+from flyautoscaler.config._build import credential_pieces, query_variable_values
+from flyautoscaler.config._check import (
+    check_counts,
+    check_expressions,
+    check_metric_names,
+    check_query_variable_names,
+)
+from flyautoscaler.config._entry import CREDENTIALS, CollectorConfig
+from flyautoscaler.fly import DEFAULT_API_BASE_URL, DEFAULT_FLAPS_BASE_URL
+
+__all__ = [
+    "DEFAULT_METRICS_ADDRESS",
+    "MAX_UNHEALTHY_AFTER",
+    "SECRET_VARIABLES",
+    "TOP_KEYS",
+    "TOP_SETTINGS",
+    "Config",
+    "secrets",
+]
+
+#: Where ``serve`` answers ``/metrics`` and ``/healthz`` unless told otherwise.
+DEFAULT_METRICS_ADDRESS: Final = ":9090"
+#: The most failed passes in a row ``unhealthy-after`` may wait for.
+MAX_UNHEALTHY_AFTER: Final = 1000
+
+# Fly's usual token variables: metric-query-variables may not list them either.
+_FLY_TOKEN_VARIABLES: Final = frozenset({"FLY_API_TOKEN", "FLY_ACCESS_TOKEN"})
+# The attrs metadata key of a top-level setting's declaration.
+_SETTING: Final = "flyautoscaler.setting"
+_EXPRESSION_FIELDS: Final = (
+    "created_machine_count",
+    "min_created_machine_count",
+    "max_created_machine_count",
+    "started_machine_count",
+    "min_started_machine_count",
+    "max_started_machine_count",
+)
+
+
+def secrets(config: Config) -> list[str]:
+    """Return every configured credential that is set: what logs must not show.
+
+    The API token and each collector's credentials (tokens, keys, Redis
+    URLs), as the collector types declare them.
+    """
+    values = [config.api_token]
+    for entry in config.metric_collectors:
+        values += [entry.text(attribute) for attribute in CREDENTIALS]
+    return [value for value in values if value]
+
+
+# --- the configuration -----------------------------------------------------------
+
+
+def _setting(
+    key: str, variable: str, kind: Kind = "string", *, credential: bool = False
+) -> dict[str, Setting]:
+    """Declare a top-level setting, as the metadata of its :class:`Config` field."""
+    return {_SETTING: Setting(key, "", kind, env=(variable,), credential=credential)}
+
+
+@define
+class Config:
+    """Everything ``flyautoscaler serve`` and ``eval`` need.
+
+    Build it with :func:`load_config`; every field has the Go original's
+    default. Durations are float seconds.
+
+    Attributes:
+        app_name: The app to scale, or a wildcard such as ``my-app-*``.
+        org: The organization slug of a wildcard's apps.
+        regions: Regions to create Machines in, round-robin.
+        process_group: The process group to scale.
+        created_machine_count: Expression for both bounds of created Machines.
+        min_created_machine_count: Expression for the least created Machines.
+        max_created_machine_count: Expression for the most created Machines.
+        initial_machine_state: ``"started"`` or ``"stopped"``: the state of
+            created Machines.
+        started_machine_count: Expression for both bounds of started Machines.
+        min_started_machine_count: Expression for the least started Machines.
+        max_started_machine_count: Expression for the most started Machines.
+        concurrency: Worker threads (for a wildcard), 1 to 256.
+        interval: Seconds between two passes of an app (at most a day).
+        timeout: Seconds one pass may take (at most a day).
+        app_list_refresh_interval: Seconds between two refreshes of a
+            wildcard's app list (at most a day).
+        api_token: The Fly API token; never shown.
+        verbose: Log at debug level.
+        unhealthy_after: Failed passes in a row after which ``serve``'s
+            ``/healthz`` reports an app unhealthy (503).
+        metric_collectors: Where the metrics come from.
+        metric_query_variables: Environment variables that queries and Redis
+            keys may use besides ``$APP_NAME``; no other is ever expanded.
+        metrics_address: ``host:port`` where ``serve`` answers ``/metrics``
+            and ``/healthz``; ``:9090`` is every interface.
+        flaps_base_url: The Machines API.
+        api_base_url: The GraphQL API host.
+        origins: Where each attribute was read from, by attribute: the
+            ``FAS_*`` variable or the YAML key, so that messages name the
+            setting as the user wrote it. :func:`load_config` fills it in.
+    """
+
+    app_name: str = field(default="", metadata=_setting("app-name", "FAS_APP_NAME"))
+    org: str = field(default="", metadata=_setting("org", "FAS_ORG"))
+    regions: list[str] = field(
+        factory=list, metadata=_setting("regions", "FAS_REGIONS", "string_list")
+    )
+    process_group: str = field(
+        default=DEFAULT_PROCESS_GROUP,
+        metadata=_setting("process-group", "FAS_PROCESS_GROUP"),
+    )
+    created_machine_count: str = field(
+        default="",
+        metadata=_setting("created-machine-count", "FAS_CREATED_MACHINE_COUNT"),
+    )
+    min_created_machine_count: str = field(
+        default="",
+        metadata=_setting("min-created-machine-count", "FAS_MIN_CREATED_MACHINE_COUNT"),
+    )
+    max_created_machine_count: str = field(
+        default="",
+        metadata=_setting("max-created-machine-count", "FAS_MAX_CREATED_MACHINE_COUNT"),
+    )
+    initial_machine_state: str = field(
+        default=MachineState.STARTED,
+        metadata=_setting("initial-machine-state", "FAS_INITIAL_MACHINE_STATE"),
+    )
+    started_machine_count: str = field(
+        default="",
+        metadata=_setting("started-machine-count", "FAS_STARTED_MACHINE_COUNT"),
+    )
+    min_started_machine_count: str = field(
+        default="",
+        metadata=_setting("min-started-machine-count", "FAS_MIN_STARTED_MACHINE_COUNT"),
+    )
+    max_started_machine_count: str = field(
+        default="",
+        metadata=_setting("max-started-machine-count", "FAS_MAX_STARTED_MACHINE_COUNT"),
+    )
+    concurrency: int = field(
+        default=1, metadata=_setting("concurrency", "FAS_CONCURRENCY", "integer")
+    )
+    interval: float = field(
+        default=DEFAULT_RECONCILE_INTERVAL,
+        metadata=_setting("interval", "FAS_INTERVAL", "duration"),
+    )
+    timeout: float = field(
+        default=DEFAULT_RECONCILE_TIMEOUT,
+        metadata=_setting("timeout", "FAS_TIMEOUT", "duration"),
+    )
+    app_list_refresh_interval: float = field(
+        default=DEFAULT_APP_LIST_REFRESH_INTERVAL,
+        metadata=_setting(
+            "app-list-refresh-interval", "FAS_APP_LIST_REFRESH_INTERVAL", "duration"
+        ),
+    )
+    api_token: str = field(
+        default="",
+        repr=False,
+        metadata=_setting("api-token", "FAS_API_TOKEN", "secret", credential=True),
+    )
+    verbose: bool = field(
+        default=False, metadata=_setting("verbose", "FAS_VERBOSE", "boolean")
+    )
+    unhealthy_after: int = field(
+        default=DEFAULT_UNHEALTHY_AFTER,
+        metadata=_setting("unhealthy-after", "FAS_UNHEALTHY_AFTER", "integer"),
+    )
+    metric_collectors: list[CollectorConfig] = field(factory=list)
+    metric_query_variables: list[str] = field(
+        factory=list,
+        metadata=_setting(
+            "metric-query-variables", "FAS_METRIC_QUERY_VARIABLES", "name_list"
+        ),
+    )
+    metrics_address: str = field(
+        default=DEFAULT_METRICS_ADDRESS,
+        metadata=_setting("metrics-address", "FAS_METRICS_ADDRESS"),
+    )
+    flaps_base_url: str = field(
+        default=DEFAULT_FLAPS_BASE_URL,
+        metadata=_setting("flaps-base-url", "FLY_FLAPS_BASE_URL", "url"),
+    )
+    api_base_url: str = field(
+        default=DEFAULT_API_BASE_URL,
+        metadata=_setting("api-base-url", "FLY_API_BASE_URL", "url"),
+    )
+    origins: dict[str, str] = field(factory=dict, repr=False, eq=False)
+
+    def setting(self, attribute: str) -> str:
+        """Return the name of *attribute*'s setting as the user wrote it.
+
+        The ``FAS_*`` variable or YAML key it came from (see :attr:`origins`),
+        else its YAML key.
+        """
+        return self.origins.get(attribute) or _TOP_KEY_OF[attribute]
+
+    # --- expressions (Go's GetMin/MaxCreated/StartedMachineN) ---
+
+    def min_created_expr(self) -> str:
+        """``created_machine_count`` if set, else ``min_created_machine_count``."""
+        return self.created_machine_count or self.min_created_machine_count
+
+    def max_created_expr(self) -> str:
+        """``created_machine_count`` if set, else ``max_created_machine_count``."""
+        return self.created_machine_count or self.max_created_machine_count
+
+    def min_started_expr(self) -> str:
+        """``started_machine_count`` if set, else ``min_started_machine_count``."""
+        return self.started_machine_count or self.min_started_machine_count
+
+    def max_started_expr(self) -> str:
+        """``started_machine_count`` if set, else ``max_started_machine_count``."""
+        return self.started_machine_count or self.max_started_machine_count
+
+    def metric_names(self) -> list[str]:
+        """Return the configured collectors' metric names, in order."""
+        return [c.metric_name for c in self.metric_collectors]
+
+    # --- validation ---
+
+    def validate(self, *, require_token: bool = False) -> None:
+        """Check the configuration; the first problem found is raised.
+
+        First the Go original's checks, with its messages: ``app name
+        required``, ``must define either created machine count or started
+        machine count``, the created and started count pairs, ``initial machine
+        state must be either 'started' or 'stopped'``, and each collector
+        (``metric-collectors[0]: metric name required``, ...). Then: ``api token
+        required`` when *require_token*; an organization for a wildcard; an
+        app name Fly allows; positive durations up to 24 h and a concurrency
+        from 1 to 256; tokens an HTTP header can carry; the names
+        ``metric-query-variables`` lists; distinct metric names; and every
+        expression compiled and checked against :meth:`metric_names`, so a
+        misspelled metric or a function given the wrong arguments fails
+        here, naming it.
+
+        Args:
+            require_token: Whether an API token is needed (``serve``; not
+                ``eval``).
+
+        Raises:
+            ConfigError: What is wrong.
+        """
+        require(self.app_name, "app name required", field="app_name")
+        check_counts(
+            (
+                self.created_machine_count,
+                self.min_created_machine_count,
+                self.max_created_machine_count,
+            ),
+            (
+                self.started_machine_count,
+                self.min_started_machine_count,
+                self.max_started_machine_count,
+            ),
+        )
+        check_initial_machine_state(self.initial_machine_state)
+        for i, collector in enumerate(self.metric_collectors):
+            try:
+                collector.validate()
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"metric-collectors[{i}]: {exc}", field=exc.field
+                ) from None
+        if require_token:
+            require(self.api_token, "api token required", field="api_token")
+        self._validate_settings()
+        check_query_variable_names(
+            self.metric_query_variables,
+            self.setting("metric_query_variables"),
+            secret_variables=SECRET_VARIABLES,
+        )
+        check_metric_names(self.metric_names())
+        check_expressions(
+            {attr: getattr(self, attr) for attr in _EXPRESSION_FIELDS},
+            self.metric_names(),
+        )
+
+    def _validate_settings(self) -> None:
+        """Check the settings the Go original leaves unchecked, one by one."""
+        check_wildcard_org(self.app_name, self.org, field="org")
+        check_app_name(self.app_name, self.setting("app_name"), field="app_name")
+        check_range(
+            self.concurrency,
+            self.setting("concurrency"),
+            field="concurrency",
+            low=1,
+            high=MAX_CONCURRENCY,
+        )
+        for name in ("interval", "timeout", "app_list_refresh_interval"):
+            check_duration(getattr(self, name), self.setting(name), field=name)
+        check_range(
+            self.unhealthy_after,
+            self.setting("unhealthy_after"),
+            field="unhealthy_after",
+            low=1,
+            high=MAX_UNHEALTHY_AFTER,
+        )
+        check_header_value(
+            self.api_token,
+            self.setting("api_token"),
+            field="api_token",
+            problem_of=token_header_problem,
+        )
+
+    # --- building ---
+
+    def query_variables(
+        self, environ: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Return the values of the variables :attr:`metric_query_variables` lists.
+
+        Args:
+            environ: Where to read them (default :data:`os.environ`).
+
+        Raises:
+            ConfigError: A listed variable is not set, or its value contains
+                a configured credential (the API token, a collector's token,
+                key, or Redis URL or password).
+        """
+        return query_variable_values(
+            self.metric_query_variables,
+            self.setting("metric_query_variables"),
+            os.environ if environ is None else environ,
+            self._credentials(),
+        )
+
+    def _credentials(self) -> list[tuple[str, str]]:
+        """Return (setting, piece) for every configured credential."""
+        found = credential_pieces(self.setting("api_token"), self.api_token)
+        for i, entry in enumerate(self.metric_collectors):
+            for attribute in CREDENTIALS:
+                holder = f"metric-collectors[{i}] {entry.setting(attribute)}"
+                found += credential_pieces(holder, entry.text(attribute), in_url=True)
+        return found
+
+    def build_collectors(
+        self, environ: Mapping[str, str] | None = None
+    ) -> list[MetricCollector]:
+        """Build every configured collector, in order.
+
+        Each gets the values of :attr:`metric_query_variables`, read once.
+
+        Args:
+            environ: Where to read the listed variables (default
+                :data:`os.environ`).
+
+        Raises:
+            ConfigError: An entry is invalid, or its collector's extra is not
+                installed (``metric collector[0]: ...``, as Go words it), or a
+                listed variable is unusable (see :meth:`query_variables`).
+        """
+        variables = self.query_variables(environ)
+        collectors: list[MetricCollector] = []
+        for i, entry in enumerate(self.metric_collectors):
+            try:
+                collectors.append(entry.build(variables))
+            except (ConfigError, ImportError) as exc:
+                raise ConfigError(f"metric collector[{i}]: {exc}") from exc
+        return collectors
+
+    def new_reconciler(
+        self, collectors: list[MetricCollector] | None = None
+    ) -> Reconciler:
+        """Return a :class:`~flyautoscaler.Reconciler` with this configuration.
+
+        Sets the four expressions, the regions, the process group and the
+        initial Machine state. A pool sets the app name and client.
+
+        Args:
+            collectors: The collectors to use (the list is copied); ``None``
+                builds new ones with :meth:`build_collectors`.
+        """
+        return Reconciler(
+            regions=list(self.regions),
+            process_group=self.process_group,
+            min_created_machine_n=self.min_created_expr(),
+            max_created_machine_n=self.max_created_expr(),
+            min_started_machine_n=self.min_started_expr(),
+            max_started_machine_n=self.max_started_expr(),
+            initial_machine_state=self.initial_machine_state,
+            collectors=list(
+                self.build_collectors() if collectors is None else collectors
+            ),
+        )
+
+
+# --- the top-level settings, from their fields ----------------------------------
+
+#: The top-level settings, in the order of :class:`Config`'s fields.
+TOP_SETTINGS: Final = tuple(
+    evolve(a.metadata[_SETTING], attribute=a.name)
+    for a in fields(Config)
+    if _SETTING in a.metadata
+)
+#: The top-level keys of the file (``metric-collectors`` aside):
+#: key -> (attribute, kind).
+TOP_KEYS: Final[dict[str, tuple[str, Kind]]] = {
+    s.key: (s.attribute, s.kind) for s in TOP_SETTINGS
+}
+_TOP_KEY_OF: Final = {s.attribute: s.key for s in TOP_SETTINGS}
+#: Variables that hold the autoscaler's own credentials (and Fly's usual
+#: token variables): ``metric-query-variables`` may not list them.
+SECRET_VARIABLES: Final = _FLY_TOKEN_VARIABLES | frozenset(
+    variable
+    for setting in (*TOP_SETTINGS, *(s for t in TYPES for s in t.settings))
+    if setting.credential
+    for variable in setting.env
+)
