@@ -7,7 +7,7 @@ registers one custom collector that reads the pool's counters when scraped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,8 +18,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-if TYPE_CHECKING:
-    from flyautoscaler._pool import ReconcilerPool
+from flyautoscaler._stats import ReconcilerStats
+from flyautoscaler._status import AppStatus
 
 __all__ = ["PoolCollector", "register_prom_metrics"]
 
@@ -56,10 +56,23 @@ _STATUS_SERIES: Final[dict[str, tuple[str, dict[str, str]]]] = {
 }
 
 
+class PoolView(Protocol):
+    """What the series are read from: a pool's counters and its apps' status."""
+
+    @property
+    def stats(self) -> ReconcilerStats:
+        """The counters shared by the pool's reconcilers."""
+        ...
+
+    def app_status(self) -> dict[str, AppStatus]:
+        """A copy of each app's status, by name."""
+        ...
+
+
 class PoolCollector(Collector):
     """Exposes a :class:`ReconcilerPool`'s counters and per-app state."""
 
-    def __init__(self, pool: ReconcilerPool) -> None:
+    def __init__(self, pool: PoolView) -> None:
         self._pool = pool
 
     def describe(self) -> Iterator[Metric]:
@@ -166,9 +179,7 @@ class PoolCollector(Collector):
         yield from (values, targets, current, failing)
 
 
-def register_prom_metrics(
-    pool: ReconcilerPool, registry: CollectorRegistry
-) -> PoolCollector:
+def register_prom_metrics(pool: PoolView, registry: CollectorRegistry) -> PoolCollector:
     """Register *pool*'s series on *registry* and return the collector.
 
     Raises:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from flyautoscaler._httpserver import MetricsServer, metrics_app
+from flyautoscaler.cli._httpserver import MetricsServer, metrics_app
 from servers import ipv6_loopback
 
 WAIT = 30.0  # a bound for what must happen, never a measure of speed

@@ -1,7 +1,7 @@
 """``flyautoscaler simulate``: the run, its files, its errors, and its pure parts.
 
-Runs call :func:`flyautoscaler._simulate.run` in-process with the options
-:func:`~flyautoscaler._simulate.add_arguments` defines (one test runs the CLI
+Runs call :func:`flyautoscaler.cli.simulate.run` in-process with the options
+:func:`~flyautoscaler.cli.simulate.add_arguments` defines (one test runs the CLI
 as a subprocess). Each run starts a FakeMachinesServer and a real pool; ticks
 are driven one by one, so nothing here sleeps or measures time.
 """
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from flyautoscaler._simprofile import (
+from flyautoscaler.cli.simulate import add_arguments, run
+from flyautoscaler.cli.simulate._profile import (
     MetricsFileError,
     load_metrics_csv,
     parse_seconds,
     synthetic_series,
 )
-from flyautoscaler._simreport import (
+from flyautoscaler.cli.simulate._report import (
     CSV_COLUMNS,
     TickRow,
     direction_changes,
@@ -35,7 +36,6 @@ from flyautoscaler._simreport import (
     format_seconds,
     target_changes,
 )
-from flyautoscaler._simulate import add_arguments, run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WAIT = 120.0  # generous: a loaded 2-core machine starts Python slowly

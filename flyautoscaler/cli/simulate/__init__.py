@@ -3,8 +3,8 @@
 The options (:func:`add_arguments`), the policy (the built-in one, or the
 ``--config`` file and ``FAS_*`` variables ``serve`` reads), the metric values
 (a synthetic load or a ``--metrics`` recording), the live view and the files
-written (:func:`run`). The engine is in :mod:`flyautoscaler._simrun`; the
-summary, the CSV and the chart in :mod:`flyautoscaler._simreport`.
+written (:func:`run`). The engine is in :mod:`flyautoscaler.cli.simulate._run`; the
+summary, the CSV and the chart in :mod:`flyautoscaler.cli.simulate._report`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from flyautoscaler._errors import ConfigError, FlyAutoscalerError, redact
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
-from flyautoscaler._simprofile import (
+from flyautoscaler.cli.simulate._profile import (
     DEFAULT_PEAK,
     Recording,
     load_metrics_csv,
     parse_seconds,
     synthetic_series,
 )
-from flyautoscaler._simreport import (
+from flyautoscaler.cli.simulate._report import (
     CSV_COLUMNS,
     TickRow,
     format_band,
@@ -36,7 +36,7 @@ from flyautoscaler._simreport import (
     write_chart,
     write_csv,
 )
-from flyautoscaler._simrun import (
+from flyautoscaler.cli.simulate._run import (
     GATE_METRIC,
     Outcome,
     Plan,

@@ -44,8 +44,8 @@ from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
-from flyautoscaler._simreport import TickRow, format_clock
 from flyautoscaler._status import PassReport
+from flyautoscaler.cli.simulate._report import TickRow, format_clock
 from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import FakeMachinesServer
 

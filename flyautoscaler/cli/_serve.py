@@ -1,0 +1,199 @@
+"""``flyautoscaler serve``: the pool, ``/metrics`` and ``/healthz``, until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from http import HTTPStatus
+from types import FrameType
+
+from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
+
+from flyautoscaler._pool import PoolState, ReconcilerPool
+from flyautoscaler._protocols import MetricCollector
+from flyautoscaler.cli._common import EXIT_OK, close_quietly, load
+from flyautoscaler.cli._httpserver import MetricsServer, metrics_app
+from flyautoscaler.cli._logging import configure_logging, secrets_of
+
+__all__ = ["parse_listen_address", "serve"]
+
+logger = logging.getLogger("flyautoscaler.cli")
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Split ``host:port`` (``:9090``, ``127.0.0.1:0``, ``[::1]:9090``).
+
+    An empty host means every interface, IPv4 and IPv6.
+
+    Raises:
+        ConfigError: The address has no valid port.
+    """
+    from flyautoscaler._errors import ConfigError  # noqa: PLC0415 - one use
+
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(
+            f"metrics address must be host:port (such as :9090), got {address!r}",
+            field="metrics_address",
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def _health(pool: ReconcilerPool) -> tuple[int, bytes]:
+    """Return ``/healthz``'s status and JSON body for *pool*.
+
+    200 with each app's last pass while the pool is healthy; 503 with a small
+    body naming each unhealthy app (and dead thread) and why otherwise.
+    """
+    health = pool.health()
+    if not health.healthy:
+        problem: dict[str, object] = {
+            "status": "unavailable"
+            if health.state is not PoolState.RUNNING
+            else "unhealthy",
+            "state": health.state.value,
+        }
+        if health.apps:
+            problem["unhealthy_apps"] = health.apps
+        if health.threads:
+            problem["dead_threads"] = health.threads
+        return HTTPStatus.SERVICE_UNAVAILABLE, _json_line(problem)
+    apps = {
+        name: {
+            "passes": status.passes,
+            "skipped": status.skipped,
+            "errors": {k: v for k, v in status.errors.items() if v},
+            "last_duration": round(status.last_duration, 3),
+            "last_lag": round(status.last_lag, 3),
+            "metrics": status.metrics,
+            "ok": status.last_ok,
+            "error": status.last_error or None,
+            "consecutive_failures": status.consecutive_failures,
+        }
+        for name, status in pool.app_status().items()
+    }
+    body = {
+        "status": "ok",
+        "state": health.state.value,
+        "passes": pool.pass_count,
+        "apps": apps,
+    }
+    return HTTPStatus.OK, _json_line(body)
+
+
+def _json_line(body: Mapping[str, object]) -> bytes:
+    return json.dumps(body, default=str).encode() + b"\n"
+
+
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event) -> Iterator[list[str]]:
+    """Set *stop* on SIGINT or SIGTERM while inside; yield the signals received."""
+    received: list[str] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from flyautoscaler.fly import (  # noqa: PLC0415 - only serve needs them
+        FlyGraphQLClient,
+        new_flaps_client_func,
+    )
+
+    config = load(args, environ)
+    configure_logging(verbose=config.verbose, secrets=secrets_of(config))
+    config.validate(require_token=True)
+    host, port = parse_listen_address(config.metrics_address)
+    collectors: list[MetricCollector] = config.build_collectors(environ)
+    fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
+    flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
+    pool = ReconcilerPool(
+        fly_client,
+        concurrency=config.concurrency,
+        reconcile_timeout=config.timeout,
+        reconcile_interval=config.interval,
+        app_list_refresh_interval=config.app_list_refresh_interval,
+        app_name=config.app_name,
+        organization_slug=config.org,
+        new_flaps_client=flaps,
+        # One set of collectors, shared by every app (as in the Go original).
+        new_reconciler=functools.partial(config.new_reconciler, collectors),
+        unhealthy_after=config.unhealthy_after,
+    )
+    registry = CollectorRegistry()
+    pool.register_prom_metrics(registry)
+    ProcessCollector(registry=registry)
+    registry.register(PLATFORM_COLLECTOR)
+    stop = threading.Event()
+    server: MetricsServer | None = None
+    try:
+        with _signals_set(stop) as received:
+            app = metrics_app(registry, functools.partial(_health, pool))
+            server = MetricsServer(host, port, app)
+            bound_host, bound_port = server.server_address[:2]
+            logger.info(
+                "serve.listening",
+                extra={
+                    "address": _format_address(str(bound_host), int(bound_port)),
+                    "paths": ["/metrics", "/healthz"],
+                    "max_connections": server.max_connections,
+                    "timeout": server.connection_timeout,
+                },
+            )
+            server.start()
+            pool.open()
+            logger.info(
+                "serve.started",
+                extra={
+                    "app": config.app_name,
+                    "org": config.org,
+                    "interval": config.interval,
+                    "timeout": config.timeout,
+                    "concurrency": config.concurrency,
+                    "collectors": config.metric_names(),
+                    "regions": config.regions,
+                    "process_group": config.process_group,
+                    "created_count": {
+                        "min": config.min_created_expr() or None,
+                        "max": config.max_created_expr() or None,
+                    },
+                    "started_count": {
+                        "min": config.min_started_expr() or None,
+                        "max": config.max_started_expr() or None,
+                    },
+                },
+            )
+            stop.wait()
+            logger.info("serve.stopping", extra={"signals": received})
+            pool.close()
+    finally:
+        pool.close()
+        if server is not None:
+            server.close()
+        for thing in (flaps, fly_client, *collectors):
+            close_quietly(thing)
+    logger.info("serve.stopped")
+    return EXIT_OK
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
