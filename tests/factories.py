@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import strategies as st
+
 import flyautoscaler as fas
 
 IMAGE_REF = fas.ImageRef("registry.fly.io", "my-app", "deployment-01", "sha256:abc")
@@ -38,3 +40,36 @@ def machine(
         config=config,
         image_ref=IMAGE_REF,
     )
+
+
+#: Machine states the property tests draw from.
+STATES = [
+    "started",
+    "starting",
+    "stopped",
+    "suspended",
+    "created",
+    "failed",
+    "destroying",
+    "stopping",
+]
+#: States that count as started.
+RUNNING = {"started", "starting", "restarting"}
+#: States a start may act on.
+STARTABLE = {"stopped", "suspended", "created"}
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> list[fas.Machine]:
+    """Draw a fleet of Machines in several groups, states and host statuses."""
+    n = draw(st.integers(min_value=0, max_value=12))
+    return [
+        machine(
+            f"m{i:02d}",
+            draw(st.sampled_from(STATES)),
+            group=draw(st.sampled_from(["app", "app", "worker", None])),
+            host_status=draw(st.sampled_from(["ok", "ok", "ok", "unreachable"])),
+            with_config=draw(st.booleans()) or i % 2 == 0,
+        )
+        for i in range(n)
+    ]

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import flyautoscaler as fas
-from factories import machine
+from factories import RUNNING, fleets, machine
 from flyautoscaler._plan import (
     Create,
     Destroy,
@@ -22,18 +22,6 @@ from flyautoscaler._plan import (
     plan,
     plan_started,
 )
-
-STATES = [
-    "started",
-    "starting",
-    "stopped",
-    "suspended",
-    "created",
-    "failed",
-    "destroying",
-    "stopping",
-]
-RUNNING = {"started", "starting", "restarting"}
 
 
 def fleet(*machines: fas.Machine) -> Fleet:
@@ -213,22 +201,6 @@ def test_destroying_a_running_machine_counts_for_the_started_step():
 
 
 # --- properties ------------------------------------------------------------------
-
-
-@st.composite
-def fleets(draw: st.DrawFn) -> list[fas.Machine]:
-    """Draw Machines in several groups, states and host statuses."""
-    n = draw(st.integers(min_value=0, max_value=12))
-    return [
-        machine(
-            f"m{i:02d}",
-            draw(st.sampled_from(STATES)),
-            group=draw(st.sampled_from(["app", "app", "worker", None])),
-            host_status=draw(st.sampled_from(["ok", "ok", "unreachable"])),
-            with_config=draw(st.booleans()) or i % 2 == 0,
-        )
-        for i in range(n)
-    ]
 
 
 counts = st.one_of(st.none(), st.integers(min_value=0, max_value=10**12))

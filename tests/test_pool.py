@@ -48,6 +48,21 @@ def settle(pool: fas.ReconcilerPool, passes: int = 3) -> None:
     assert pool.wait_for_passes(pool.pass_count + passes, WAIT)
 
 
+class Hold:
+    """A before_call hook that holds every call of *method* until released."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, method: str, args: tuple[object, ...]) -> None:
+        """Hold a call of the method: signal ``entered``, wait for ``release``."""
+        if method == self.method:
+            self.entered.set()
+            self.release.wait(WAIT)
+
+
 def slow(seconds: float) -> Callable[[str, tuple[object, ...]], None]:
     """Return a before_call hook that makes every call take *seconds*."""
     pause = threading.Event()
@@ -566,16 +581,10 @@ def test_close_wakes_idle_workers_at_once(pools):
 
 def test_close_while_a_pass_runs(pools):
     """close() waits for the pass in flight, which starts no new action."""
-    entered = threading.Event()
-    release = threading.Event()
-
-    def hook(method: str, args: tuple[object, ...]) -> None:
-        if method == "start":
-            entered.set()
-            release.wait(WAIT)
-
+    hold = Hold("start")
+    entered, release = hold.entered, hold.release
     client = FakeFlapsClient(
-        [machine(str(i), "stopped") for i in range(1, 6)], before_call=hook
+        [machine(str(i), "stopped") for i in range(1, 6)], before_call=hold
     )
     pool = make_pool(pools, None, {"a": client}, target="5", app_name="a")
     pool.open()
@@ -696,14 +705,8 @@ def test_dead_thread_makes_the_pool_unhealthy(pools, caplog):
 
 def test_close_returns_within_close_timeout_with_a_call_in_flight(pools):
     """A Machine call that never returns does not hold close() past its timeout."""
-    entered = threading.Event()
-    never = threading.Event()
-
-    def hang(method: str, args: tuple[object, ...]) -> None:
-        if method == "start":
-            entered.set()
-            never.wait(WAIT)
-
+    hang = Hold("start")
+    entered, never = hang.entered, hang.release
     client = FakeFlapsClient(
         [machine(str(i), "stopped") for i in range(1, 4)], before_call=hang
     )
@@ -802,16 +805,10 @@ def test_trickling_metric_source_fails_the_pass_at_its_timeout(pools, caplog):
 
 def test_pass_past_its_timeout_is_reported(pools, caplog):
     """A pass running past its timeout makes health() name it, and is logged."""
-    entered = threading.Event()
-    release = threading.Event()
+    hold = Hold("start")
+    entered, release = hold.entered, hold.release
     skew = [0.0]
-
-    def hook(method: str, args: tuple[object, ...]) -> None:
-        if method == "start":
-            entered.set()
-            release.wait(WAIT)
-
-    client = FakeFlapsClient([machine("1", "stopped")], before_call=hook)
+    client = FakeFlapsClient([machine("1", "stopped")], before_call=hold)
     pool = make_pool(
         pools,
         None,

@@ -9,38 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import flyautoscaler as fas
-from factories import machine
+from factories import RUNNING, STARTABLE, fleets
 from flyautoscaler.testing import FakeFlapsClient
 
-STATES = [
-    "started",
-    "starting",
-    "stopped",
-    "suspended",
-    "created",
-    "failed",
-    "destroying",
-    "stopping",
-]
-RUNNING = {"started", "starting", "restarting"}
-STARTABLE = {"stopped", "suspended", "created"}
 METHODS = ["launch", "destroy", "start", "stop"]
-
-
-@st.composite
-def fleets(draw: st.DrawFn) -> list[fas.Machine]:
-    """Draw a fleet of Machines in several groups, states and host statuses."""
-    n = draw(st.integers(min_value=0, max_value=12))
-    return [
-        machine(
-            f"m{i:02d}",
-            draw(st.sampled_from(STATES)),
-            group=draw(st.sampled_from(["app", "app", "worker", None])),
-            host_status=draw(st.sampled_from(["ok", "ok", "ok", "unreachable"])),
-            with_config=draw(st.booleans()) or i % 2 == 0,
-        )
-        for i in range(n)
-    ]
 
 
 # The max_parallel_actions the module's tests run with (None: the default).
