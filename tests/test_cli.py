@@ -862,3 +862,39 @@ def test_serve_sends_no_action_after_sigterm(fly, prom):
     # A launch already on the wire when the signal came may still land.
     assert fly.count("launch") <= at_signal + 1
     assert len(fly.machines("grow-app")) <= 1 + at_signal + 1
+
+
+def test_signal_wait_survives_a_storm_of_signals():
+    """Waiting for SIGTERM never deadlocks, however the signals fall (they once did)."""
+    script = (
+        "import signal\n"
+        "from flyautoscaler.cli._serve import _signals_set\n"
+        "with _signals_set() as signals:\n"
+        "    print('ready', flush=True)\n"
+        "    for _ in range(500):\n"
+        "        signals.received.clear()\n"
+        "        signals.wait()\n"
+        "    # The storm goes on until this process ends: keep it out from here.\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+        "print('done', flush=True)\n"
+    )
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script],
+        env=base_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + WAIT
+        while child.poll() is None and time.monotonic() < deadline:
+            child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=WAIT) == 0
+        assert child.stdout.read() == "done\n"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=WAIT)
+        if child.stdout is not None:
+            child.stdout.close()

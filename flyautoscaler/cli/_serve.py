@@ -7,12 +7,15 @@ import contextlib
 import functools
 import json
 import logging
+import select
 import signal
-import threading
+import socket
 from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from types import FrameType
+from typing import Final
 
+from attrs import define, field
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
@@ -94,23 +97,57 @@ def _json_line(body: Mapping[str, object]) -> bytes:
     return json.dumps(body, default=str).encode() + b"\n"
 
 
+#: Longest one wait for a signal lasts before it looks again (a safety net: a
+#: signal wakes the wait at once through the wakeup socket).
+_SIGNAL_POLL: Final = 1.0
+
+
+@define
+class _Signals:
+    """SIGINT and SIGTERM as they arrive, and a wait for the first one.
+
+    The handler only records the signal. It must not take a lock: a handler
+    that set a :class:`threading.Event` would deadlock when the signal came
+    while the main thread, waiting on that same event, held its lock (seen:
+    ``serve`` hung after SIGTERM). The wait is woken by the byte Python's own
+    signal handling writes to a wakeup socket (:func:`signal.set_wakeup_fd`).
+    """
+
+    _wakeup: socket.socket
+    received: list[str] = field(factory=list)
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        """Record *signum* (a signal handler: no lock, no I/O)."""
+        self.received.append(signal.Signals(signum).name)
+
+    def wait(self) -> None:
+        """Return once a signal was received."""
+        while not self.received:  # bounded: ends with the first signal
+            select.select([self._wakeup], [], [], _SIGNAL_POLL)
+            with contextlib.suppress(OSError):
+                self._wakeup.recv(4096)
+
+
 @contextlib.contextmanager
-def _signals_set(stop: threading.Event) -> Iterator[list[str]]:
-    """Set *stop* on SIGINT or SIGTERM while inside; yield the signals received."""
-    received: list[str] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
+def _signals_set() -> Iterator[_Signals]:
+    """Record SIGINT and SIGTERM while inside; yield what waits for them."""
+    reader, writer = socket.socketpair()
+    reader.settimeout(0)  # non-blocking, as set_wakeup_fd requires
+    writer.settimeout(0)
+    signals = _Signals(reader)
+    previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     previous = {
-        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+        sig: signal.signal(sig, signals.handle)
+        for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        yield received
+        yield signals
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        signal.set_wakeup_fd(previous_fd)
+        reader.close()
+        writer.close()
 
 
 def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -143,10 +180,9 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     pool.register_prom_metrics(registry)
     ProcessCollector(registry=registry)
     registry.register(PLATFORM_COLLECTOR)
-    stop = threading.Event()
     server: MetricsServer | None = None
     try:
-        with _signals_set(stop) as received:
+        with _signals_set() as signals:
             app = metrics_app(registry, functools.partial(_health, pool))
             server = MetricsServer(host, port, app)
             bound_host, bound_port = server.server_address[:2]
@@ -182,8 +218,8 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     },
                 },
             )
-            stop.wait()
-            logger.info("serve.stopping", extra={"signals": received})
+            signals.wait()
+            logger.info("serve.stopping", extra={"signals": signals.received})
             pool.close()
     finally:
         pool.close()
