@@ -80,7 +80,7 @@ class _Outcome:
     error: str = ""
     kinds: tuple[str, ...] = ()
     result: ReconcileResult | None = None
-    metrics: Mapping[str, float] = field(factory=dict)
+    metrics: Mapping[str, float] | None = None
 
     @classmethod
     def failed(
@@ -90,7 +90,7 @@ class _Outcome:
         *,
         metrics: Mapping[str, float] | None = None,
     ) -> _Outcome:
-        return cls("failed", error, (kind,), metrics=metrics or {})
+        return cls("failed", error, (kind,), metrics=metrics)
 
 
 @define

@@ -65,7 +65,9 @@ class PassReport:
         lag: Seconds it started after it was due.
         outcome: ``"ok"``, ``"failed"``, ``"skipped"`` (a deploy was running)
             or ``"cancelled"`` (the pool closed during it).
-        metrics: The metric values collected (those that came back).
+        metrics: The metric values collected (those that came back), or
+            ``None`` when the pass ended before collecting (a deploy running,
+            a failed release look-up).
         result: The reconcile result, when the pass got that far.
         error: Why the pass failed, in words (``""`` unless it failed).
         kinds: The kinds of error counted for it (see :data:`ERROR_KINDS`);
@@ -77,7 +79,7 @@ class PassReport:
     duration: float
     lag: float
     outcome: Outcome
-    metrics: Mapping[str, float] = field(factory=dict)
+    metrics: Mapping[str, float] | None = None
     result: ReconcileResult | None = None
     error: str = ""
     kinds: tuple[str, ...] = ()
@@ -139,7 +141,7 @@ class AppStatus:
         self.duration_sum += report.duration
         self.last_lag = report.lag
         self.skipped += report.outcome == "skipped"
-        if report.outcome != "skipped":
+        if report.metrics is not None:
             self.metrics = dict(report.metrics)
         for kind in report.kinds:
             self.errors[kind] += 1

@@ -951,3 +951,27 @@ def test_a_failing_subscriber_never_stops_the_worker(pools, caplog):
     assert len(seen) >= 3
     assert events(caplog, "pool.subscriber_failed")
     assert pool.health().healthy
+
+
+def test_a_failed_release_lookup_keeps_the_last_metrics(pools):
+    """A pass that never collected leaves the app's last metric values as they were."""
+    fly = org_with_apps("a")
+    client = FakeFlapsClient([machine("1", "started")])
+    pool = make_pool(
+        pools,
+        fly,
+        {"a": client},
+        collectors=lambda: [StaticCollector("depth", 1.0)],
+        target="depth",
+        app_name="a",
+    )
+    reports: list[fas.PassReport] = []
+    pool.subscribe(reports.append)
+    pool.open()
+    assert wait_until(lambda: pool.app_status()["a"].metrics == {"depth": 1.0})
+    fly.fail("get_app_current_release_machines", times=None)
+    assert wait_until(lambda: pool.app_status()["a"].errors["release"] >= 2)
+    assert pool.app_status()["a"].metrics == {"depth": 1.0}
+    failed = [r for r in reports if "release" in r.kinds]
+    assert failed
+    assert failed[-1].metrics is None

@@ -410,7 +410,7 @@ def _drive(rig: _Rig, on_row: Callable[[TickRow], None]) -> list[TickRow]:
                 ) from None
             notes.extend(_notes(report))
             errors += sum(1 for kind in report.kinds if kind != "action")
-            if report.metrics.get(GATE_METRIC) == t:
+            if (report.metrics or {}).get(GATE_METRIC) == t:
                 break
         row = _row(
             t,
