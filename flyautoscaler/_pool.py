@@ -644,6 +644,7 @@ class ReconcilerPool:
         reconciler = app.reconciler
         collection = reconciler.collect(deadline=deadline)
         metrics = collection.values
+        self._board.collected(app.name, metrics)  # visible while the pass acts
         if self._stop.is_set():
             return _Outcome("cancelled", metrics=metrics)
         if collection.errors:

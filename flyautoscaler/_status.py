@@ -200,6 +200,12 @@ class StatusBoard:
             if (status := self._apps.get(name)) is not None:
                 status.running_since = when
 
+    def collected(self, name: str, metrics: Mapping[str, float]) -> None:
+        """Note the values a pass of *name* just collected (before it acts)."""
+        with self._lock:
+            if (status := self._apps.get(name)) is not None:
+                status.metrics = dict(metrics)
+
     def record(self, report: PassReport) -> None:
         """Count *report* in its app's status (a subscriber of the pool)."""
         with self._lock:

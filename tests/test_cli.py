@@ -806,9 +806,11 @@ def test_serve_healthz_is_503_while_passes_fail(fly, prom):
             status, body = http_get(f"{base}/healthz")
             return status, json.loads(body)
 
-        process.wait_for(lambda: health()[0] == 503)
-        _, body = health()
-        assert body["status"] == "unhealthy"
+        # 503 comes first while the pool opens ("unavailable"): wait for the
+        # passes' verdict.
+        process.wait_for(lambda: health()[1]["status"] == "unhealthy")
+        status, body = health()
+        assert status == 503
         reasons = body["unhealthy_apps"]
         assert isinstance(reasons, dict)
         assert "passes failed" in reasons["my-app"]

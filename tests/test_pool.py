@@ -975,3 +975,23 @@ def test_a_failed_release_lookup_keeps_the_last_metrics(pools):
     failed = [r for r in reports if "release" in r.kinds]
     assert failed
     assert failed[-1].metrics is None
+
+
+def test_metrics_are_visible_while_the_pass_acts(pools):
+    """The values a pass collected show in its status before its actions end."""
+    hold = Hold("start")
+    client = FakeFlapsClient([machine("1", "stopped")], before_call=hold)
+    pool = make_pool(
+        pools,
+        None,
+        {"a": client},
+        collectors=lambda: [StaticCollector("depth", 1.0)],
+        target="depth",
+        app_name="a",
+    )
+    pool.open()
+    assert hold.entered.wait(WAIT)
+    status = pool.app_status()["a"]
+    assert status.passes == 0
+    assert status.metrics == {"depth": 1.0}
+    hold.release.set()
