@@ -300,19 +300,6 @@ class Plan:
         """The steps to take, in order."""
         return tuple(s for s in (self.created_step, self.started_step) if s)
 
-    def describe(self) -> list[str]:
-        """Return the plan in words, one line per step and reason."""
-        lines = [_describe_step(step) for step in self.steps] or ["nothing to do"]
-        return lines + [reason.text for reason in self.reasons]
-
-
-def _describe_step(step: CreatedStep | StartedStep) -> str:
-    if isinstance(step, Create):
-        stopped = step.n - step.started
-        how = f" ({stopped} of them stopped)" if stopped else ""
-        return f"create {step.n} Machines{how}, cloning {step.source.id}"
-    return f"{step.action} {step.n} Machines"
-
 
 # --- the rules --------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ def test_nothing_to_do():
         fleet(machine("1", "started"), machine("2", "stopped")),
     )
     assert p.steps == ()
-    assert p.describe() == ["nothing to do"]
+    assert p.reasons == ()
 
 
 def test_create_clones_a_started_machine():
