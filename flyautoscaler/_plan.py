@@ -16,7 +16,7 @@ executor's job (:mod:`flyautoscaler._executor`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import ClassVar, Final, Literal
 
 from attrs import evolve, field, frozen
@@ -145,26 +145,16 @@ class Fleet:
         return tuple(ordered)
 
     def changed(
-        self,
-        *,
-        added: Iterable[Machine] = (),
-        removed: Iterable[str] = (),
-        states: Mapping[str, str] | None = None,
+        self, *, added: Iterable[Machine] = (), removed: Iterable[str] = ()
     ) -> Fleet:
-        """Return the fleet after Machines were *added*, *removed* (ids) or moved.
+        """Return the fleet after Machines were *added*, and *removed* (by id).
 
         Args:
             added: Machines created, as the API returned them.
             removed: Ids of Machines destroyed.
-            states: New state by Machine id (started, stopped).
         """
         gone = set(removed)
-        moved = dict(states or {})
-        machines = [
-            evolve(m, state=moved[m.id]) if m.id in moved else m
-            for m in self.machines
-            if m.id not in gone
-        ]
+        machines = [m for m in self.machines if m.id not in gone]
         return evolve(self, machines=(*machines, *added))
 
 
