@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -178,16 +179,10 @@ class ActionThreads:
             self._closed = True
             self._lock.notify_all()
             threads = list(self._threads)
-        deadline = None if timeout is None else _monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
-            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(left)
-
-
-def _monotonic() -> float:
-    import time  # noqa: PLC0415 - the one clock read of this module
-
-    return time.monotonic()
 
 
 @frozen
