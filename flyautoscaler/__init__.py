@@ -52,6 +52,7 @@ from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
     FlyClient,
+    MachineMetricCollector,
     MetricCollector,
     NewFlapsClientFunc,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "LaunchMachineInput",
     "Machine",
     "MachineConfig",
+    "MachineMetricCollector",
     "MachineStartResponse",
     "MachineState",
     "MetricCollectionError",

@@ -256,6 +256,22 @@ class FlapsHTTPClient(Lifecycle, HTTPOptions):
             nonce=nonce,
         )
 
+    def suspend(self, machine_id: str, nonce: str = "") -> None:
+        """Suspend a Machine (``POST .../{id}/suspend``, no body).
+
+        A later :meth:`start` resumes it from its saved memory.
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        self._send(
+            "POST",
+            self._machine_path(machine_id, "/suspend"),
+            action="suspend",
+            key=machine_id,
+            nonce=nonce,
+        )
+
     def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
         """Destroy a Machine (``DELETE .../{id}``).
 

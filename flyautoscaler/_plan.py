@@ -16,6 +16,7 @@ executor's job (:mod:`flyautoscaler._executor`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import ClassVar, Final, Literal
 
@@ -36,6 +37,7 @@ __all__ = [
     "Plan",
     "Reason",
     "Start",
+    "StepLimit",
     "Stop",
     "Targets",
     "plan",
@@ -92,6 +94,30 @@ class Targets:
             "created": {"min": self.min_created, "max": self.max_created},
             "started": {"min": self.min_started, "max": self.max_started},
         }
+
+
+@frozen
+class StepLimit:
+    """At most this many actions of one kind in one pass.
+
+    Either a fixed *count*, or a *percent* of the current count (rounded up,
+    at least 1). Build one with :func:`flyautoscaler._validation.parse_step`.
+    """
+
+    count: int | None = None
+    percent: float | None = None
+
+    def of(self, current: int) -> int:
+        """Return the most actions allowed when *current* Machines are counted."""
+        if self.count is not None:
+            return self.count
+        assert self.percent is not None  # noqa: S101 - one of the two is set
+        return max(1, math.ceil(current * self.percent / 100 - 1e-9))
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{self.percent:g}%"
 
 
 @frozen

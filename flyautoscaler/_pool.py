@@ -42,6 +42,7 @@ from flyautoscaler._validation import (
     check_duration,
     check_range,
     check_wildcard_org,
+    check_window,
     require,
 )
 
@@ -137,6 +138,10 @@ class ReconcilerPool:
             threads are daemon threads) and send no new Machine action.
         unhealthy_after: Failed passes in a row after which :meth:`health`
             reports an app unhealthy.
+        release_timeout: Seconds a release may stay ``running`` and still
+            skip its app's passes; after it the app is scaled again (logged as
+            ``pool.release_stuck``). 0 (the default) waits for the release
+            however long it runs, as the Go original does.
         clock: Monotonic clock (injectable).
 
     Every duration must be positive and at most 24 hours (86400 seconds).
@@ -154,6 +159,7 @@ class ReconcilerPool:
     stats: ReconcilerStats = field(factory=ReconcilerStats)
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     unhealthy_after: int = DEFAULT_UNHEALTHY_AFTER
+    release_timeout: float = 0.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     _state: PoolState = field(init=False, default=PoolState.NEW)
@@ -227,6 +233,7 @@ class ReconcilerPool:
         for name in names:
             # The bound keeps every wait below threading.TIMEOUT_MAX.
             check_duration(getattr(self, name), name, field=name)
+        check_window(self.release_timeout, "release_timeout", field="release_timeout")
 
     def open(self) -> None:
         """Validate the configuration and start the worker threads.

@@ -7,7 +7,7 @@ parameters freely.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, TypeAlias
 
 from flyautoscaler._models import (
@@ -21,7 +21,13 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 
-__all__ = ["FlapsClient", "FlyClient", "MetricCollector", "NewFlapsClientFunc"]
+__all__ = [
+    "FlapsClient",
+    "FlyClient",
+    "MachineMetricCollector",
+    "MetricCollector",
+    "NewFlapsClientFunc",
+]
 
 
 class FlapsClient(Protocol):
@@ -49,6 +55,14 @@ class FlapsClient(Protocol):
 
     def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
         """Stop a started Machine."""
+        ...
+
+    def suspend(self, machine_id: str, nonce: str = "") -> None:
+        """Suspend a started Machine (a later start resumes it).
+
+        Only called when a reconciler's ``stop_mode`` is ``"suspend"``; a
+        client that never runs in that mode need not have it at run time.
+        """
         ...
 
 
@@ -94,6 +108,32 @@ class MetricCollector(Protocol):
         Raises:
             Exception: Any failure; the reconciler wraps it in
                 :class:`~flyautoscaler.MetricCollectionError` naming the collector.
+        """
+        ...
+
+
+class MachineMetricCollector(Protocol):
+    """A source of one value per Machine of an app: ranks which Machines to stop.
+
+    A reconciler with a ``stop_metric_collector`` stops (and, when it must
+    destroy started Machines, destroys) the Machines with the lowest values
+    first, such as the ones with the fewest requests in flight.
+    """
+
+    @property
+    def name(self) -> str:
+        """The metric's name, for logs and explanations."""
+        ...
+
+    def collect_machine_metrics(self, app_name: str) -> Mapping[str, float]:
+        """Return each Machine's value, keyed by Machine id.
+
+        Machines missing from the mapping are ranked after every Machine
+        with a value.
+
+        Raises:
+            Exception: Any failure; the pass then keeps its default order and
+                logs a warning.
         """
         ...
 

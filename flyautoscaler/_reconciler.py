@@ -24,6 +24,7 @@ from attrs import define, field
 
 from flyautoscaler._collect import Collection, Gatherer
 from flyautoscaler._errors import (
+    ConfigError,
     ExpressionError,
     FlyAutoscalerError,
     ReconcileError,
@@ -39,13 +40,23 @@ from flyautoscaler._plan import (
     plan,
     plan_started,
 )
-from flyautoscaler._protocols import FlapsClient, MetricCollector
+from flyautoscaler._protocols import (
+    FlapsClient,
+    MachineMetricCollector,
+    MetricCollector,
+)
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._scope import Scope
 from flyautoscaler._stats import ReconcilerStats
-from flyautoscaler._validation import check_initial_machine_state, check_range
+from flyautoscaler._validation import (
+    check_initial_machine_state,
+    check_range,
+    check_stop_mode,
+    check_window,
+    parse_step,
+)
 
-__all__ = ["Reconciler", "share_action_threads"]
+__all__ = ["FLEET_NAMES", "Reconciler", "check_can_suspend", "share_action_threads"]
 
 logger = logging.getLogger("flyautoscaler.reconciler")
 
@@ -53,6 +64,10 @@ logger = logging.getLogger("flyautoscaler.reconciler")
 DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
 #: How many Machine actions of one bulk step run at the same time.
 DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
+
+#: Names every count expression may use besides the metrics: the watched
+#: group's created and started counts as listed at the start of the pass.
+FLEET_NAMES: Final = ("created_machine_count", "started_machine_count")
 
 _COUNT_NAMES: Final = {
     "min_created_machine_n": "min created machine count",
@@ -95,7 +110,32 @@ class Reconciler:
             destroy, start or stop) that may run at the same time; 1 runs them
             one after another on the calling thread, as the Go original does.
             Results, stats and limits are the same either way.
-        clock: Monotonic clock for deadlines (injectable for tests).
+        scale_down_stabilization: Seconds; scale down (stop, destroy) only to
+            the highest max target computed within this window, per
+            dimension (created, started). 0 (the default) acts on each pass's
+            targets alone, as the Go original does.
+        scale_up_stabilization: Seconds; scale up (create, start) only to the
+            lowest min target computed within this window. 0 by default.
+        max_scale_up_step: At most this many creates, and this many starts,
+            in one pass: a count (``4``) or a percent of the current count
+            (``"50%"``, rounded up, at least 1). ``None``: no limit.
+        max_scale_down_step: At most this many destroys, and this many stops,
+            in one pass; as :attr:`max_scale_up_step`.
+        fallback_after: After this many passes in a row whose metrics or
+            expressions failed, the next ones use
+            :attr:`fallback_started_machine_n`. 0 (the default) never falls
+            back: a failing pass holds the fleet.
+        fallback_started_machine_n: During fallback, the min and max started
+            count (and the least created count).
+        stop_mode: ``"stop"`` (default) or ``"suspend"``: how the started
+            count is brought down. Suspended Machines resume in hundreds of
+            milliseconds instead of booting; the client must have
+            :meth:`~flyautoscaler.FlapsClient.suspend`.
+        stop_metric_collector: Ranks the Machines to stop (and started ones to
+            destroy) by a per-Machine metric, lowest first; ``None`` keeps the
+            default order (lowest id first).
+        clock: Monotonic clock for deadlines and stabilization windows
+            (injectable for tests).
     """
 
     client: FlapsClient | None = None
@@ -111,6 +151,14 @@ class Reconciler:
     stats: ReconcilerStats = field(factory=ReconcilerStats)
     max_create_attempts: int = DEFAULT_MAX_CREATE_ATTEMPTS
     max_parallel_actions: int = DEFAULT_MAX_PARALLEL_ACTIONS
+    scale_down_stabilization: float = 0.0
+    scale_up_stabilization: float = 0.0
+    max_scale_up_step: int | str | None = None
+    max_scale_down_step: int | str | None = None
+    fallback_after: int = 0
+    fallback_started_machine_n: int | None = None
+    stop_mode: str = "stop"
+    stop_metric_collector: MachineMetricCollector | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _metrics: dict[str, float] = field(init=False, factory=dict, repr=False)
     _gatherer: Gatherer = field(init=False, repr=False)
@@ -262,7 +310,12 @@ class Reconciler:
             ExpressionError: An expression does not compile or names a metric
                 no collector provides.
             ConfigError: ``initial_machine_state`` is neither ``"started"``
-                nor ``"stopped"``, or ``max_parallel_actions`` is below 1.
+                nor ``"stopped"``, ``max_parallel_actions`` is below 1, a
+                window, step or fallback setting is out of range (or one of
+                the fallback pair is set without the other), ``stop_mode`` is
+                ``"suspend"`` with a client that cannot suspend, or a
+                collector is named ``created_machine_count`` or
+                ``started_machine_count``.
         """
         check_range(
             self.max_parallel_actions,
@@ -271,15 +324,58 @@ class Reconciler:
             low=1,
         )
         check_initial_machine_state(self.initial_machine_state)
+        self._validate_behaviour()
         names = [c.name for c in self.collectors]
+        for name in names:
+            if name in FLEET_NAMES:
+                raise ConfigError(
+                    f"metric name {name!r} is reserved: expressions use it for "
+                    "the current Machine count; rename the collector",
+                    field="collectors",
+                )
         for attr, label in _COUNT_NAMES.items():
             source: str = getattr(self, attr)
             if source:
                 try:
-                    compile_expression(source, names)
+                    compile_expression(source, [*names, *FLEET_NAMES])
                 except FlyAutoscalerError as exc:
                     exc.add_note(f"in the {label} expression")
                     raise
+
+    def _validate_behaviour(self) -> None:
+        """Check the settings of decisions with memory (windows, steps, ...)."""
+        for name in ("scale_down_stabilization", "scale_up_stabilization"):
+            check_window(getattr(self, name), name, field=name)
+        for name in ("max_scale_up_step", "max_scale_down_step"):
+            parse_step(getattr(self, name), name, field=name)
+        check_range(
+            self.fallback_after, "fallback_after", field="fallback_after", low=0
+        )
+        count = self.fallback_started_machine_n
+        if count is not None:
+            check_range(
+                count,
+                "fallback_started_machine_n",
+                field="fallback_started_machine_n",
+                low=0,
+            )
+        if self.fallback_after and count is None:
+            raise ConfigError(
+                f"fallback_after is {self.fallback_after} but "
+                "fallback_started_machine_n is not set: set the started count "
+                "to fall back to, or fallback_after to 0 to hold the fleet",
+                field="fallback_started_machine_n",
+            )
+        if count is not None and not self.fallback_after:
+            raise ConfigError(
+                "fallback_started_machine_n is set but fallback_after is 0 "
+                "(hold the fleet): set fallback_after to the failed passes in a "
+                "row after which the fallback applies",
+                field="fallback_after",
+            )
+        check_stop_mode(self.stop_mode)
+        if self.stop_mode == "suspend" and self.client is not None:
+            check_can_suspend(self.client)
 
     # --- the pass --------------------------------------------------------------
 
@@ -445,6 +541,16 @@ class Reconciler:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def check_can_suspend(client: object) -> None:
+    """Raise :class:`ConfigError` unless *client* has a callable ``suspend``."""
+    if not callable(getattr(client, "suspend", None)):
+        raise ConfigError(
+            f"stop_mode is 'suspend' but the client ({type(client).__name__}) "
+            "has no suspend(machine_id, nonce) method",
+            field="stop_mode",
+        )
 
 
 def share_action_threads(reconciler: Reconciler, threads: ActionThreads) -> None:

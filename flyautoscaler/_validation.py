@@ -23,6 +23,7 @@ from typing import Final
 from flyautoscaler._durations import format_duration
 from flyautoscaler._errors import ConfigError
 from flyautoscaler._models import MachineState
+from flyautoscaler._plan import StepLimit
 
 __all__ = [
     "APP_NAME_RULE",
@@ -30,13 +31,17 @@ __all__ = [
     "MAX_APP_NAME_LENGTH",
     "MAX_CONCURRENCY",
     "MAX_DURATION",
+    "STOP_MODES",
     "check_app_name",
     "check_duration",
     "check_header_value",
     "check_initial_machine_state",
     "check_range",
+    "check_stop_mode",
     "check_wildcard_org",
+    "check_window",
     "header_value_problem",
+    "parse_step",
     "positive_seconds",
     "quote",
     "require",
@@ -176,6 +181,65 @@ def check_range(
         raise ConfigError(f"{setting} must be at least {low}, got {value}", field=field)
     if high is not None and value > high:
         raise ConfigError(f"{setting} must be at most {high}, got {value}", field=field)
+
+
+def check_window(
+    value: float, setting: str, *, field: str, maximum: float = MAX_DURATION
+) -> None:
+    """Raise :class:`ConfigError` unless *value* seconds is in [0, *maximum*].
+
+    For durations where 0 means "off", such as a stabilization window:
+    ``scale_down_stabilization must be a duration from 0s to 24h0m0s, got -1s``.
+    """
+    if not (math.isfinite(value) and 0 <= value <= maximum):
+        raise ConfigError(
+            f"{setting} must be a duration from 0s to {format_duration(maximum)}, "
+            f"got {format_duration(value) if math.isfinite(value) else value}",
+            field=field,
+        )
+
+
+_STEP_RULE: Final = "a count of at least 1 (4) or a percent of the current count (50%)"
+
+
+def parse_step(value: object, setting: str, *, field: str) -> StepLimit | None:
+    """Return the step limit *value* says (``None``: no limit).
+
+    *value* is a count (``4`` or ``"4"``) or a percent of the current count
+    (``"50%"``); anything else raises :class:`ConfigError`:
+    ``max_scale_up_step must be a count of at least 1 (4) or a percent of the
+    current count (50%), got '0'``.
+    """
+    if value is None or value == "":
+        return None
+    problem = f"{setting} must be {_STEP_RULE}, got {value!r}"
+    if isinstance(value, bool):
+        raise ConfigError(problem, field=field)
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(problem, field=field)
+        return StepLimit(count=value)
+    if not isinstance(value, str):
+        raise ConfigError(problem, field=field)
+    text = value.strip()
+    if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
+        return StepLimit(count=int(text))
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*%", text)
+    if match and float(match[1]) > 0 and math.isfinite(float(match[1])):
+        return StepLimit(percent=float(match[1]))
+    raise ConfigError(problem, field=field)
+
+
+#: What ``stop_mode`` may be: how a pass scales the started count down.
+STOP_MODES: Final = ("stop", "suspend")
+
+
+def check_stop_mode(value: str, setting: str = "stop_mode") -> None:
+    """Raise :class:`ConfigError` unless *value* is ``stop`` or ``suspend``."""
+    if value not in STOP_MODES:
+        raise ConfigError(
+            f"{setting} must be 'stop' or 'suspend', got {value!r}", field="stop_mode"
+        )
 
 
 def check_initial_machine_state(

@@ -254,15 +254,17 @@ class FakeFlapsClient(_Fake):
     Machines move through real states: ``launch`` makes a ``started`` Machine
     (``created`` with ``skip_launch``), ``start`` moves a stopped, suspended or
     created Machine to ``started``, ``stop`` moves a started one to
-    ``stopped``, ``destroy`` removes it (a running Machine only with ``kill``).
+    ``stopped`` and ``suspend`` to ``suspended``, ``destroy`` removes it (a
+    running Machine only with ``kill``).
     Wrong transitions raise :class:`~flyautoscaler.FlapsConflictError`; unknown
     ids raise :class:`~flyautoscaler.FlapsNotFoundError`.
 
-    With a ``transition_delay``, starting goes through ``starting`` and stopping
-    through ``stopping``: the Machine reaches ``started`` or ``stopped`` once
-    ``clock()`` has advanced by the delay (checked on every call, no thread).
-    A Machine may be leased (:meth:`acquire_lease`); start, stop and destroy of
-    a leased Machine then need the lease's nonce.
+    With a ``transition_delay``, starting goes through ``starting``, stopping
+    through ``stopping`` and suspending through ``suspending``: the Machine
+    reaches its state once ``clock()`` has advanced by the delay (checked on
+    every call, no thread). A Machine may be leased (:meth:`acquire_lease`);
+    start, stop, suspend and destroy of a leased Machine then need the
+    lease's nonce.
 
     Args:
         machines: The app's Machines to begin with.
@@ -484,6 +486,24 @@ class FakeFlapsClient(_Fake):
                     machine, "POST", f"machine is {machine.state}, cannot stop"
                 )
             self._move(machine, MachineState.STOPPING, MachineState.STOPPED)
+
+    def suspend(self, machine_id: str, nonce: str = "") -> None:
+        """Suspend a started Machine (suspending a suspended one does nothing).
+
+        It goes through ``suspending`` to ``suspended``, as on Fly; a later
+        :meth:`start` resumes it.
+        """
+        with self._rec.call("suspend", machine_id, (machine_id, nonce)), self._rec.lock:
+            self._settle()
+            machine = self._get(machine_id, "POST")
+            self._check_lease(machine, nonce, "POST")
+            if machine.state == MachineState.SUSPENDED:
+                return
+            if machine.state not in {MachineState.STARTED, MachineState.STARTING}:
+                raise self._conflict(
+                    machine, "POST", f"machine is {machine.state}, cannot suspend"
+                )
+            self._move(machine, MachineState.SUSPENDING, MachineState.SUSPENDED)
 
     def wait(
         self,

@@ -59,7 +59,7 @@ _WAIT_CAP: Final = 60.0
 _DEFAULT_LEASE_TTL: Final = 30.0
 _PATH: Final = re.compile(
     r"^/v1/apps/(?P<app>[^/]+)/machines"
-    r"(?:/(?P<id>[^/]+)(?:/(?P<verb>start|stop|wait|lease))?)?/?$"
+    r"(?:/(?P<id>[^/]+)(?:/(?P<verb>start|stop|suspend|wait|lease))?)?/?$"
 )
 _ROUTES: Final = {
     ("GET", False, None): "list",
@@ -68,6 +68,7 @@ _ROUTES: Final = {
     ("DELETE", True, None): "destroy",
     ("POST", True, "start"): "start",
     ("POST", True, "stop"): "stop",
+    ("POST", True, "suspend"): "suspend",
     ("GET", True, "wait"): "wait",
     ("POST", True, "lease"): "acquire_lease",
     ("GET", True, "lease"): "get_lease",
@@ -748,6 +749,7 @@ class FakeMachinesServer:
             "launch": lambda: self._launch(client, request),
             "start": lambda: _json(200, client.start(route.machine_id, nonce).to_api()),
             "stop": lambda: self._stop_machine(client, request, route.machine_id),
+            "suspend": lambda: self._suspend(client, nonce, route.machine_id),
             "destroy": lambda: self._destroy(client, request, route.machine_id),
             "wait": lambda: self._wait(client, request, route.machine_id),
             "acquire_lease": lambda: self._acquire(client, request, route.machine_id),
@@ -807,6 +809,12 @@ class FakeMachinesServer:
                 raise _error(400, str(exc)) from None
         nonce = request.headers.get("fly-machine-lease-nonce", "")
         client.stop(StopMachineInput(machine_id, signal, seconds), nonce)
+        return _json(200, {"ok": True})
+
+    def _suspend(
+        self, client: FakeFlapsClient, nonce: str, machine_id: str
+    ) -> _Response:
+        client.suspend(machine_id, nonce)
         return _json(200, {"ok": True})
 
     def _destroy(
