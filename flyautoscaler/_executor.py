@@ -317,9 +317,19 @@ class _Run:
 
     def _switch_call(self, machine: Machine) -> Callable[[], object]:
         client = self.steps.client
-        if isinstance(self.step, Start):
+        step = self.step
+        if isinstance(step, Start):
             return lambda: client.start(machine.id, "")
+        if isinstance(step, Stop) and step.suspend:
+            return lambda: client.suspend(machine.id, "")
         return lambda: client.stop(StopMachineInput(machine.id), "")
+
+    def _event(self, *, succeeded: bool) -> str:
+        """Return the log event of one action's outcome."""
+        step = self.step
+        if isinstance(step, Stop) and step.suspend:
+            return "machine.suspend" if succeeded else "machine.suspend_failed"
+        return _EVENTS[step.action, succeeded]
 
     def succeeded_with(self, job: _Job, outcome: object) -> None:
         """Record a successful action."""
@@ -330,7 +340,7 @@ class _Run:
         self.done.append((job.seq, machine))
         self.steps.stats.incr(_DONE_COUNTERS[self.step.action])
         logger.info(
-            _EVENTS[self.step.action, True],
+            self._event(succeeded=True),
             extra={
                 "app": self.steps.app_name,
                 "machine_id": machine.id,
@@ -345,7 +355,7 @@ class _Run:
         self.steps.stats.incr(f"machine_{action}_failed")
         self.failures.append((job.seq, ActionFailure(action, machine_id, exc)))
         logger.error(
-            _EVENTS[action, False],
+            self._event(succeeded=False),
             extra={
                 "app": self.steps.app_name,
                 "machine_id": machine_id,
@@ -426,6 +436,8 @@ def _announce(step: Create | Destroy | Start | Stop, steps: Steps) -> None:
     extra: dict[str, object] = {"app": steps.app_name, "n": step.n}
     if isinstance(step, Create):
         extra["source_machine_id"] = step.source.id
+    if isinstance(step, Stop):
+        extra["mode"] = "suspend" if step.suspend else "stop"
     logger.info(_BULK_EVENTS[step.action], extra=extra)
     if isinstance(step, Start) and len(step.candidates) < step.n:
         logger.warning(

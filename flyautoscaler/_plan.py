@@ -17,7 +17,7 @@ executor's job (:mod:`flyautoscaler._executor`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final, Literal
 
 from attrs import evolve, field, frozen
@@ -31,15 +31,19 @@ from flyautoscaler._models import (
 )
 
 __all__ = [
+    "Behaviour",
     "Create",
     "Destroy",
     "Fleet",
+    "Memory",
     "Plan",
+    "Ranking",
     "Reason",
     "Start",
     "StepLimit",
     "Stop",
     "Targets",
+    "fallback_targets",
     "plan",
     "plan_started",
 ]
@@ -57,8 +61,8 @@ GONE: Final = frozenset(
 RUNNING: Final = frozenset(
     {MachineState.STARTED, MachineState.STARTING, MachineState.RESTARTING}
 )
-# Start candidates, in order of preference.
-STARTABLE: Final = (MachineState.STOPPED, MachineState.SUSPENDED, MachineState.CREATED)
+# Start candidates, in order of preference: suspended ones resume fastest.
+STARTABLE: Final = (MachineState.SUSPENDED, MachineState.STOPPED, MachineState.CREATED)
 # Destroy candidates, in order of preference: idle first, running last.
 DESTROY_ORDER: Final = (
     MachineState.FAILED,
@@ -188,6 +192,100 @@ def _by_id(machine: Machine) -> str:
     return machine.id
 
 
+@frozen
+class Behaviour:
+    """How decisions use an app's memory; the defaults are the Go original's.
+
+    Attributes:
+        scale_down_window: Seconds; a max target is brought down only to the
+            highest max computed within this window (per dimension).
+        scale_up_window: Seconds; a min target is brought up only to the
+            lowest min computed within this window.
+        max_up_step: At most this many creates, and this many starts, a pass.
+        max_down_step: At most this many destroys, and this many stops, a pass.
+        fallback_after: Passes in a row whose metrics or expressions failed
+            after which :attr:`fallback_started` applies; 0 never falls back.
+        fallback_started: The started count during fallback.
+        suspend: Bring the started count down by suspending, not stopping.
+    """
+
+    scale_down_window: float = 0.0
+    scale_up_window: float = 0.0
+    max_up_step: StepLimit | None = None
+    max_down_step: StepLimit | None = None
+    fallback_after: int = 0
+    fallback_started: int | None = None
+    suspend: bool = False
+
+    @property
+    def horizon(self) -> float:
+        """How long computed targets are remembered, in seconds."""
+        return max(self.scale_down_window, self.scale_up_window)
+
+
+#: Most computed targets an app's memory keeps, oldest dropped first: a pass
+#: every second over a window of more than an hour. Keeps memory bounded
+#: whatever the clock or the pass rate.
+MAX_REMEMBERED: Final = 4096
+
+
+@frozen
+class Memory:
+    """What an app's earlier passes leave for the next one.
+
+    A plan returns the memory its pass leaves (:attr:`Plan.memory`); a pass
+    whose metrics or expressions failed and that holds the fleet leaves
+    :meth:`failed`.
+
+    Attributes:
+        computed: ``(time, targets)`` of recent passes, oldest first: the
+            targets the expressions gave (after the rules every target
+            obeys), within the longest stabilization window.
+        failed_passes: Passes in a row whose metrics or expressions failed.
+        fallback: Whether the last pass used the fallback count.
+    """
+
+    computed: tuple[tuple[float, Targets], ...] = ()
+    failed_passes: int = 0
+    fallback: bool = False
+
+    def failed(self) -> Memory:
+        """Return the memory after one more pass whose metrics or expressions failed."""
+        return evolve(self, failed_passes=self.failed_passes + 1, fallback=False)
+
+    def remember(self, now: float, targets: Targets, horizon: float) -> Memory:
+        """Return the memory after a pass computed *targets* at *now*."""
+        kept = [(t, v) for t, v in self.computed if t >= now - horizon and t <= now]
+        kept.append((now, targets))
+        return Memory(tuple(kept[-MAX_REMEMBERED:]))
+
+
+@frozen
+class Ranking:
+    """Per-Machine values that order the Machines to stop, lowest first.
+
+    Attributes:
+        name: The metric's name, for explanations.
+        values: Value by Machine id; Machines without one go last. ``None``
+            when collection failed (the default order is kept).
+        error: Why collection failed, when it did.
+    """
+
+    name: str
+    values: Mapping[str, float] | None = None
+    error: str = ""
+
+    def order(self, machines: Iterable[Machine]) -> tuple[Machine, ...]:
+        """Return *machines* lowest value first, then those without one (by id)."""
+        values = self.values or {}
+        return tuple(
+            sorted(
+                machines,
+                key=lambda m: (m.id not in values, values.get(m.id, 0.0), m.id),
+            )
+        )
+
+
 # --- the plan ---------------------------------------------------------------------
 
 
@@ -263,10 +361,19 @@ class Start:
 
 @frozen
 class Stop:
-    """Stop *n* Machines: *candidates* in order; a failed one makes way for the next."""
+    """Stop (or suspend) *n* Machines: *candidates* in order.
+
+    A failed one makes way for the next.
+
+    Attributes:
+        n: Machines to stop.
+        candidates: Started Machines that may be stopped, in order.
+        suspend: Suspend them (``stop_mode`` ``"suspend"``) instead.
+    """
 
     n: int
     candidates: tuple[Machine, ...] = field(repr=False)
+    suspend: bool = False
 
     action: ClassVar[Literal["stop"]] = "stop"
 
@@ -282,7 +389,8 @@ class Plan:
     """What one pass will do, and why.
 
     Attributes:
-        raw: The targets as the expressions gave them.
+        raw: The targets as the expressions gave them (all ``None`` when
+            they failed and the pass falls back).
         targets: The targets the pass aims for, after the rules below.
         created_count: Watched Machines when listed.
         started_count: Of those, how many were started (or starting).
@@ -292,7 +400,12 @@ class Plan:
         started_step: Start or stop, or ``None`` when the started count is in
             range; planned on the fleet the created step leaves if it all
             succeeds (the pass plans it again on the fleet it really left).
-        reasons: Every rule that changed a target or limited a step.
+        reasons: Every rule that changed a target or limited a step, the
+            started step's last.
+        started_reasons: How many of :attr:`reasons` (the last ones) are
+            the started step's.
+        memory: What this pass leaves for the next.
+        fallback: Whether the targets are the fallback count.
     """
 
     raw: Targets
@@ -303,24 +416,39 @@ class Plan:
     created_step: CreatedStep | None
     started_step: StartedStep | None
     reasons: tuple[Reason, ...] = ()
+    started_reasons: int = 0
+    memory: Memory = Memory()
+    fallback: bool = False
 
     def with_started_step(
         self, step: StartedStep | None, reasons: Iterable[Reason]
     ) -> Plan:
         """Return this plan with *step* (and its *reasons*) as its started step."""
-        kept = (r for r in self.reasons if r.rule not in _STARTED_STEP_RULES)
-        return evolve(self, started_step=step, reasons=(*kept, *reasons))
+        kept = self.reasons[: len(self.reasons) - self.started_reasons]
+        more = tuple(reasons)
+        return evolve(
+            self,
+            started_step=step,
+            reasons=(*kept, *more),
+            started_reasons=len(more),
+        )
 
     @property
     def steps(self) -> tuple[CreatedStep | StartedStep, ...]:
         """The steps to take, in order."""
         return tuple(s for s in (self.created_step, self.started_step) if s)
 
+    def needs_ranking(self) -> bool:
+        """Whether a step stops or destroys started Machines (ranked, if asked)."""
+        if isinstance(self.started_step, Stop):
+            return True
+        step = self.created_step
+        return isinstance(step, Destroy) and any(
+            m.state in RUNNING for m in step.candidates[: step.n]
+        )
+
 
 # --- the rules --------------------------------------------------------------------
-
-# Rules of the started step, whose reasons change when it is planned again.
-_STARTED_STEP_RULES: Final = frozenset({"not_enough_to_start"})
 
 
 def bound_targets(raw: Targets) -> tuple[Targets, list[Reason]]:
@@ -373,6 +501,85 @@ def _max_at_least_min(
     return low
 
 
+def _window(seconds: float) -> str:
+    """Return *seconds* as a window's length for reasons (``5m``, ``90s``)."""
+    whole = round(seconds)
+    if whole >= 60 and whole % 60 == 0:
+        return f"{whole // 60}m"
+    return f"{seconds:g}s"
+
+
+def _target(targets: Targets, attr: str) -> int | None:
+    value: int | None = getattr(targets, attr)
+    return value
+
+
+def stabilize(
+    targets: Targets, memory: Memory, now: float, behaviour: Behaviour
+) -> tuple[Targets, list[Reason]]:
+    """Apply the stabilization windows to *targets*, computed at *now*.
+
+    *memory* already holds *targets* (:meth:`Memory.remember`). Each max
+    target becomes the highest max computed within the scale-down window, so
+    a dip shorter than the window stops or destroys nothing; each min target
+    becomes the lowest min computed within the scale-up window, so a spike
+    shorter than it starts or creates nothing. Neither window delays the
+    other direction: raising a max never delays a scale-up, lowering a min
+    never delays a scale-down.
+    """
+    reasons: list[Reason] = []
+    down, up = behaviour.scale_down_window, behaviour.scale_up_window
+
+    def held(attr: str, window: float, *, highest: bool) -> int | None:
+        value = _target(targets, attr)
+        if value is None or window <= 0:
+            return value
+        seen = [
+            v
+            for t, past in memory.computed
+            if t >= now - window and (v := _target(past, attr)) is not None
+        ]
+        chosen = max(value, *seen) if highest else min(value, *seen)
+        if chosen != value:
+            bound, kind = attr.split("_")
+            direction = "scale-down" if highest else "scale-up"
+            reasons.append(
+                Reason(
+                    f"{direction.replace('-', '_')}_stabilization",
+                    f"{direction} stabilization held {bound} {kind} at {chosen} "
+                    f"(raw {value}, {_window(window)} window)",
+                )
+            )
+        return chosen
+
+    stabilized = Targets(
+        min_created=held("min_created", up, highest=False),
+        max_created=held("max_created", down, highest=True),
+        min_started=held("min_started", up, highest=False),
+        max_started=held("max_started", down, highest=True),
+    )
+    return stabilized, reasons
+
+
+def fallback_targets(behaviour: Behaviour, memory: Memory) -> Targets | None:
+    """Return the targets of a pass whose metrics or expressions failed.
+
+    *memory* counts that pass already (:meth:`Memory.failed`). ``None`` means
+    hold the fleet: no fallback is configured, or fewer than
+    ``fallback_after`` passes before this one failed. Otherwise the started
+    count is the fallback count (min and max), the created count at least it
+    (and 1); no Machine is destroyed.
+    """
+    count = behaviour.fallback_started
+    if (
+        not behaviour.fallback_after
+        or count is None
+        or memory.failed_passes <= behaviour.fallback_after
+    ):
+        return None
+    return Targets(min_created=max(1, count), min_started=count, max_started=count)
+
+
 def clone_source(fleet: Fleet) -> tuple[Machine, MachineConfig]:
     """Return the Machine a create clones, and the config new Machines get.
 
@@ -398,38 +605,95 @@ def clone_source(fleet: Fleet) -> tuple[Machine, MachineConfig]:
     return source, config.clone(image=image)
 
 
-def plan(
+_SCALING_UP: Final = frozenset({"creates", "starts"})
+
+
+def _limit(
+    n: int, behaviour: Behaviour, what: str, current: int, reasons: list[Reason]
+) -> int:
+    """Return *n* actions capped by the step limit of their direction.
+
+    *what* says the action (``creates``, ``starts``: scaling up; ``destroys``,
+    ``stops``, ``suspends``: down); a percent limit is of *current*.
+    """
+    up = what in _SCALING_UP
+    limit = behaviour.max_up_step if up else behaviour.max_down_step
+    if limit is None:
+        return n
+    allowed = limit.of(current)
+    if allowed >= n:
+        return n
+    setting = "max_scale_up_step" if up else "max_scale_down_step"
+    said = str(limit) if limit.count is not None else f"{limit} of {current}"
+    reasons.append(
+        Reason(
+            setting,
+            f"{what} {allowed} of {n} Machines this pass: "
+            f"{setting.replace('_', '-')} is {said}",
+        )
+    )
+    return allowed
+
+
+def plan(  # noqa: PLR0913 - the planner's inputs, all keyword but two
     raw: Targets,
     fleet: Fleet,
     *,
     initial_state: str = MachineState.STARTED,
+    behaviour: Behaviour = Behaviour(),
+    memory: Memory = Memory(),
+    now: float = 0.0,
+    fallback: Reason | None = None,
+    ranking: Ranking | None = None,
 ) -> Plan:
-    """Plan one pass: the created step, then the started step.
+    """Plan one pass: the targets, the created step, then the started step.
 
-    The created count is brought into [min, max] first: below min, create the
+    The targets are bounded (:func:`bound_targets`), remembered and
+    stabilized (:func:`stabilize`), unless the pass falls back. The created
+    count is brought into [min, max] first: below min, create the
     difference; above max, destroy it (never the last Machine). Creates are
     launched started while the max started count leaves room (with
     *initial_state* ``"started"``), stopped beyond it, so that no serving
     Machine is ever stopped to make room for Machines this pass created. The
-    started step is then planned on the fleet the created step leaves.
+    started step is then planned on the fleet the created step leaves. Step
+    limits cap each step.
 
     Args:
-        raw: The targets as the expressions gave them.
+        raw: The targets as the expressions gave them, or the fallback
+            targets (:func:`fallback_targets`) when *fallback* is given.
         fleet: The watched Machines, as listed.
         initial_state: ``"started"`` or ``"stopped"``: how new Machines are
             launched when nothing says otherwise.
+        behaviour: Windows, step limits, fallback and stop mode.
+        memory: What the app's earlier passes left (for a fallback pass:
+            already counting this one, :meth:`Memory.failed`).
+        now: The time of this pass, on the clock *memory*'s times are on.
+        fallback: Why the pass falls back to *raw*; ``None`` for a pass whose
+            expressions gave *raw*.
+        ranking: Per-Machine values that order stop (and started destroy)
+            candidates; ``None`` keeps the default order.
 
     Raises:
         NoMachineToCloneError: Machines must be created and none has a config.
     """
-    targets, reasons = bound_targets(raw)
+    if fallback is None:
+        bounded, reasons = bound_targets(raw)
+        memory = memory.remember(now, bounded, behaviour.horizon)
+        targets, held = stabilize(bounded, memory, now, behaviour)
+        reasons += held
+    else:
+        targets, reasons = raw, [fallback]
+        memory = evolve(memory, fallback=True)
+        raw = Targets()
     created = fleet.created_count
     running = fleet.started_count
     created_step: CreatedStep | None = None
     running_after, startable_new = running, 0
     destroyed: tuple[Machine, ...] = ()
     if targets.min_created is not None and created < targets.min_created:
-        n = targets.min_created - created
+        n = _limit(
+            targets.min_created - created, behaviour, "creates", created, reasons
+        )
         source, config = clone_source(fleet)
         room = n
         if initial_state == MachineState.STOPPED:
@@ -456,14 +720,23 @@ def plan(
                     "the last Machine stays, to clone",
                 )
             )
-        candidates = fleet.in_states(DESTROY_ORDER)
-        candidates += tuple(m for m in fleet.machines if m.state not in DESTROY_ORDER)
+        n = _limit(n, behaviour, "destroys", created, reasons)
+        idle = fleet.in_states(DESTROY_ORDER)
+        busy = tuple(m for m in fleet.machines if m.state not in DESTROY_ORDER)
         if n > 0:
+            busy = _ranked(busy, ranking, n - len(idle), reasons)
+            candidates = idle + busy
             created_step = Destroy(n, candidates)
             destroyed = candidates[:n]
     predicted = fleet.changed(removed=(m.id for m in destroyed))
     running_after -= sum(1 for m in destroyed if m.state in RUNNING)
-    started_step, more = _started_step(targets, predicted, running_after, startable_new)
+    started_step, more = _started_step(
+        targets,
+        predicted,
+        _Counts(running_after, startable_new, running),
+        behaviour,
+        ranking,
+    )
     return Plan(
         raw=raw,
         targets=targets,
@@ -473,31 +746,87 @@ def plan(
         created_step=created_step,
         started_step=started_step,
         reasons=(*reasons, *more),
+        started_reasons=len(more),
+        memory=memory,
+        fallback=fallback is not None,
     )
 
 
+def _ranked(
+    machines: tuple[Machine, ...],
+    ranking: Ranking | None,
+    acted_on: int,
+    reasons: list[Reason],
+) -> tuple[Machine, ...]:
+    """Order started *machines* by *ranking*; say so when it picks any."""
+    if ranking is None or acted_on <= 0 or not machines:
+        return machines
+    if ranking.values is None:
+        reasons.append(
+            Reason(
+                "stop_metric_unavailable",
+                f"{ranking.name} could not be collected ({ranking.error}): "
+                "Machines chosen in the default order (lowest id first)",
+            )
+        )
+        return machines
+    reasons.append(
+        Reason(
+            "stop_metric",
+            f"Machines to stop chosen by {ranking.name}, lowest first",
+        )
+    )
+    return ranking.order(machines)
+
+
+@frozen
+class _Counts:
+    """The started counts a started step is planned from."""
+
+    running: int  # started (or starting) once the created step is done
+    new: int  # Machines the created step launches stopped
+    listed: int  # started when listed: what a percent step limit is of
+
+
 def plan_started(
-    targets: Targets, fleet: Fleet
+    targets: Targets,
+    fleet: Fleet,
+    *,
+    behaviour: Behaviour = Behaviour(),
+    listed_started: int | None = None,
+    ranking: Ranking | None = None,
 ) -> tuple[StartedStep | None, list[Reason]]:
     """Plan the started step on *fleet*, as the created step really left it.
 
-    Below min started, start the difference: stopped Machines first, then
-    suspended ones (resumed), then created ones, lowest id first within each.
-    Above max started, stop the difference: started Machines, lowest id first
-    (``starting`` and ``restarting`` ones count as started but are not
-    stopped).
+    Below min started, start the difference: suspended Machines first (they
+    resume fastest), then stopped ones, then created ones, lowest id first
+    within each. Above max started, stop the difference: started Machines,
+    lowest id first or lowest *ranking* value first (``starting`` and
+    ``restarting`` ones count as started but are not stopped). The step
+    limits of *behaviour* cap either; a percent limit is of
+    *listed_started* (the count when the pass listed the Machines; default
+    the fleet's).
     """
-    return _started_step(targets, fleet, fleet.started_count, 0)
+    running = fleet.started_count
+    listed = running if listed_started is None else listed_started
+    return _started_step(
+        targets, fleet, _Counts(running, 0, listed), behaviour, ranking
+    )
 
 
 def _started_step(
-    targets: Targets, fleet: Fleet, running: int, new: int
+    targets: Targets,
+    fleet: Fleet,
+    counts: _Counts,
+    behaviour: Behaviour,
+    ranking: Ranking | None,
 ) -> tuple[StartedStep | None, list[Reason]]:
     reasons: list[Reason] = []
+    running = counts.running
     if targets.min_started is not None and running < targets.min_started:
         n = targets.min_started - running
         candidates = fleet.in_states(STARTABLE)
-        available = len(candidates) + new
+        available = len(candidates) + counts.new
         if available < n:
             reasons.append(
                 Reason(
@@ -506,8 +835,18 @@ def _started_step(
                     "count to create more Machines",
                 )
             )
-        return Start(n, candidates, new), reasons
+        n = _limit(n, behaviour, "starts", counts.listed, reasons)
+        return Start(n, candidates, counts.new), reasons
     if targets.max_started is not None and running > targets.max_started:
-        n = running - targets.max_started
-        return Stop(n, fleet.in_states([MachineState.STARTED])), reasons
+        n = _limit(
+            running - targets.max_started,
+            behaviour,
+            "suspends" if behaviour.suspend else "stops",
+            counts.listed,
+            reasons,
+        )
+        candidates = _ranked(
+            fleet.in_states([MachineState.STARTED]), ranking, n, reasons
+        )
+        return Stop(n, candidates, suspend=behaviour.suspend), reasons
     return None, reasons

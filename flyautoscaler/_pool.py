@@ -103,6 +103,9 @@ class _App:
     due: float
     busy: bool = False
     removed: bool = False
+    # The release seen running, since when (pool clock), and whether it was
+    # logged as stuck: for release_timeout.
+    release_running: tuple[str, float, bool] | None = None
 
 
 @define(eq=False)
@@ -654,9 +657,7 @@ class ReconcilerPool:
         self._board.collected(app.name, metrics)  # visible while the pass acts
         if self._stop.is_set():
             return _Outcome("cancelled", metrics=metrics)
-        if collection.errors:
-            return self._pass_failed(app, collection.errors[0], metrics)
-        if self.clock() >= deadline:
+        if self.clock() >= deadline and not collection.errors:
             logger.warning("pool.pass_timed_out", extra={"app": app.name, "lag": lag})
             return _Outcome.failed(
                 "timeout: collecting the metrics used up the pass timeout of "
@@ -665,8 +666,10 @@ class ReconcilerPool:
                 metrics=metrics,
             )
         try:
+            # Failed metrics are the reconciler's to judge: it holds the fleet
+            # (raising the error) or falls back, as its settings say.
             result = reconciler.reconcile(
-                deadline=deadline, cancel=self._stop, metrics=metrics
+                deadline=deadline, cancel=self._stop, metrics=collection
             )
         except Exception as exc:  # noqa: BLE001 - never kill a worker
             return self._pass_failed(app, exc, metrics)
@@ -675,24 +678,10 @@ class ReconcilerPool:
     def _pass_failed(
         self, app: _App, exc: Exception, metrics: Mapping[str, float]
     ) -> _Outcome:
-        """Log a pass that could not finish; return its outcome.
-
-        The log line says the error's kind and whether it is ``transient`` (the
-        API or a source down) or not (a bad token, an expression that cannot
-        work), as the error itself says.
-        """
+        """Log a pass that could not finish; return its outcome."""
         if isinstance(exc, FlapsNotSentError) and self._stop.is_set():
             return _Outcome("cancelled", metrics=metrics)  # closed while listing
-        kind = error_kind(exc)
-        extra: dict[str, object] = {
-            "app": app.name,
-            "kind": kind,
-            "error": describe(exc),
-            "transient": bool(getattr(exc, "transient", False)),
-        }
-        if isinstance(exc, ExpressionError):
-            extra |= {"count": exc.count, "expression": exc.expression}
-        logger.error("pool.pass_failed", extra=extra)
+        kind = _log_failure(app.name, exc)
         return _Outcome.failed(f"{kind}: {describe(exc)}", kind, metrics=metrics)
 
     def _pass_result(
@@ -712,6 +701,14 @@ class ReconcilerPool:
                 f"timed out: the pass timeout ({self.reconcile_timeout:g} s) "
                 "ended it before every action started"
             )
+        if result.fallback_error is not None:
+            kind = _log_failure(app.name, result.fallback_error, fallback=True)
+            kinds.append(kind)
+            problems.insert(
+                0,
+                f"{kind}: {describe(result.fallback_error)} (scaled to the "
+                "fallback count)",
+            )
         extra = {"app": app.name, "ok": result.ok, "scaled": result.scaled}
         logger.debug("pool.pass", extra=extra)
         if problems:
@@ -723,8 +720,10 @@ class ReconcilerPool:
     def _release_check(self, app: _App) -> _Outcome | None:
         """Return the outcome of a pass skipped for its release, or ``None`` to go on.
 
-        A deploy in progress skips the pass (not a failure); a failed look-up
-        skips it too, as a failure.
+        A deploy in progress skips the pass (not a failure), until it has been
+        seen running for :attr:`release_timeout` (when set): then the pass
+        goes on, logged as ``pool.release_stuck``. A failed look-up skips the
+        pass too, as a failure.
         """
         if self.fly_client is None:
             return None
@@ -736,7 +735,49 @@ class ReconcilerPool:
                 extra={"app": app.name, "error": describe(exc)},
             )
             return _Outcome.failed(f"release: {describe(exc)}", "release")
-        if release is not None and release.status == RELEASE_RUNNING:
-            logger.info("pool.release_running", extra={"app": app.name})
-            return _Outcome("skipped")
-        return None
+        if release is None or release.status != RELEASE_RUNNING:
+            app.release_running = None
+            return None
+        now = self.clock()
+        key = release.id or str(release.version)
+        if app.release_running is None or app.release_running[0] != key:
+            app.release_running = (key, now, False)
+        _, since, warned = app.release_running
+        if self.release_timeout and now - since >= self.release_timeout:
+            if warned:  # said once per release
+                return None
+            app.release_running = (key, since, True)
+            logger.warning(
+                "pool.release_stuck",
+                extra={
+                    "app": app.name,
+                    "release": key,
+                    "running_for": round(now - since, 3),
+                    "release_timeout": self.release_timeout,
+                },
+            )
+            return None
+        logger.info("pool.release_running", extra={"app": app.name})
+        return _Outcome("skipped")
+
+
+def _log_failure(app_name: str, exc: Exception, *, fallback: bool = False) -> str:
+    """Log ``pool.pass_failed`` for *exc*; return its kind.
+
+    The line says the error's kind and whether it is ``transient`` (the API or
+    a source down) or not (a bad token, an expression that cannot work), as
+    the error itself says, and whether the pass fell back.
+    """
+    kind = error_kind(exc)
+    extra: dict[str, object] = {
+        "app": app_name,
+        "kind": kind,
+        "error": describe(exc),
+        "transient": bool(getattr(exc, "transient", False)),
+    }
+    if isinstance(exc, ExpressionError):
+        extra |= {"count": exc.count, "expression": exc.expression}
+    if fallback:
+        extra["fallback"] = True
+    logger.error("pool.pass_failed", extra=extra)
+    return kind

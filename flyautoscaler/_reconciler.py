@@ -15,6 +15,7 @@ collectors and limits) and runs a pass in four moves, each owned elsewhere:
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,15 +29,24 @@ from flyautoscaler._errors import (
     ExpressionError,
     FlyAutoscalerError,
     ReconcileError,
+    describe,
+    redact,
 )
 from flyautoscaler._executor import ActionThreads, StepOutcome, Steps, run_step
 from flyautoscaler._expr import compile_expression
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
 from flyautoscaler._plan import (
+    Behaviour,
     Fleet,
+    Memory,
     Plan,
+    Ranking,
+    Reason,
+    StartedStep,
+    Stop,
     Targets,
     at_least_one,
+    fallback_targets,
     plan,
     plan_started,
 )
@@ -68,6 +78,8 @@ DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
 #: Names every count expression may use besides the metrics: the watched
 #: group's created and started counts as listed at the start of the pass.
 FLEET_NAMES: Final = ("created_machine_count", "started_machine_count")
+
+_FLEET_NAME_SET: Final = frozenset(FLEET_NAMES)
 
 _COUNT_NAMES: Final = {
     "min_created_machine_n": "min created machine count",
@@ -161,6 +173,10 @@ class Reconciler:
     stop_metric_collector: MachineMetricCollector | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _metrics: dict[str, float] = field(init=False, factory=dict, repr=False)
+    _metrics_error: FlyAutoscalerError | None = field(
+        init=False, default=None, repr=False
+    )
+    _memory: Memory = field(init=False, factory=Memory, repr=False)
     _gatherer: Gatherer = field(init=False, repr=False)
     _threads: ActionThreads | None = field(init=False, default=None, repr=False)
     _own_threads: bool = field(init=False, default=True, repr=False)
@@ -224,6 +240,7 @@ class Reconciler:
         """
         collection = self.collect(deadline=deadline)
         self._metrics = dict(collection.values)
+        self._metrics_error = collection.errors[0] if collection.errors else None
         if collection.errors:
             raise collection.errors[0]
 
@@ -384,7 +401,7 @@ class Reconciler:
         *,
         deadline: float | None = None,
         cancel: threading.Event | None = None,
-        metrics: Mapping[str, float] | None = None,
+        metrics: Mapping[str, float] | Collection | None = None,
     ) -> ReconcileResult:
         """Run one pass: evaluate the targets, list the Machines, plan, act.
 
@@ -395,6 +412,12 @@ class Reconciler:
         counted, logged and reported in the result; it never stops the other
         actions. Every loop is bounded.
 
+        The pass remembers the targets it computed, for the stabilization
+        windows, and counts passes whose metrics or expressions failed, for
+        the fallback. Such a pass raises its error and changes nothing (the
+        fleet is held), unless the fallback applies: then it scales to the
+        fallback count and its result says so (``fallback_error``).
+
         Args:
             deadline: A time on :attr:`clock` (``time.monotonic`` by default)
                 after which no new action starts; the result then says
@@ -402,30 +425,48 @@ class Reconciler:
             cancel: When this event is set, no new action starts either (the
                 pool sets it on ``close()``); the result then says ``timed_out``.
             metrics: The metric values to evaluate the expressions with, such
-                as :meth:`collect` returned them; ``None`` uses the stored ones
-                (:meth:`collect_metrics`, :meth:`set_value`).
+                as :meth:`collect` returned them (a collection with errors is
+                a failed-metrics pass); ``None`` uses the stored ones
+                (:meth:`collect_metrics`, :meth:`set_value`), and a failure of
+                the last :meth:`collect_metrics`.
 
         Returns:
-            What the pass saw and did.
+            What the pass saw, decided and did.
 
         Raises:
-            ExpressionError: A target expression failed.
+            ExpressionError: A target expression failed (and no fallback
+                applies).
+            MetricCollectionError: The metrics failed (and no fallback
+                applies).
             NoMachineToCloneError: Machines must be created and the group has
                 none with a config to clone.
             ReconcileError: :attr:`client` is not set.
             Exception: Whatever the client's ``list`` raised.
         """
-        raw = self._raw_targets(self._metrics if metrics is None else metrics)
+        values, error = self._values(metrics)
         client = self._require_client()
         scope = Scope(deadline, self.clock, cancel)
-        with scope.entered():
-            fleet = Fleet.watched(client.list(""), self.process_group)
-        if fleet.unreachable:
-            logger.warning(
-                "reconcile.unreachable_machines",
-                extra={"app": self.app_name, "count": fleet.unreachable},
-            )
-        the_plan = plan(raw, fleet, initial_state=self.initial_machine_state)
+        behaviour = self._behaviour()
+        now = self.clock()
+        fleet = self._list(client, scope) if self._uses_fleet() else None
+        memory, raw, fallback = self._memory, Targets(), None
+        try:
+            if error is not None:
+                raise error
+            raw = self._raw_targets(_with_counts(values, fleet))
+        except FlyAutoscalerError as exc:
+            memory = memory.failed()
+            targets = fallback_targets(behaviour, memory)
+            if targets is None:
+                self._memory = memory
+                raise
+            raw, fallback = targets, exc
+        if fleet is None:
+            fleet = self._list(client, scope)
+        the_plan, ranking = self._plan(
+            raw, fleet, behaviour=behaviour, memory=memory, now=now, fallback=fallback
+        )
+        self._remember(the_plan, fallback)
         self._log_plan(the_plan)
         steps = Steps(
             client=client,
@@ -442,13 +483,168 @@ class Reconciler:
             outcomes.append(run_step(the_plan.created_step, steps))
             # The started step again, on the fleet the created step really left.
             after = _after(fleet, outcomes[0])
-            started_step, started_reasons = plan_started(the_plan.targets, after)
-            the_plan = the_plan.with_started_step(started_step, started_reasons)
+            the_plan = self._replan_started(the_plan, after, behaviour, ranking)
         if the_plan.started_step is not None:
             outcomes.append(run_step(the_plan.started_step, steps))
         if not outcomes:
             self.stats.incr("no_scale")
-        return self._result(the_plan, outcomes)
+        return self._result(the_plan, outcomes, fallback)
+
+    # --- deciding --------------------------------------------------------------
+
+    def _values(
+        self, metrics: Mapping[str, float] | Collection | None
+    ) -> tuple[Mapping[str, float], FlyAutoscalerError | None]:
+        """Return the values a pass evaluates with, and its metrics failure."""
+        if metrics is None:
+            return self._metrics, self._metrics_error
+        if isinstance(metrics, Collection):
+            return metrics.values, (metrics.errors[0] if metrics.errors else None)
+        return metrics, None
+
+    def _behaviour(self) -> Behaviour:
+        """Return the decision settings, as the planner takes them."""
+        return Behaviour(
+            scale_down_window=self.scale_down_stabilization,
+            scale_up_window=self.scale_up_stabilization,
+            max_up_step=parse_step(
+                self.max_scale_up_step, "max_scale_up_step", field="max_scale_up_step"
+            ),
+            max_down_step=parse_step(
+                self.max_scale_down_step,
+                "max_scale_down_step",
+                field="max_scale_down_step",
+            ),
+            fallback_after=self.fallback_after,
+            fallback_started=self.fallback_started_machine_n,
+            suspend=self.stop_mode == "suspend",
+        )
+
+    def _uses_fleet(self) -> bool:
+        """Whether an expression uses the current Machine counts."""
+        for attr in _COUNT_NAMES:
+            source: str = getattr(self, attr)
+            if source and not _FLEET_NAME_SET.isdisjoint(
+                compile_expression(source).names
+            ):
+                return True
+        return False
+
+    def _list(self, client: FlapsClient, scope: Scope) -> Fleet:
+        """List the app's Machines; return the watched ones."""
+        with scope.entered():
+            fleet = Fleet.watched(client.list(""), self.process_group)
+        if fleet.unreachable:
+            logger.warning(
+                "reconcile.unreachable_machines",
+                extra={"app": self.app_name, "count": fleet.unreachable},
+            )
+        return fleet
+
+    def _plan(  # noqa: PLR0913 - the planner's inputs, gathered for it
+        self,
+        raw: Targets,
+        fleet: Fleet,
+        *,
+        behaviour: Behaviour,
+        memory: Memory,
+        now: float,
+        fallback: FlyAutoscalerError | None,
+    ) -> tuple[Plan, Ranking | None]:
+        """Ask the planner; again with the stop ranking if a step needs it."""
+        reason = None
+        if fallback is not None:
+            reason = Reason(
+                "fallback",
+                f"metrics or expressions failed {memory.failed_passes} passes in "
+                f"a row ({redact(describe(fallback))}): started count set to "
+                f"{behaviour.fallback_started} (fallback after "
+                f"{behaviour.fallback_after})",
+            )
+
+        def planned(ranking: Ranking | None) -> Plan:
+            return plan(
+                raw,
+                fleet,
+                initial_state=self.initial_machine_state,
+                behaviour=behaviour,
+                memory=memory,
+                now=now,
+                fallback=reason,
+                ranking=ranking,
+            )
+
+        the_plan = planned(None)
+        if self.stop_metric_collector is None or not the_plan.needs_ranking():
+            return the_plan, None
+        ranking = self._rank()
+        return planned(ranking), ranking
+
+    def _replan_started(
+        self,
+        the_plan: Plan,
+        fleet: Fleet,
+        behaviour: Behaviour,
+        ranking: Ranking | None,
+    ) -> Plan:
+        """Plan the started step again on *fleet*, as the created step left it.
+
+        The stop ranking is collected now if the pass had none and must stop.
+        """
+
+        def planned(ranking: Ranking | None) -> tuple[StartedStep | None, list[Reason]]:
+            return plan_started(
+                the_plan.targets,
+                fleet,
+                behaviour=behaviour,
+                listed_started=the_plan.started_count,
+                ranking=ranking,
+            )
+
+        step, reasons = planned(ranking)
+        if (
+            isinstance(step, Stop)
+            and ranking is None
+            and self.stop_metric_collector is not None
+        ):
+            step, reasons = planned(self._rank())
+        return the_plan.with_started_step(step, reasons)
+
+    def _rank(self) -> Ranking:
+        """Collect the stop metric; on failure, warn and keep the default order."""
+        collector = self.stop_metric_collector
+        assert collector is not None  # noqa: S101 - only called when set
+        name = str(collector.name)
+        try:
+            values = dict(collector.collect_machine_metrics(self.app_name))
+        except Exception as exc:  # noqa: BLE001 - a failed ranking keeps the order
+            error = redact(describe(exc))
+            logger.warning(
+                "reconcile.stop_metric_failed",
+                extra={"app": self.app_name, "collector": name, "error": error},
+            )
+            return Ranking(name, None, error)
+        return Ranking(
+            name,
+            {str(k): float(v) for k, v in values.items() if math.isfinite(float(v))},
+        )
+
+    def _remember(self, the_plan: Plan, fallback: FlyAutoscalerError | None) -> None:
+        """Keep what the pass leaves; log entering or leaving the fallback."""
+        before = self._memory
+        self._memory = the_plan.memory
+        if the_plan.fallback and not before.fallback:
+            logger.warning(
+                "reconcile.fallback_started",
+                extra={
+                    "app": self.app_name,
+                    "failed_passes": the_plan.memory.failed_passes,
+                    "started": self.fallback_started_machine_n,
+                    "error": redact(describe(fallback)) if fallback else "",
+                },
+            )
+        elif before.fallback and not the_plan.fallback:
+            logger.warning("reconcile.fallback_ended", extra={"app": self.app_name})
 
     def _log_plan(self, the_plan: Plan) -> None:
         raw, targets = the_plan.raw, the_plan.targets
@@ -470,10 +666,19 @@ class Reconciler:
                     "started": the_plan.started_count,
                 },
                 "target": targets.as_dict(),
+                "raw_target": raw.as_dict(),
+                "reasons": [r.text for r in the_plan.reasons],
+                "rules": list(dict.fromkeys(r.rule for r in the_plan.reasons)),
+                "fallback": the_plan.fallback,
             },
         )
 
-    def _result(self, the_plan: Plan, outcomes: list[StepOutcome]) -> ReconcileResult:
+    def _result(
+        self,
+        the_plan: Plan,
+        outcomes: list[StepOutcome],
+        fallback: FlyAutoscalerError | None,
+    ) -> ReconcileResult:
         done = {o.action: tuple(m.id for m in o.done) for o in outcomes}
         targets = the_plan.targets
         result = ReconcileResult(
@@ -492,6 +697,8 @@ class Reconciler:
             gave_up_creating=any(o.gave_up for o in outcomes),
             timed_out=any(o.timed_out for o in outcomes),
             reasons=the_plan.reasons,
+            raw_targets=the_plan.raw,
+            fallback_error=fallback,
         )
         if not result.ok:
             logger.warning(
@@ -558,6 +765,19 @@ def share_action_threads(reconciler: Reconciler, threads: ActionThreads) -> None
     reconciler.close()
     reconciler._threads = threads  # noqa: SLF001 - the pool's half of the seam
     reconciler._own_threads = False  # noqa: SLF001 - the pool's half of the seam
+
+
+def _with_counts(
+    values: Mapping[str, float], fleet: Fleet | None
+) -> Mapping[str, float]:
+    """Return *values* with the fleet's current counts, when it was listed."""
+    if fleet is None:
+        return values
+    return {
+        **values,
+        "created_machine_count": float(fleet.created_count),
+        "started_machine_count": float(fleet.started_count),
+    }
 
 
 def _after(fleet: Fleet, outcome: StepOutcome) -> Fleet:

@@ -7,7 +7,7 @@ from typing import Literal
 from attrs import field, frozen
 
 from flyautoscaler._errors import redact
-from flyautoscaler._plan import Reason
+from flyautoscaler._plan import Reason, Targets
 
 __all__ = ["Action", "ActionFailure", "ReconcileResult"]
 
@@ -57,6 +57,11 @@ class ReconcileResult:
         timed_out: The deadline passed before every planned action started.
         reasons: Each rule that changed a target or limited a step: its name
             (``rule``) and what it did in words (``text``, also its ``str()``).
+        raw_targets: The four counts straight from the expressions, before
+            any rule (all ``None`` on a fallback pass); the applied ones are
+            :attr:`targets`.
+        fallback_error: Why the pass used the fallback count (the metrics or
+            expression failure), or ``None`` when it did not.
     """
 
     app_name: str
@@ -74,6 +79,63 @@ class ReconcileResult:
     gave_up_creating: bool = False
     timed_out: bool = False
     reasons: tuple[Reason, ...] = ()
+    raw_targets: Targets = field(factory=Targets)
+    fallback_error: Exception | None = field(
+        default=None, repr=lambda e: redact(repr(e))
+    )
+
+    @property
+    def targets(self) -> Targets:
+        """The four counts the pass aimed for, after every rule."""
+        return Targets(
+            self.min_created, self.max_created, self.min_started, self.max_started
+        )
+
+    @property
+    def fallback(self) -> bool:
+        """True when the pass used the fallback count."""
+        return self.fallback_error is not None
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The names of the rules that acted, in order, each once."""
+        return tuple(dict.fromkeys(r.rule for r in self.reasons))
+
+    def explain(self) -> str:
+        """Return what the pass saw, decided and did, and why, in a few lines."""
+        lines = [
+            (
+                f"{self.app_name}: {self.created_count} created, "
+                f"{self.started_count} started when listed"
+            ),
+            (
+                f"targets: created {_span(self.min_created, self.max_created)}, "
+                f"started {_span(self.min_started, self.max_started)}"
+            ),
+        ]
+        raw = self.raw_targets
+        if self.fallback:
+            lines.append(f"fallback: {redact(str(self.fallback_error))}")
+        elif raw != self.targets:
+            lines.append(
+                f"from the expressions: created "
+                f"{_span(raw.min_created, raw.max_created)}, started "
+                f"{_span(raw.min_started, raw.max_started)}"
+            )
+        lines += [f"- {reason.text}" for reason in self.reasons]
+        done = [
+            f"{verb} {len(ids)} ({', '.join(ids)})"
+            for verb, ids in (
+                ("created", self.created),
+                ("destroyed", self.destroyed),
+                ("started", self.started),
+                ("stopped", self.stopped),
+            )
+            if ids
+        ]
+        lines.append("actions: " + ("; ".join(done) if done else "none"))
+        lines += [f"failed: {failure}" for failure in self.failures]
+        return "\n".join(lines)
 
     @property
     def ok(self) -> bool:
@@ -84,3 +146,14 @@ class ReconcileResult:
     def scaled(self) -> bool:
         """True when at least one Machine was created, destroyed, started or stopped."""
         return bool(self.created or self.destroyed or self.started or self.stopped)
+
+
+def _span(low: int | None, high: int | None) -> str:
+    """Return a [min, max] pair in words: ``2..5``, ``at least 2``, ``any``."""
+    if low is None and high is None:
+        return "any"
+    if high is None:
+        return f"at least {low}"
+    if low is None:
+        return f"at most {high}"
+    return str(low) if low == high else f"{low}..{high}"

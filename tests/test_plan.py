@@ -157,7 +157,7 @@ def test_destroy_of_one_machine_plans_nothing():
 
 
 def test_start_order():
-    """Stopped, then suspended, then created; lowest id first in each."""
+    """Suspended (they resume fastest), then stopped, then created; by id in each."""
     f = fleet(
         machine("4", "created"),
         machine("3", "suspended"),
@@ -167,7 +167,7 @@ def test_start_order():
     step, reasons = plan_started(Targets(min_started=4), f)
     assert isinstance(step, Start)
     assert step.n == 3
-    assert ids(step.candidates) == ["2", "3", "4"]
+    assert ids(step.candidates) == ["3", "2", "4"]
     assert reasons == []
 
 

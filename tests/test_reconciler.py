@@ -391,8 +391,8 @@ def test_starting_machines_count_as_started():
     assert r.reconcile().started == ("2",)
 
 
-def test_start_prefers_stopped_then_suspended_then_created():
-    """Start candidates: stopped, then suspended, then created, each by id."""
+def test_start_prefers_suspended_then_stopped_then_created():
+    """Start candidates: suspended (a resume is fastest), stopped, created, by id."""
     client = FakeFlapsClient(
         [
             machine("1", "created"),
@@ -402,7 +402,7 @@ def test_start_prefers_stopped_then_suspended_then_created():
         ]
     )
     r = reconciler(client, min_started_machine_n="4")
-    assert r.reconcile().started == ("3", "4", "2", "1")
+    assert r.reconcile().started == ("2", "3", "4", "1")
 
 
 def test_destroying_machines_are_not_counted():
