@@ -47,7 +47,7 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._names import expand_metric_query, format_wildcard_as_regexp
-from flyautoscaler._plan import Reason
+from flyautoscaler._plan import Reason, Targets
 from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
@@ -111,6 +111,7 @@ __all__ = [
     "Release",
     "RemoveMachineInput",
     "StopMachineInput",
+    "Targets",
     "compile_expression",
     "expand_metric_query",
     "format_wildcard_as_regexp",

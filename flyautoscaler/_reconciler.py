@@ -37,6 +37,8 @@ from flyautoscaler._expr import compile_expression
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
 from flyautoscaler._plan import (
     Behaviour,
+    Create,
+    CreatedStep,
     Fleet,
     Memory,
     Plan,
@@ -55,7 +57,7 @@ from flyautoscaler._protocols import (
     MachineMetricCollector,
     MetricCollector,
 )
-from flyautoscaler._results import ReconcileResult
+from flyautoscaler._results import ReconcileResult, explain_decision
 from flyautoscaler._scope import Scope
 from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._validation import (
@@ -490,6 +492,50 @@ class Reconciler:
             self.stats.incr("no_scale")
         return self._result(the_plan, outcomes, fallback)
 
+    def explain(self, metrics: Mapping[str, float] | Collection | None = None) -> str:
+        """Return what a pass would decide now, and why, without acting.
+
+        Lists the Machines (the only API call), evaluates the expressions and
+        plans as :meth:`reconcile` would, with this reconciler's memory (which
+        is left as it was), and returns the decision in words: the counts, the
+        targets from the expressions and as applied, each rule that changed
+        them, and the steps a pass would take.
+
+        Args:
+            metrics: As for :meth:`reconcile`.
+
+        Raises:
+            ExpressionError: A target expression failed.
+            MetricCollectionError: The metrics failed.
+            ReconcileError: :attr:`client` is not set.
+            Exception: Whatever the client's ``list`` raised.
+        """
+        values, error = self._values(metrics)
+        client = self._require_client()
+        if error is not None:
+            raise error
+        fleet = self._list(client, Scope(None, self.clock, None))
+        raw = self._raw_targets(_with_counts(values, fleet))
+        the_plan, _ = self._plan(
+            raw,
+            fleet,
+            behaviour=self._behaviour(),
+            memory=self._memory,
+            now=self.clock(),
+            fallback=None,
+        )
+        lines = explain_decision(
+            self.app_name,
+            (the_plan.created_count, the_plan.started_count),
+            raw=the_plan.raw,
+            targets=the_plan.targets,
+            reasons=the_plan.reasons,
+            fallback_error=None,
+        )
+        steps = [_step_in_words(step) for step in the_plan.steps]
+        lines.append("would: " + ("; ".join(steps) if steps else "change nothing"))
+        return "\n".join(lines)
+
     # --- deciding --------------------------------------------------------------
 
     def _values(
@@ -765,6 +811,17 @@ def share_action_threads(reconciler: Reconciler, threads: ActionThreads) -> None
     reconciler.close()
     reconciler._threads = threads  # noqa: SLF001 - the pool's half of the seam
     reconciler._own_threads = False  # noqa: SLF001 - the pool's half of the seam
+
+
+def _step_in_words(step: CreatedStep | StartedStep) -> str:
+    """Return a planned step as ``start 2 (of 03, 04, 05)``."""
+    if isinstance(step, Create):
+        stopped = step.n - step.started
+        more = f", {stopped} of them stopped" if stopped else ""
+        return f"create {step.n} (cloning {step.source.id}{more})"
+    verb = "suspend" if isinstance(step, Stop) and step.suspend else step.action
+    chosen = [m.id for m in step.candidates[: step.n]]
+    return f"{verb} {step.n}" + (f" ({', '.join(chosen)})" if chosen else "")
 
 
 def _with_counts(

@@ -9,7 +9,7 @@ from attrs import field, frozen
 from flyautoscaler._errors import redact
 from flyautoscaler._plan import Reason, Targets
 
-__all__ = ["Action", "ActionFailure", "ReconcileResult"]
+__all__ = ["Action", "ActionFailure", "ReconcileResult", "explain_decision"]
 
 Action = Literal["create", "destroy", "start", "stop"]
 
@@ -103,26 +103,14 @@ class ReconcileResult:
 
     def explain(self) -> str:
         """Return what the pass saw, decided and did, and why, in a few lines."""
-        lines = [
-            (
-                f"{self.app_name}: {self.created_count} created, "
-                f"{self.started_count} started when listed"
-            ),
-            (
-                f"targets: created {_span(self.min_created, self.max_created)}, "
-                f"started {_span(self.min_started, self.max_started)}"
-            ),
-        ]
-        raw = self.raw_targets
-        if self.fallback:
-            lines.append(f"fallback: {redact(str(self.fallback_error))}")
-        elif raw != self.targets:
-            lines.append(
-                f"from the expressions: created "
-                f"{_span(raw.min_created, raw.max_created)}, started "
-                f"{_span(raw.min_started, raw.max_started)}"
-            )
-        lines += [f"- {reason.text}" for reason in self.reasons]
+        lines = explain_decision(
+            self.app_name,
+            (self.created_count, self.started_count),
+            raw=self.raw_targets,
+            targets=self.targets,
+            reasons=self.reasons,
+            fallback_error=self.fallback_error,
+        )
         done = [
             f"{verb} {len(ids)} ({', '.join(ids)})"
             for verb, ids in (
@@ -146,6 +134,43 @@ class ReconcileResult:
     def scaled(self) -> bool:
         """True when at least one Machine was created, destroyed, started or stopped."""
         return bool(self.created or self.destroyed or self.started or self.stopped)
+
+
+def explain_decision(  # noqa: PLR0913 - what a decision is made of
+    app_name: str,
+    counts: tuple[int, int],
+    *,
+    raw: Targets,
+    targets: Targets,
+    reasons: tuple[Reason, ...],
+    fallback_error: BaseException | None,
+) -> list[str]:
+    """Return the lines that say what a pass saw and decided, and why.
+
+    Args:
+        app_name: The app.
+        counts: Its created and started counts when listed.
+        raw: The targets from the expressions.
+        targets: The targets after every rule.
+        reasons: The rules that acted.
+        fallback_error: What the pass fell back from, if it did.
+    """
+    lines = [
+        f"{app_name}: {counts[0]} created, {counts[1]} started when listed",
+        (
+            f"targets: created {_span(targets.min_created, targets.max_created)}, "
+            f"started {_span(targets.min_started, targets.max_started)}"
+        ),
+    ]
+    if fallback_error is not None:
+        lines.append(f"fallback: {redact(str(fallback_error))}")
+    elif raw != targets:
+        lines.append(
+            f"from the expressions: created {_span(raw.min_created, raw.max_created)}"
+            f", started {_span(raw.min_started, raw.max_started)}"
+        )
+    lines += [f"- {reason.text}" for reason in reasons]
+    return lines
 
 
 def _span(low: int | None, high: int | None) -> str:

@@ -900,3 +900,41 @@ def test_signal_wait_survives_a_storm_of_signals():
             child.wait(timeout=WAIT)
         if child.stdout is not None:
             child.stdout.close()
+
+
+# --- eval --explain ---------------------------------------------------------------
+
+
+def test_eval_explain_lists_the_machines_and_says_the_steps(fly, prom):
+    """With a token: the counts, the targets, and the steps, in words; nothing acts."""
+    env = serve_env(fly, prom, FAS_CREATED_MACHINE_COUNT="queue_depth / 5")
+    done = run_cli("eval", "--explain", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "my-app: 4 created, 0 started when listed",
+        "targets: created 5, started 3",
+        "would: create 1 (cloning 1); start 2 (1, 2)",
+    ]
+    assert [r.action for r in fly.requests] == ["list"]
+    assert TOKEN not in done.stdout + done.stderr
+
+
+def test_eval_explain_without_a_token_explains_the_targets(prom):
+    """Without a token no Machine is listed; the targets are still explained."""
+    env = eval_env(prom, FAS_MAX_STARTED_MACHINE_COUNT="1")
+    env.pop("FAS_STARTED_MACHINE_COUNT")
+    env["FAS_MIN_STARTED_MACHINE_COUNT"] = "ceil(queue_depth / 10)"
+    done = run_cli("eval", "--explain", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        (
+            "my-app: Machines not listed (no API token): set FAS_API_TOKEN to "
+            "see the steps a pass would take"
+        ),
+        "targets: created any, started 3",
+        "from the expressions: created any, started 3..1",
+        (
+            "- min started count 3 is above max started count 1: max started "
+            "raised to 3 (min wins)"
+        ),
+    ]

@@ -995,3 +995,89 @@ def test_metrics_are_visible_while_the_pass_acts(pools):
     assert status.passes == 0
     assert status.metrics == {"depth": 1.0}
     hold.release.set()
+
+
+# --- decisions with memory, through the pool -------------------------------------
+
+
+def test_release_timeout_scales_an_app_whose_release_is_stuck(pools, caplog):
+    """A release running past release_timeout no longer blocks; logged once."""
+    caplog.set_level(logging.WARNING, logger="flyautoscaler")
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.monotonic() + offset[0]
+
+    client = FakeFlapsClient([machine("1", "stopped")])
+    pool = make_pool(
+        pools,
+        org_with_apps("my-app-1", release="running"),
+        {"my-app-1": client},
+        target="1",
+        app_name="my-app-*",
+        organization_slug="myorg",
+        release_timeout=600.0,
+        clock=clock,
+    )
+    pool.open()
+    settle(pool, 5)
+    assert client.call_count("list") == 0
+    offset[0] += 600.0
+    assert wait_until(lambda: client.count("started") == 1)
+    settle(pool, 5)
+    stuck = events(caplog, "pool.release_stuck")
+    assert len(stuck) == 1
+    assert stuck[0].app == "my-app-1"  # type: ignore[attr-defined]
+    assert stuck[0].running_for >= 600  # type: ignore[attr-defined]
+
+
+def test_release_timeout_zero_waits_for_the_release(pools):
+    """The default (0) waits however long the release runs, as the Go original."""
+    offset = [0.0]
+    client = FakeFlapsClient([machine("1", "stopped")])
+    pool = make_pool(
+        pools,
+        org_with_apps("my-app-1", release="running"),
+        {"my-app-1": client},
+        target="1",
+        app_name="my-app-*",
+        organization_slug="myorg",
+        clock=lambda: time.monotonic() + offset[0],
+    )
+    pool.open()
+    settle(pool, 3)
+    offset[0] += 86400.0
+    settle(pool, 5)
+    assert client.call_count("list") == 0
+
+
+def test_failing_metrics_fall_back_through_the_pool(pools):
+    """Two failed passes hold; the third scales to the fallback count, reported."""
+    client = FakeFlapsClient([machine(str(i), "started") for i in range(1, 5)])
+    reports: list[fas.PassReport] = []
+
+    def depth(app: str) -> float:
+        raise ConnectionError("redis down")
+
+    pool = make_pool(pools, None, {"a": client}, app_name="a")
+    pool.new_reconciler = lambda: fas.Reconciler(
+        min_started_machine_n="depth",
+        max_started_machine_n="depth",
+        collectors=[CallableCollector("depth", depth)],
+        fallback_after=2,
+        fallback_started_machine_n=1,
+    )
+    pool.subscribe(reports.append)
+    pool.open()
+    assert wait_until(lambda: client.count("started") == 1)
+    settle(pool, 2)
+    first = reports[:3]
+    assert [r.outcome for r in first] == ["failed"] * 3
+    assert [r.result is not None and r.result.fallback for r in first] == [
+        False,
+        False,
+        True,
+    ]
+    assert all("collect" in r.kinds for r in first)
+    assert "fallback count" in first[2].error
+    assert not pool.health().healthy  # a fallback pass is still a failed pass

@@ -123,13 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="collect metrics once and print the Machine counts",
         description="Collect the metrics once and print the Machine counts the "
-        "expressions give, as JSON. Scales nothing; needs no API token.",
+        "expressions give, as JSON. Scales nothing; needs no API token. With "
+        "--explain, print instead what one pass would decide and why: with an "
+        "API token it lists the app's Machines (read only) and says which steps "
+        "a pass would take.",
     )
     _add_config_option(eval_parser)
     eval_parser.add_argument(
         "--app",
         metavar="NAME",
         help="app name for $APP_NAME in queries (default: the configured one)",
+    )
+    eval_parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print the decision of one pass in words: targets, the rules that "
+        "changed them, and (with an API token) the steps it would take",
     )
     eval_parser.set_defaults(handler=evaluate)
 

@@ -7,10 +7,15 @@ import json
 import sys
 from collections.abc import Mapping
 
+from flyautoscaler._collect import Collection
 from flyautoscaler._errors import ExpressionError
+from flyautoscaler._plan import bound_targets
+from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._results import explain_decision
 from flyautoscaler._validation import check_app_name
 from flyautoscaler.cli._common import EXIT_OK, CommandError, close_quietly, load
 from flyautoscaler.cli._logging import configure_logging, secrets_of
+from flyautoscaler.config import Config
 
 __all__ = ["evaluate"]
 
@@ -30,11 +35,42 @@ def evaluate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             error = collection.errors[0]
             raise CommandError(f"metrics collection failed: {error}") from error
         try:
-            result = reconciler.targets(collection.values).as_dict()
+            if args.explain:
+                text = _explain(reconciler, collection, config)
+            else:
+                targets = reconciler.targets(collection.values)
+                text = json.dumps(targets.as_dict(), indent=2)
         except ExpressionError as exc:
             raise CommandError(f"cannot calculate {exc.count}: {exc}") from exc
     finally:
         for collector in collectors:
             close_quietly(collector)
-    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    sys.stdout.write(text + "\n")
     return EXIT_OK
+
+
+def _explain(reconciler: Reconciler, collection: Collection, config: Config) -> str:
+    """Return one pass's decision in words; list the Machines if a token is set."""
+    if config.api_token:
+        from flyautoscaler.fly import FlapsHTTPClient  # noqa: PLC0415 - only here
+
+        with FlapsHTTPClient(
+            reconciler.app_name, config.api_token, base_url=config.flaps_base_url
+        ) as client:
+            reconciler.client = client
+            return reconciler.explain(collection)
+    raw = reconciler.targets(collection.values)
+    targets, reasons = bound_targets(raw)
+    lines = explain_decision(
+        reconciler.app_name,
+        (0, 0),
+        raw=raw,
+        targets=targets,
+        reasons=tuple(reasons),
+        fallback_error=None,
+    )
+    lines[0] = (
+        f"{reconciler.app_name}: Machines not listed (no API token): set "
+        "FAS_API_TOKEN to see the steps a pass would take"
+    )
+    return "\n".join(lines)
