@@ -366,6 +366,7 @@ def test_not_enough_machines_is_a_note_in_the_csv(tmp_path: Path) -> None:
     assert [r["machines"] for r in rows] == ["2", "2"]
     assert [r["destroys"] for r in rows] == ["1", "0"]
     assert "only 2 of 5 can start" in rows[0]["notes"]
+    assert rows[0]["rules"] == "not_enough_to_start"
     assert "only 2 of 5 can start" in stdout
 
 
@@ -379,6 +380,53 @@ def test_failing_passes_are_counted_and_explained(tmp_path: Path) -> None:
     assert [(r["min_started"], r["errors"]) for r in rows] == [("", "1"), ("", "1")]
     assert "ExprInfError" in rows[0]["notes"]
     assert "failed: 0 actions, 2 passes" in stdout
+
+
+# --- rules -----------------------------------------------------------------------
+
+JOBS = {
+    "FAS_APP_NAME": "jobs-app",
+    "FAS_STARTED_MACHINE_COUNT": "ceil(jobs / 5)",
+    "FAS_PROMETHEUS_METRIC_NAME": "jobs",
+    "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:1",
+    "FAS_PROMETHEUS_QUERY": "unused",
+}
+# 4 minutes of 15 s ticks: 5 jobs for a minute, then 15, 5 and 15 again.
+SQUARE_WAVE = "time,jobs\n0,5\n60,15\n120,5\n180,15\n"
+
+
+def test_rules_column_names_the_rules_each_pass_applied(tmp_path: Path) -> None:
+    """Min above max: every row names min_above_max; the first also the create rule."""
+    environ = {
+        "FAS_APP_NAME": "ruled",
+        "FAS_MIN_STARTED_MACHINE_COUNT": "3",
+        "FAS_MAX_STARTED_MACHINE_COUNT": "1",
+        "FAS_CREATED_MACHINE_COUNT": "12",
+    }
+    out = tmp_path / "out"
+    code, _, stderr = simulate("--duration", "45s", "--out", str(out), environ=environ)
+    assert (code, stderr) == (0, "")
+    header, rows = read_rows(out / "timeseries.csv")
+    assert header[-1] == "rules"
+    assert [r["rules"].split() for r in rows] == [
+        ["min_above_max", "create_stopped_beyond_max_started"],
+        ["min_above_max"],
+        ["min_above_max"],
+    ]
+    assert [r["machines"] for r in rows] == ["12", "12", "12"]
+    assert "max started raised to 3 (min wins)" in rows[1]["notes"]
+
+
+def test_rules_column_is_empty_when_no_rule_acted(tmp_path: Path) -> None:
+    """A policy the fleet can follow changes no target: the rules cells are empty."""
+    load = write(tmp_path / "load.csv", SQUARE_WAVE)
+    out = tmp_path / "out"
+    code, _, _ = simulate(
+        "--metrics", load, "--duration", "1m", "--out", str(out), environ=JOBS
+    )
+    assert code == 0
+    _, rows = read_rows(out / "timeseries.csv")
+    assert [r["rules"] for r in rows] == ["", "", "", ""]
 
 
 # --- options ----------------------------------------------------------------------

@@ -352,6 +352,7 @@ def _row(  # noqa: PLR0913 - one tick's facts, put together
         failures=len(result.failures),
         errors=errors,
         notes=notes,
+        rules=tuple(dict.fromkeys(reason.rule for reason in result.reasons)),
     )
 
 
