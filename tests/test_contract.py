@@ -101,6 +101,63 @@ def test_start_and_stop(flaps):
     assert client.start("3", "").previous_state == "suspended"
 
 
+def test_suspend_and_resume(flaps):
+    """suspend suspends a started Machine (again: no-op); start resumes it."""
+    client, table = flaps
+    assert client.suspend("1", "") is None
+    assert table.machine("1").state == "suspended"
+    client.suspend("1", "")
+    assert [m.id for m in client.list("suspended")] == ["1", "3"]
+    assert client.start("1", "").previous_state == "suspended"
+    assert table.machine("1").state == "started"
+    assert table.call_count("suspend") == 2
+
+
+def test_suspend_conflicts_on_a_stopped_machine(flaps):
+    """Suspending a stopped Machine is a 409 conflict and leaves it stopped."""
+    client, table = flaps
+    with pytest.raises(fas.FlapsConflictError) as info:
+        client.suspend("2", "")
+    assert info.value.status == 409
+    assert info.value.message == "machine is stopped, cannot suspend"
+    assert table.machine("2").state == "stopped"
+
+
+def test_suspending_a_suspended_machine_is_a_no_op(flaps):
+    """Suspending a suspended Machine succeeds and changes nothing."""
+    client, table = flaps
+    client.suspend("3", "")
+    assert table.machine("3").state == "suspended"
+
+
+def test_suspend_needs_the_lease_nonce(flaps):
+    """A leased Machine is suspended only with the lease's nonce."""
+    client, table = flaps
+    lease = table.acquire_lease("1", 60)
+    with pytest.raises(fas.FlapsConflictError, match="lease currently held"):
+        client.suspend("1", "")
+    assert table.machine("1").state == "started"
+    client.suspend("1", lease.nonce)
+    assert table.machine("1").state == "suspended"
+
+
+def test_suspend_unknown_machine_is_not_found(flaps):
+    """Suspending an unknown Machine raises FlapsNotFoundError (404)."""
+    client, _ = flaps
+    with pytest.raises(fas.FlapsNotFoundError) as info:
+        client.suspend("nope", "")
+    assert info.value.status == 404
+
+
+def test_injected_suspend_failure_changes_nothing(flaps):
+    """A failure injected for suspend comes out as its FlapsError class."""
+    client, table = flaps
+    table.fail("suspend", fas.FlapsServerError("host down", status=500), key="1")
+    with pytest.raises(fas.FlapsServerError):
+        client.suspend("1", "")
+    assert table.machine("1").state == "started"
+
+
 def test_launch_keeps_every_config_field(flaps):
     """A launched Machine's config is the input's, field for field."""
     client, table = flaps

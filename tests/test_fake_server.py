@@ -394,6 +394,41 @@ def test_destroy_running_needs_kill_or_force(server):
     assert call(server, "GET", APP + "/m2").status_code == 404
 
 
+def test_suspend_route(server):
+    """POST .../{id}/suspend, no body: 200 {"ok": true}; the Machine is suspended."""
+    response = call(server, "POST", APP + "/m1/suspend")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+    assert response.headers["fly-request-id"]
+    assert server.flaps_client("my-app").machine("m1").state == "suspended"
+    listed = call(server, "GET", APP + "?state=suspended").json()
+    assert [m["id"] for m in listed] == ["m1"]
+    resumed = call(server, "POST", APP + "/m1/start")
+    assert resumed.json() == {"previous_state": "suspended"}
+
+
+def test_suspend_errors(server):
+    """A stopped Machine is 409, an unknown one 404, a GET 405."""
+    refused = call(server, "POST", APP + "/m2/suspend")
+    assert refused.status_code == 409
+    assert refused.json() == {"error": "machine is stopped, cannot suspend"}
+    assert call(server, "POST", APP + "/nope/suspend").status_code == 404
+    assert call(server, "GET", APP + "/m1/suspend").status_code == 405
+    assert call(server, "POST", "/v1/apps/ghost/machines/m1/suspend").status_code == 404
+    assert server.flaps_client("my-app").machine("m1").state == "started"
+
+
+def test_suspend_needs_the_lease_nonce(server):
+    """A leased Machine is suspended only with fly-machine-lease-nonce."""
+    nonce = call(server, "POST", APP + "/m1/lease").json()["data"]["nonce"]
+    refused = call(server, "POST", APP + "/m1/suspend")
+    assert refused.status_code == 409
+    assert refused.json()["error"].startswith("aborted: machine ID m1 lease")
+    with_nonce = {**AUTH, "fly-machine-lease-nonce": nonce}
+    assert call(server, "POST", APP + "/m1/suspend", headers=with_nonce).ok
+    assert server.flaps_client("my-app").machine("m1").state == "suspended"
+
+
 # --- leases ---
 
 
@@ -501,6 +536,25 @@ def test_wait_sees_a_delayed_transition():
             thread.join(DEADLINE)
             assert out[0].status_code == 200
             assert out[0].json()["state"] == "started"
+
+
+def test_wait_for_suspended_follows_the_delay():
+    """A wait for suspended ends once the suspend's delay has passed on the clock."""
+    clock = Clock()
+    with FakeMachinesServer(token=TOKEN, clock=clock, transition_delay=5) as server:
+        server.add_app("my-app", machines=[machine("m1", "started")])
+        assert call(server, "POST", APP + "/m1/suspend").ok
+        assert call(server, "GET", APP + "/m1").json()["state"] == "suspending"
+        thread, out = in_background(
+            lambda: call(server, "GET", APP + "/m1/wait?state=suspended&timeout=60")
+        )
+        wait_until(lambda: server.in_flight == 1)
+        clock.advance(5)
+        server.tick()
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+        assert out[0].status_code == 200
+        assert out[0].json()["state"] == "suspended"
 
 
 def test_close_ends_a_pending_wait(clock):
@@ -639,6 +693,24 @@ def test_rate_limits_burst_then_429_then_refill(clock):
         assert call(server, "POST", APP + "/m1/start").status_code == 429
 
 
+def test_rate_limits_apply_to_suspend(clock):
+    """Suspends of one Machine: burst 3, then 429; other Machines and actions pass."""
+    with FakeMachinesServer(token=TOKEN, clock=clock, rate_limits=True) as server:
+        server.add_app(
+            "my-app", machines=[machine("m1", "started"), machine("m2", "started")]
+        )
+        statuses = [
+            call(server, "POST", APP + "/m1/suspend").status_code for _ in range(4)
+        ]
+        assert statuses == [200, 200, 200, 429]
+        assert server.requests[-1].action == "suspend"
+        assert call(server, "POST", APP + "/m2/suspend").status_code == 200
+        assert call(server, "POST", APP + "/m1/start").status_code == 200
+        assert call(server, "POST", APP + "/m1/suspend").status_code == 429
+        clock.advance(1)
+        assert call(server, "POST", APP + "/m1/suspend").status_code == 200
+
+
 def test_rate_limits_get_and_list(clock):
     """get allows a burst of 10 per Machine; list 3 per app."""
     with FakeMachinesServer(token=TOKEN, clock=clock, rate_limits=True) as server:
@@ -761,6 +833,26 @@ def test_request_log_records_requests_without_the_token(server):
     assert server.action_counts["list"] == 2
     server.clear_requests()
     assert server.requests == []
+
+
+def test_request_log_records_a_suspend(server):
+    """A suspend is logged with its action, path, empty body and status."""
+    call(
+        server,
+        "POST",
+        APP + "/m1/suspend",
+        headers={**AUTH, "fly-machine-lease-nonce": "n-1"},
+    )
+    record = server.requests[-1]
+    assert (record.method, record.path, record.query) == (
+        "POST",
+        APP + "/m1/suspend",
+        "",
+    )
+    assert (record.action, record.status, record.body) == ("suspend", 200, b"")
+    assert record.headers["fly-machine-lease-nonce"] == "n-1"
+    assert server.count("suspend") == 1
+    assert server.action_counts["suspend"] == 1
 
 
 def test_concurrent_creates_are_consistent(server):

@@ -191,6 +191,28 @@ def test_stop_body_only_set_fields(rsps, client):
     assert second.headers["Content-Type"] == "application/json"
 
 
+def test_suspend_path_no_body(rsps, client):
+    """suspend POSTs .../{id}/suspend without a body and returns None."""
+    rsps.post(f"{MACHINES}/abc123/suspend", json={"ok": True})
+    assert client.suspend("abc123") is None
+    request = rsps.calls[0].request
+    assert request.method == "POST"
+    assert request.url == f"{MACHINES}/abc123/suspend"
+    assert request.body is None
+    assert "Content-Type" not in request.headers
+    assert "fly-machine-lease-nonce" not in request.headers
+    assert request.headers["Authorization"] == TOKEN
+
+
+def test_suspend_tolerates_any_2xx_body(rsps, client):
+    """A suspend answered 200 with an empty body, or 202, is a success."""
+    rsps.post(f"{MACHINES}/m1/suspend", body="")
+    rsps.post(f"{MACHINES}/m2/suspend", status=202, body="not json")
+    client.suspend("m1")
+    client.suspend("m2")
+    assert len(rsps.calls) == 2
+
+
 @pytest.mark.parametrize(
     ("kill", "query"), [(True, "?force=true&kill=true"), (False, "")]
 )
@@ -244,32 +266,37 @@ def test_common_headers(rsps, client):
 
 
 def test_content_type_only_with_body(rsps, client):
-    """Content-Type is sent on launch and stop, not on start or destroy."""
+    """Content-Type is sent on launch and stop, not on start, suspend or destroy."""
     rsps.post(MACHINES, json=MACHINE_JSON)
     rsps.post(f"{MACHINES}/m1/stop", json={"ok": True})
     rsps.post(f"{MACHINES}/m1/start", json={})
+    rsps.post(f"{MACHINES}/m1/suspend", json={"ok": True})
     rsps.delete(f"{MACHINES}/m1", json={"ok": True})
     client.launch(launch_input())
     client.stop(fas.StopMachineInput("m1"))
     client.start("m1")
+    client.suspend("m1")
     client.destroy(fas.RemoveMachineInput("m1"))
     types = [call.request.headers.get("Content-Type") for call in rsps.calls]
-    assert types == ["application/json", "application/json", None, None]
+    assert types == ["application/json", "application/json", None, None, None]
 
 
 def test_nonce_header_when_given(rsps, client):
-    """The lease nonce goes in fly-machine-lease-nonce on start, stop, destroy."""
+    """The lease nonce goes in fly-machine-lease-nonce on every Machine action."""
     rsps.post(f"{MACHINES}/m1/start", json={})
     rsps.post(f"{MACHINES}/m1/stop", json={"ok": True})
+    rsps.post(f"{MACHINES}/m1/suspend", json={"ok": True})
     rsps.delete(f"{MACHINES}/m1", json={"ok": True})
     client.start("m1", "nonce-1")
     client.stop(fas.StopMachineInput("m1"), "nonce-2")
-    client.destroy(fas.RemoveMachineInput("m1"), "nonce-3")
+    client.suspend("m1", "nonce-3")
+    client.destroy(fas.RemoveMachineInput("m1"), "nonce-4")
     client.start("m1")
+    client.suspend("m1")
     nonces = [
         call.request.headers.get("fly-machine-lease-nonce") for call in rsps.calls
     ]
-    assert nonces == ["nonce-1", "nonce-2", "nonce-3", None]
+    assert nonces == ["nonce-1", "nonce-2", "nonce-3", "nonce-4", None, None]
 
 
 def test_timeout_on_every_request(rsps, fake_time):
@@ -347,6 +374,49 @@ def test_error_body_status_is_kept(rsps, body, expected):
     if expected:
         assert f"[{expected}]" in str(caught.value)
         assert expected in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (404, fas.FlapsNotFoundError),
+        (409, fas.FlapsConflictError),
+        (412, fas.FlapsConflictError),
+        (422, fas.FlapsError),
+        (429, fas.FlapsRateLimitedError),
+        (500, fas.FlapsServerError),
+        (503, fas.FlapsServerError),
+    ],
+)
+def test_suspend_status_maps_to_error(rsps, status, cls):
+    """A refused suspend raises the status's FlapsError class, naming POST and URL."""
+    url = f"{MACHINES}/m1/suspend"
+    rsps.post(
+        url,
+        status=status,
+        json={"error": "machine is stopped, cannot suspend"},
+        headers={"fly-request-id": "01J-sus"},
+    )
+    with no_retry_client() as flaps, pytest.raises(cls) as caught:
+        flaps.suspend("m1")
+    error = caught.value
+    assert type(error) is cls
+    assert (error.status, error.method, error.url) == (status, "POST", url)
+    assert error.request_id == "01J-sus"
+    assert error.message == "machine is stopped, cannot suspend"
+
+
+def test_suspend_of_a_leased_machine_is_a_conflict(rsps):
+    """Fly's 409 for a leased Machine (lease envelope) is a FlapsConflictError."""
+    rsps.post(
+        f"{MACHINES}/m1/suspend",
+        status=409,
+        json={"error": "aborted: machine ID m1 lease currently held by x@fly.io"},
+    )
+    with no_retry_client() as flaps, pytest.raises(fas.FlapsConflictError) as caught:
+        flaps.suspend("m1")
+    assert "lease currently held" in caught.value.message
+    assert not caught.value.transient
 
 
 def test_message_preferred_over_error(rsps):
@@ -578,18 +648,52 @@ def test_other_statuses_not_retried(rsps, client, fake_time, status):
 
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_mutations_retried_on_gateway_errors(rsps, client, fake_time, status):
-    """start, stop and destroy are retried on 502, 503 and 504."""
+    """start, stop, suspend and destroy are retried on 502, 503 and 504."""
     for method, url in [
         (responses.POST, f"{MACHINES}/m1/start"),
         (responses.POST, f"{MACHINES}/m1/stop"),
+        (responses.POST, f"{MACHINES}/m1/suspend"),
         (responses.DELETE, f"{MACHINES}/m1"),
     ]:
         rsps.add(method, url, status=status)
         rsps.add(method, url, json={"ok": True})
     client.start("m1")
     client.stop(fas.StopMachineInput("m1"))
+    client.suspend("m1")
     client.destroy(fas.RemoveMachineInput("m1", kill=True))
-    assert len(rsps.calls) == 6
+    assert len(rsps.calls) == 8
+    assert len(fake_time.sleeps) == 4
+
+
+def test_suspend_retried_like_stop(rsps, client, fake_time):
+    """suspend, like stop, retries a 429 after Retry-After and a dropped connection."""
+    url = f"{MACHINES}/m1/suspend"
+    rsps.post(url, status=429, headers={"Retry-After": "2"})
+    rsps.post(url, body=requests.exceptions.ConnectionError("Connection aborted"))
+    rsps.post(url, json={"ok": True})
+    client.suspend("m1")
+    assert len(rsps.calls) == 3
+    assert fake_time.sleeps[0] == 2.0
+    assert len(fake_time.sleeps) == 2
+
+
+@pytest.mark.parametrize("status", [400, 409, 500])
+def test_suspend_not_retried_on_other_statuses(rsps, client, fake_time, status):
+    """A 400, 409 or 500 on suspend is raised at once, as for stop."""
+    rsps.post(f"{MACHINES}/m1/suspend", status=status, json={"error": "no"})
+    with pytest.raises(fas.FlapsError):
+        client.suspend("m1")
+    assert len(rsps.calls) == 1
+    assert fake_time.sleeps == []
+
+
+def test_suspend_retry_budget_exhausted(rsps, client, fake_time):
+    """A suspend that keeps getting 503 gives up after max_attempts."""
+    rsps.post(f"{MACHINES}/m1/suspend", status=503, json={"error": "still down"})
+    with pytest.raises(fas.FlapsServerError) as caught:
+        client.suspend("m1")
+    assert caught.value.message == "still down"
+    assert len(rsps.calls) == 4
     assert len(fake_time.sleeps) == 3
 
 

@@ -197,6 +197,24 @@ def test_client_keys_machine_actions_by_machine(
     assert fake_time.sleeps == []
 
 
+def test_client_paces_suspends_per_machine_apart_from_stops(
+    rsps: responses.RequestsMock, fake_time: FakeTime
+):
+    """Suspends of one Machine share a bucket (burst 3), apart from its stops."""
+    rsps.post(f"{MACHINES}/m1/suspend", json={"ok": True})
+    rsps.post(f"{MACHINES}/m1/stop", json={"ok": True})
+    rsps.post(f"{MACHINES}/m2/suspend", json={"ok": True})
+    with http_client(fake_time) as client:
+        for _ in range(3):
+            client.suspend("m1")
+        client.stop(fas.StopMachineInput("m1"))
+        client.suspend("m2")
+        assert fake_time.sleeps == []
+        client.suspend("m1")
+    assert fake_time.sleeps == [pytest.approx(INTERVAL)]
+    assert len(rsps.calls) == 6
+
+
 def test_launch_429_waits_retry_after_and_the_bucket_learns(
     rsps: responses.RequestsMock, fake_time: FakeTime
 ):

@@ -12,6 +12,7 @@ import argparse
 import csv
 import importlib.util
 import io
+import json
 import os
 import re
 import subprocess
@@ -20,7 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from flyautoscaler.cli.simulate import add_arguments, run
+import flyautoscaler as fas
+from flyautoscaler.cli.simulate import (
+    SimulationSummary,
+    add_arguments,
+    run,
+    run_simulation,
+)
 from flyautoscaler.cli.simulate._profile import (
     MetricsFileError,
     load_metrics_csv,
@@ -36,6 +43,7 @@ from flyautoscaler.cli.simulate._report import (
     format_seconds,
     target_changes,
 )
+from flyautoscaler.cli.simulate._summary import SUMMARY_KEYS, machines_needed
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WAIT = 120.0  # generous: a loaded 2-core machine starts Python slowly
@@ -86,6 +94,13 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
+def read_summary(out: Path) -> dict[str, object]:
+    """Return summary.json of a run."""
+    data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
 # --- a run ------------------------------------------------------------------------
 
 
@@ -100,9 +115,16 @@ def test_default_run_writes_csv_summary_and_chart(tmp_path: Path) -> None:
     assert [float(r["time"]) for r in rows] == [15.0 * i for i in range(40)]
     check_png(out / "chart.png")
     summary = (out / "summary.txt").read_text(encoding="utf-8")
-    for text in ("time to reach", "Machine-seconds", "actions:", "direction changes"):
+    for text in (
+        "time to reach",
+        "Machine-seconds",
+        "actions:",
+        "direction changes",
+        "flaps per hour",
+    ):
         assert text in stdout
         assert text in summary
+    assert read_summary(out)["ticks"] == 40
     assert f"results in {out}" in stdout
 
 
@@ -366,6 +388,7 @@ def test_not_enough_machines_is_a_note_in_the_csv(tmp_path: Path) -> None:
     assert [r["machines"] for r in rows] == ["2", "2"]
     assert [r["destroys"] for r in rows] == ["1", "0"]
     assert "only 2 of 5 can start" in rows[0]["notes"]
+    assert rows[0]["rules"] == "not_enough_to_start"
     assert "only 2 of 5 can start" in stdout
 
 
@@ -379,6 +402,284 @@ def test_failing_passes_are_counted_and_explained(tmp_path: Path) -> None:
     assert [(r["min_started"], r["errors"]) for r in rows] == [("", "1"), ("", "1")]
     assert "ExprInfError" in rows[0]["notes"]
     assert "failed: 0 actions, 2 passes" in stdout
+
+
+# --- rules and capacity -----------------------------------------------------------
+
+JOBS = {
+    "FAS_APP_NAME": "jobs-app",
+    "FAS_STARTED_MACHINE_COUNT": "ceil(jobs / 5)",
+    "FAS_PROMETHEUS_METRIC_NAME": "jobs",
+    "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:1",
+    "FAS_PROMETHEUS_QUERY": "unused",
+}
+# 4 minutes of 15 s ticks: 5 jobs for a minute, then 15, 5 and 15 again.
+SQUARE_WAVE = "time,jobs\n0,5\n60,15\n120,5\n180,15\n"
+
+
+def test_rules_column_names_the_rules_each_pass_applied(tmp_path: Path) -> None:
+    """Min above max: every row names min_above_max; the first also the create rule."""
+    environ = {
+        "FAS_APP_NAME": "ruled",
+        "FAS_MIN_STARTED_MACHINE_COUNT": "3",
+        "FAS_MAX_STARTED_MACHINE_COUNT": "1",
+        "FAS_CREATED_MACHINE_COUNT": "12",
+    }
+    out = tmp_path / "out"
+    code, _, stderr = simulate("--duration", "45s", "--out", str(out), environ=environ)
+    assert (code, stderr) == (0, "")
+    header, rows = read_rows(out / "timeseries.csv")
+    assert header[-1] == "rules"
+    assert [r["rules"].split() for r in rows] == [
+        ["min_above_max", "create_stopped_beyond_max_started"],
+        ["min_above_max"],
+        ["min_above_max"],
+    ]
+    assert [r["machines"] for r in rows] == ["12", "12", "12"]
+    assert "max started raised to 3 (min wins)" in rows[1]["notes"]
+
+
+def test_rules_column_is_empty_when_no_rule_acted(tmp_path: Path) -> None:
+    """A policy the fleet can follow changes no target: the rules cells are empty."""
+    load = write(tmp_path / "load.csv", SQUARE_WAVE)
+    out = tmp_path / "out"
+    code, _, _ = simulate(
+        "--metrics", load, "--duration", "1m", "--out", str(out), environ=JOBS
+    )
+    assert code == 0
+    _, rows = read_rows(out / "timeseries.csv")
+    assert [r["rules"] for r in rows] == ["", "", "", ""]
+
+
+def test_capacity_constant_load_meets_the_ideal(tmp_path: Path) -> None:
+    """12 jobs, 5 per Machine: 3 Machines a tick; only the first tick is short."""
+    load = write(tmp_path / "load.csv", "time,jobs\n0,12\n")
+    out = tmp_path / "out"
+    code, stdout, stderr = simulate(
+        "--metrics", load, "--duration", "2m", "--capacity", "5", "--quiet",
+        "--out", str(out), environ=JOBS,
+    )  # fmt: skip
+    assert (code, stderr) == (0, "")
+    summary = read_summary(out)
+    assert list(summary) == list(SUMMARY_KEYS)
+    assert summary["ticks"] == 8
+    assert summary["capacity"] == 5
+    assert summary["capacity_metric"] == "jobs"
+    # 3 Machines x 8 ticks x 15 s; the run starts a third one at the first tick.
+    assert summary["ideal_machine_seconds"] == 360
+    assert summary["machine_seconds"] == 360
+    assert summary["machine_seconds_ratio"] == 1
+    # The third Machine is still starting after the first pass: one tick short.
+    assert summary["under_provisioned_machine_seconds"] == 15
+    assert summary["flaps"] == summary["flaps_per_hour"] == 0
+    assert "capacity: one started Machine serves 5 jobs, so the ideal" in stdout
+    assert "is ceil(jobs / 5) Machines at every tick" in stdout
+    assert "Machine-seconds used: 360, ideal: 360 (1.00 times the ideal)" in stdout
+    assert "under-provisioned: 15 Machine-seconds needed but not started" in stdout
+    text = (out / "summary.txt").read_text(encoding="utf-8")
+    assert "Machine-seconds used: 360, ideal: 360" in text
+
+
+def test_capacity_below_the_policy_is_under_provisioned(tmp_path: Path) -> None:
+    """A policy sized for 5 jobs per Machine, capacity 2: 6 needed, 3 started."""
+    load = write(tmp_path / "load.csv", "time,jobs\n0,12\n")
+    out = tmp_path / "out"
+    code, stdout, _ = simulate(
+        "--metrics", load, "--duration", "2m", "--capacity", "2", "--quiet",
+        "--out", str(out), environ=JOBS,
+    )  # fmt: skip
+    assert code == 0
+    summary = read_summary(out)
+    assert summary["ideal_machine_seconds"] == 6 * 8 * 15
+    assert summary["machine_seconds"] == 360
+    assert summary["machine_seconds_ratio"] == 0.5
+    # First tick: 2 started (a third starting), then 3, each 15 s.
+    assert (
+        summary["under_provisioned_machine_seconds"] == (6 - 2) * 15 + (6 - 3) * 7 * 15
+    )
+    assert "(0.50 times the ideal)" in stdout
+
+
+@pytest.mark.parametrize(("delay", "short"), [("5s", 2 * 2 * 15), ("0", 0)])
+def test_capacity_square_wave_counts_starts_as_under_provisioned(
+    tmp_path: Path, delay: str, short: int
+) -> None:
+    """Each rise to 3 leaves 2 Machines starting a tick, unless starts are instant."""
+    load = write(tmp_path / "load.csv", SQUARE_WAVE)
+    out = tmp_path / "out"
+    code, stdout, _ = simulate(
+        "--metrics", load, "--duration", "4m", "--capacity", "5", "--quiet",
+        "--transition-delay", delay, "--out", str(out), environ=JOBS,
+    )  # fmt: skip
+    assert code == 0
+    _, rows = read_rows(out / "timeseries.csv")
+    running = [int(r["started"]) + int(r["starting"]) for r in rows]
+    assert running == [1] * 4 + [3] * 4 + [1] * 4 + [3] * 4
+    summary = read_summary(out)
+    # 16 ticks of 15 s needing 1, 3, 1, 3 Machines, 4 ticks each.
+    assert summary["ideal_machine_seconds"] == (1 + 3 + 1 + 3) * 4 * 15
+    assert summary["machine_seconds"] == 480
+    assert summary["under_provisioned_machine_seconds"] == short
+    # Down at 0:00, up at 1:00, down at 2:00, up at 3:00: three reversals,
+    # each a minute after the move before: 3 flaps in 4 minutes.
+    assert summary["flaps"] == 3
+    assert summary["flaps_per_hour"] == 45
+    assert "flaps per hour: 45.0 (the started Machines flapped 3 times in 4m)" in stdout
+
+
+def test_without_capacity_flaps_per_hour_only(tmp_path: Path) -> None:
+    """Without --capacity: flaps per hour, and no capacity lines; JSON nulls."""
+    load = write(tmp_path / "load.csv", SQUARE_WAVE)
+    out = tmp_path / "out"
+    code, stdout, _ = simulate(
+        "--metrics", load, "--duration", "4m", "--quiet", "--out", str(out),
+        environ=JOBS,
+    )  # fmt: skip
+    assert code == 0
+    assert "flaps per hour: 45.0" in stdout
+    assert "capacity:" not in stdout
+    assert "under-provisioned" not in stdout
+    assert f"wrote {out / 'summary.json'}" in stdout
+    summary = read_summary(out)
+    assert summary["flaps"] == 3
+    assert summary["machine_seconds"] == 480
+    for key in (
+        "capacity",
+        "capacity_metric",
+        "ideal_machine_seconds",
+        "machine_seconds_ratio",
+        "under_provisioned_machine_seconds",
+    ):
+        assert summary[key] is None
+
+
+def test_capacity_applies_to_the_first_metric(tmp_path: Path) -> None:
+    """With two metrics, the ideal follows the first one the policy names."""
+    config = write(
+        tmp_path / "fas.yml",
+        """\
+app-name: two
+started-machine-count: "ceil(a / 10)"
+metric-collectors:
+  - {type: prometheus, metric-name: a, address: "http://127.0.0.1:1", query: x}
+  - {type: prometheus, metric-name: b, address: "http://127.0.0.1:1", query: y}
+""",
+    )
+    load = write(tmp_path / "load.csv", "time,a,b\n0,40,1000\n")
+    out = tmp_path / "out"
+    code, _, stderr = simulate(
+        "--config", config, "--metrics", load, "--duration", "30s",
+        "--capacity", "10", "--quiet", "--out", str(out),
+    )  # fmt: skip
+    assert (code, stderr) == (0, "")
+    summary = read_summary(out)
+    assert summary["capacity_metric"] == "a"
+    assert summary["ideal_machine_seconds"] == 4 * 2 * 15
+
+
+def test_capacity_without_a_metric_exits_1() -> None:
+    """--capacity with a policy that uses no metric says so, naming the option."""
+    environ = {"FAS_APP_NAME": "fixed", "FAS_STARTED_MACHINE_COUNT": "3"}
+    code, stdout, stderr = simulate("--capacity", "5", environ=environ)
+    assert code == 1
+    assert stderr.startswith("error: --capacity needs a metric")
+    assert "the FAS_* variables uses none" in stderr
+    assert stdout == ""
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "inf", "nan"])
+def test_capacity_must_be_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--capacity 0, negative, not a number or not finite: a usage error naming it."""
+    with pytest.raises(SystemExit) as info:
+        parse("--capacity", value)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --capacity:" in err
+    assert "finite number > 0" in err or "not a number" in err
+
+
+def test_capacity_accepts_fractions() -> None:
+    """--capacity takes any positive number, 0.5 included."""
+    assert parse("--capacity", "0.5").capacity == 0.5
+    assert parse().capacity is None
+
+
+# --- in-process --------------------------------------------------------------------
+
+
+def jobs_policy(collectors: list[fas.MetricCollector]) -> fas.Reconciler:
+    """The JOBS policy as a reconciler: ceil(jobs / 5) started."""
+    return fas.Reconciler(
+        min_started_machine_n="ceil(jobs / 5)",
+        max_started_machine_n="ceil(jobs / 5)",
+        collectors=collectors,
+    )
+
+
+def square_wave() -> list[float]:
+    """SQUARE_WAVE at 15 s ticks."""
+    return [5.0] * 4 + [15.0] * 4 + [5.0] * 4 + [15.0] * 4
+
+
+def test_run_simulation_returns_the_commands_numbers(tmp_path: Path) -> None:
+    """In-process, the same load and policy give the summary.json of the command."""
+    summary = run_simulation(jobs_policy, {"jobs": square_wave()}, capacity=5)
+    assert isinstance(summary, SimulationSummary)
+    load = write(tmp_path / "load.csv", SQUARE_WAVE)
+    out = tmp_path / "out"
+    code, _, _ = simulate(
+        "--metrics", load, "--duration", "4m", "--capacity", "5", "--quiet",
+        "--out", str(out), environ=JOBS,
+    )  # fmt: skip
+    assert code == 0
+    assert summary.to_dict() == read_summary(out)
+    assert summary.machine_seconds == 480
+    assert summary.ideal_machine_seconds == 480
+    assert summary.under_provisioned_machine_seconds == 60
+    assert summary.flaps_per_hour == 45
+
+
+def test_run_simulation_without_capacity_and_with_its_own_fleet() -> None:
+    """Fleet options apply; without capacity the capacity numbers are None."""
+    summary = run_simulation(
+        jobs_policy, {"jobs": [15.0] * 4}, tick=30, machines=3, started=0,
+        transition_delay=0,
+    )  # fmt: skip
+    assert (summary.ticks, summary.tick_seconds, summary.simulated_seconds) == (
+        4,
+        30,
+        120,
+    )
+    assert summary.starts == 3
+    assert summary.machine_seconds == 3 * 4 * 30
+    assert summary.ideal_machine_seconds is None
+    assert summary.under_provisioned_machine_seconds is None
+    assert summary.lines()[0].startswith("  flaps per hour: 0.0")
+
+
+@pytest.mark.parametrize(
+    ("values", "options", "message"),
+    [
+        ({}, {}, "at least one metric"),
+        ({"jobs": []}, {}, "same length, at least 1"),
+        ({"jobs": [1.0], "b": [1.0, 2.0]}, {}, "jobs: 1, b: 2"),
+        ({"jobs": [float("nan")]}, {}, "values['jobs'][0] is not finite"),
+        ({"jobs": [1.0]}, {"tick": 0}, "tick must be"),
+        ({"jobs": [1.0]}, {"capacity": 0}, "capacity must be a finite number > 0"),
+        ({"jobs": [1.0]}, {"machines": 0}, "machines must be at least 1"),
+        ({"jobs": [1.0]}, {"started": 11}, "started must be from 0 to machines"),
+        ({"jobs": [1.0]}, {"transition_delay": -1}, "transition_delay must be"),
+        ({"_simulate_tick": [1.0]}, {}, "are the simulator's"),
+    ],
+)
+def test_run_simulation_rejects_bad_arguments(
+    values: dict[str, list[float]], options: dict[str, float], message: str
+) -> None:
+    """Out-of-range arguments raise ValueError before anything runs."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_simulation(jobs_policy, values, **options)  # type: ignore[arg-type]
 
 
 # --- options ----------------------------------------------------------------------
@@ -501,6 +802,18 @@ def test_direction_changes_count_reversals_and_quick_ones_as_flaps() -> None:
     assert direction_changes([2, 3, 3, 2, 3, 3, 3], times, initial=2) == (2, 2)
     assert direction_changes([2, 3, 4, 4, 4, 2, 2], times, initial=2) == (1, 0)
     assert direction_changes([2, 2, 2, 2, 2, 2, 2], times, initial=2) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("load", "capacity", "needed"),
+    [(12, 5, 3), (10, 5, 2), (0, 5, 0), (-3, 5, 0), (0.7, 0.1, 7), (1.1, 0.1, 11),
+     (10.5, 5, 3), (1, 1000, 1)],
+)  # fmt: skip
+def test_machines_needed_is_ceil_of_load_over_capacity(
+    load: float, capacity: float, needed: int
+) -> None:
+    """ceil(load / capacity), never negative, exact despite float rounding."""
+    assert machines_needed(load, capacity) == needed
 
 
 def test_formatting_of_times_and_targets() -> None:

@@ -7,8 +7,10 @@ import threading
 import pytest
 
 import flyautoscaler as fas
+from clock import FakeTime
 from factories import machine
 from flyautoscaler.testing import (
+    Call,
     CallableCollector,
     FakeFlapsClient,
     FakeFlyClient,
@@ -70,6 +72,111 @@ def test_invalid_transitions_conflict():
         client.start("1")
     with pytest.raises(fas.FlapsConflictError):
         client.stop(fas.StopMachineInput("2"))
+
+
+def test_suspend_goes_through_suspending_on_the_clock(fake_time: FakeTime):
+    """With a delay, suspend leaves the Machine suspending until the clock passes it."""
+    client = FakeFlapsClient(
+        [machine("1", "started")], transition_delay=2.0, clock=fake_time.clock
+    )
+    assert client.suspend("1") is None
+    assert client.machine("1").state == "suspending"
+    assert client.list("suspended") == []
+    fake_time.now += 1.9
+    assert client.machine("1").state == "suspending"
+    fake_time.now += 0.1
+    assert client.machine("1").state == "suspended"
+    assert [m.id for m in client.list("suspended")] == ["1"]
+
+
+def test_suspend_without_delay_is_immediate_and_idempotent():
+    """Without a delay the Machine is suspended at once; suspending again is a no-op."""
+    client = FakeFlapsClient([machine("1", "started"), machine("2", "started")])
+    client.suspend("1")
+    client.suspend("1")
+    assert client.machine("1").state == "suspended"
+    assert client.machine("2").state == "started"
+    assert client.count("suspended") == 1
+
+
+def test_a_starting_machine_can_be_suspended(fake_time: FakeTime):
+    """A Machine still starting is suspended once both delays have passed."""
+    client = FakeFlapsClient(
+        [machine("1", "stopped")], transition_delay=5.0, clock=fake_time.clock
+    )
+    client.start("1")
+    assert client.machine("1").state == "starting"
+    client.suspend("1")
+    assert client.machine("1").state == "suspending"
+    fake_time.now += 5.0
+    assert client.machine("1").state == "suspended"
+
+
+def test_start_resumes_a_suspended_machine(fake_time: FakeTime):
+    """start on a suspended Machine reports previous_state suspended and starts it."""
+    client = FakeFlapsClient(
+        [machine("1", "started")], transition_delay=1.0, clock=fake_time.clock
+    )
+    client.suspend("1")
+    fake_time.now += 1.0
+    answer = client.start("1")
+    assert answer.previous_state == "suspended"
+    assert client.machine("1").state == "starting"
+    fake_time.now += 1.0
+    assert client.machine("1").state == "started"
+
+
+@pytest.mark.parametrize(
+    "state", ["stopped", "created", "stopping", "destroying", "failed"]
+)
+def test_suspend_conflicts_unless_started(state: str):
+    """Suspending a Machine that is not started (or starting) is a 409 conflict."""
+    client = FakeFlapsClient([machine("1", state)], app_name="my-app")
+    with pytest.raises(fas.FlapsConflictError) as info:
+        client.suspend("1")
+    assert info.value.status == 409
+    assert info.value.method == "POST"
+    assert info.value.url == "/v1/apps/my-app/machines/1"
+    assert f"machine is {state}, cannot suspend" in str(info.value)
+    assert client.machine("1").state == state
+
+
+def test_suspend_unknown_machine_not_found():
+    """Suspending an unknown id raises FlapsNotFoundError (404)."""
+    client = FakeFlapsClient()
+    with pytest.raises(fas.FlapsNotFoundError) as info:
+        client.suspend("nope")
+    assert info.value.status == 404
+
+
+def test_suspend_of_a_leased_machine_needs_the_nonce(fake_time: FakeTime):
+    """While leased, suspend needs the lease's nonce; once it expires, it does not."""
+    client = FakeFlapsClient(
+        [machine("1", "started"), machine("2", "started")], clock=fake_time.clock
+    )
+    lease = client.acquire_lease("1", ttl=10)
+    for nonce in ("", "not-the-nonce"):
+        with pytest.raises(fas.FlapsConflictError, match="aborted: machine ID 1 lease"):
+            client.suspend("1", nonce)
+    assert client.machine("1").state == "started"
+    client.suspend("1", lease.nonce)
+    assert client.machine("1").state == "suspended"
+    client.acquire_lease("2", ttl=10)
+    fake_time.now += 10
+    client.suspend("2")
+    assert client.machine("2").state == "suspended"
+
+
+def test_suspend_calls_are_recorded_and_can_fail():
+    """Each suspend is in the call log with its arguments; fail() injects errors."""
+    client = FakeFlapsClient([machine("1", "started")])
+    client.fail("suspend", fas.FlapsServerError("boom", status=500), key="1")
+    with pytest.raises(fas.FlapsServerError):
+        client.suspend("1", "n-1")
+    assert client.machine("1").state == "started"  # a failed call changes nothing
+    client.suspend("1")
+    assert client.call_count("suspend") == 2
+    assert client.calls == [Call("suspend", ("1", "n-1")), Call("suspend", ("1", ""))]
 
 
 def test_destroy_needs_kill_for_running():

@@ -274,7 +274,8 @@ class FakeFlapsClient(_Fake):
             every call, outside the fake's lock: block on an event there to
             make calls slow, or record timing.
         transition_delay: Seconds (on ``clock``) a Machine spends in
-            ``starting`` or ``stopping``; 0 (the default) moves it at once.
+            ``starting``, ``stopping`` or ``suspending``; 0 (the default)
+            moves it at once.
         clock: Returns the current time in seconds; inject one to move
             Machines and expire leases without sleeping.
     """

@@ -108,9 +108,10 @@ class RequestRecord:
         body: Request body.
         status: Status answered, or ``None`` when the connection was dropped.
         action: What was asked: ``list``, ``get``, ``launch``, ``start``,
-            ``stop``, ``destroy``, ``wait``, ``acquire_lease``, ``get_lease``,
-            ``release_lease``, one of the :class:`~flyautoscaler.FlyClient`
-            method names for GraphQL, or ``graphql``/``unknown``/``unsupported``.
+            ``stop``, ``suspend``, ``destroy``, ``wait``, ``acquire_lease``,
+            ``get_lease``, ``release_lease``, one of the
+            :class:`~flyautoscaler.FlyClient` method names for GraphQL, or
+            ``graphql``/``unknown``/``unsupported``.
         latency: Seconds of injected latency applied before answering.
     """
 

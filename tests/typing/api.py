@@ -170,6 +170,7 @@ server_url: str = server.url
 # --- The HTTP clients ---
 
 http_flaps: fas.FlapsClient = FlapsHTTPClient("my-app", "fo1_token")
+http_flaps.suspend("1", nonce="")
 http_fly: fas.FlyClient = FlyGraphQLClient("fo1_token")
 http_factory: fas.NewFlapsClientFunc = new_flaps_client_func("fo1_token")
 

@@ -4,12 +4,16 @@ The options (:func:`add_arguments`), the policy (the built-in one, or the
 ``--config`` file and ``FAS_*`` variables ``serve`` reads), the metric values
 (a synthetic load or a ``--metrics`` recording), the live view and the files
 written (:func:`run`). The engine is in :mod:`flyautoscaler.cli.simulate._run`; the
-summary, the CSV and the chart in :mod:`flyautoscaler.cli.simulate._report`.
+summary, the CSV and the chart in :mod:`flyautoscaler.cli.simulate._report`; the
+run's numbers (:class:`SimulationSummary`) in
+:mod:`flyautoscaler.cli.simulate._summary`. :func:`run_simulation` runs a policy
+in-process and returns them, for benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +23,7 @@ from flyautoscaler._errors import ConfigError, FlyAutoscalerError, redact
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
+from flyautoscaler.cli.simulate._api import run_simulation
 from flyautoscaler.cli.simulate._profile import (
     DEFAULT_PEAK,
     Recording,
@@ -37,6 +42,10 @@ from flyautoscaler.cli.simulate._report import (
     write_csv,
 )
 from flyautoscaler.cli.simulate._run import (
+    DEFAULT_MACHINES,
+    DEFAULT_STARTED_MACHINES,
+    DEFAULT_TICK,
+    DEFAULT_TRANSITION_DELAY,
     GATE_METRIC,
     Outcome,
     Plan,
@@ -44,9 +53,10 @@ from flyautoscaler.cli.simulate._run import (
     SimulationError,
     simulate,
 )
+from flyautoscaler.cli.simulate._summary import SimulationSummary
 from flyautoscaler.config import load_config
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["SimulationSummary", "add_arguments", "run", "run_simulation"]
 
 #: The built-in policy's metric and expressions (see docs/simulate.md).
 DEFAULT_METRIC: Final = "queue_depth"
@@ -55,10 +65,6 @@ DEFAULT_MAX_STARTED: Final = "ceil(queue_depth / 8)"
 DEFAULT_MIN_CREATED: Final = "ceil(queue_depth / 10)"
 DEFAULT_MAX_CREATED: Final = "max(10, ceil(queue_depth / 10) + 5)"
 DEFAULT_DURATION: Final = 3600.0
-DEFAULT_TICK: Final = 15.0
-DEFAULT_MACHINES: Final = 10
-DEFAULT_STARTED_MACHINES: Final = 2
-DEFAULT_TRANSITION_DELAY: Final = 5.0
 #: The name of the seeded app when the configured one is a wildcard.
 WILDCARD_APP: Final = "sim-app"
 #: Most ticks one run may have.
@@ -169,6 +175,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"peak of the synthetic load (default: {DEFAULT_PEAK:g})",
     )
     parser.add_argument(
+        "--capacity",
+        type=_positive,
+        metavar="N",
+        help="units of the (first) metric one started Machine serves: the "
+        "summary then compares the Machine-seconds used with the ideal, "
+        "ceil(load / N) Machines at every tick, and counts the "
+        "under-provisioned Machine-seconds (default: no comparison)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=1,
@@ -178,7 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help="where to write timeseries.csv, chart.png and summary.txt "
+        help="where to write timeseries.csv, chart.png, summary.txt and "
+        "summary.json "
         "(default: a new ./flyautoscaler-sim-YYYYmmdd-HHMMSS)",
     )
     parser.add_argument(
@@ -286,6 +302,11 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         )
     if args.machines < 1:
         raise ValueError("--machines must be at least 1: new Machines are clones")
+    if args.capacity is not None and not policy.metric_names:
+        raise ValueError(
+            "--capacity needs a metric (one started Machine serves N units of the "
+            f"first metric), and the policy from {policy.source} uses none"
+        )
     tick: float = args.tick or policy.interval
     recording: Recording | None = None
     if args.metrics is not None:
@@ -327,6 +348,7 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         started=args.started,
         transition_delay=args.transition_delay,
         seed=args.seed,
+        capacity=args.capacity,
     )
 
 
@@ -468,14 +490,19 @@ def _report(plan: Plan, outcome: Outcome, out: Path, stdout: TextIO) -> int:
             full=full,
         )
 
-    lines = summary(full=False)
+    numbers = outcome.summary.lines()
+    lines = [*summary(full=False), *numbers]
     csv_path = out / "timeseries.csv"
     write_csv(csv_path, rows, names)
     header = _header_lines(plan)
     summary_path = out / "summary.txt"
     summary_path.write_text(
-        "\n".join([*header, *summary(full=True)]) + "\n",
+        "\n".join([*header, *summary(full=True), *numbers]) + "\n",
         encoding="utf-8",
+    )
+    json_path = out / "summary.json"
+    json_path.write_text(
+        json.dumps(outcome.summary.to_dict(), indent=2) + "\n", encoding="utf-8"
     )
     chart_path = out / "chart.png"
     policy = plan.policy
@@ -498,6 +525,7 @@ def _report(plan: Plan, outcome: Outcome, out: Path, stdout: TextIO) -> int:
     )
     print(f"wrote {csv_path}", file=stdout)
     print(f"wrote {summary_path}", file=stdout)
+    print(f"wrote {json_path}", file=stdout)
     if drawn:
         print(f"wrote {chart_path}", file=stdout)
     else:

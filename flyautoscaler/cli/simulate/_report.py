@@ -45,6 +45,7 @@ CSV_COLUMNS: Final = (
     "failures",
     "errors",
     "notes",
+    "rules",
 )
 #: A reversal within this many simulated seconds of the previous move is a flap.
 FLAP_WINDOW: Final = 120.0
@@ -77,6 +78,9 @@ class TickRow:
         failures: Machine actions that failed.
         errors: Passes that failed before acting (collect, expression, API).
         notes: What the pass logged at warning level, in words.
+        rules: The names of the rules that changed the pass's targets or
+            limited its steps (each :class:`~flyautoscaler.Reason`'s
+            ``rule``), each once, in the order the pass gave them.
     """
 
     time: float
@@ -95,6 +99,7 @@ class TickRow:
     failures: int = 0
     errors: int = 0
     notes: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
 
     @property
     def running(self) -> int:
@@ -163,7 +168,9 @@ def _cell(value: int | None) -> str:
 def write_csv(path: Path, rows: Sequence[TickRow], metric_names: Sequence[str]) -> None:
     """Write one row per tick: ``time``, each metric, then :data:`CSV_COLUMNS`.
 
-    An unset (or unknown, when the pass failed) target is an empty cell.
+    An unset (or unknown, when the pass failed) target is an empty cell;
+    ``notes`` are joined by ``"; "``, ``rules`` (names without spaces) by a
+    space.
     """
     with path.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
@@ -191,6 +198,7 @@ def write_csv(path: Path, rows: Sequence[TickRow], metric_names: Sequence[str]) 
                     row.failures,
                     row.errors,
                     "; ".join(row.notes),
+                    " ".join(row.rules),
                 ]
             )
 

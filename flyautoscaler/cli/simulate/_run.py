@@ -46,10 +46,19 @@ from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
 from flyautoscaler._status import PassReport
 from flyautoscaler.cli.simulate._report import TickRow, format_clock
+from flyautoscaler.cli.simulate._summary import (
+    SimulationSummary,
+    check_capacity,
+    summarize_run,
+)
 from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import FakeMachinesServer
 
 __all__ = [
+    "DEFAULT_MACHINES",
+    "DEFAULT_STARTED_MACHINES",
+    "DEFAULT_TICK",
+    "DEFAULT_TRANSITION_DELAY",
     "GATE_METRIC",
     "TICK_TIMEOUT",
     "Outcome",
@@ -60,6 +69,14 @@ __all__ = [
     "simulate",
 ]
 
+#: Simulated seconds between two passes, unless the policy's interval says otherwise.
+DEFAULT_TICK: Final = 15.0
+#: Machines the app has at the start.
+DEFAULT_MACHINES: Final = 10
+#: How many of them are started.
+DEFAULT_STARTED_MACHINES: Final = 2
+#: Simulated seconds a Machine spends starting or stopping.
+DEFAULT_TRANSITION_DELAY: Final = 5.0
 #: Real seconds a single pass may take before the run is abandoned.
 TICK_TIMEOUT: Final = 30.0
 #: The collector that paces passes; its value is the simulated time.
@@ -117,6 +134,9 @@ class Plan:
         started: How many of them are started.
         transition_delay: Simulated seconds of ``starting`` and ``stopping``.
         seed: Seed of the fleet's ids and names.
+        capacity: Units of the first metric one started Machine serves
+            (``--capacity``): the summary then compares the run with the
+            ideal fleet. ``None``: not given.
     """
 
     policy: Policy
@@ -128,6 +148,7 @@ class Plan:
     started: int
     transition_delay: float
     seed: int
+    capacity: float | None = None
 
 
 # --- the fleet --------------------------------------------------------------------
@@ -302,8 +323,17 @@ class SimulationError(RuntimeError):
 
 @frozen
 class Outcome:
+    """What a run produced.
+
+    Attributes:
+        rows: One row per tick.
+        seconds: Real seconds the run took.
+        summary: Its numbers (cost, flaps and, with a capacity, the ideal).
+    """
+
     rows: list[TickRow]
     seconds: float
+    summary: SimulationSummary
 
 
 def _sample(server: FakeMachinesServer, plan: Plan) -> tuple[int, int, int]:
@@ -352,6 +382,7 @@ def _row(  # noqa: PLR0913 - one tick's facts, put together
         failures=len(result.failures),
         errors=errors,
         notes=notes,
+        rules=tuple(dict.fromkeys(reason.rule for reason in result.reasons)),
     )
 
 
@@ -435,7 +466,9 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
         SimulationError: A pass did not finish in :data:`TICK_TIMEOUT`.
         ExpressionError: An expression does not compile (from ``pool.open()``).
         ConfigError: The pool's configuration is invalid.
+        ValueError: The plan has a capacity but no metric (checked first).
     """
+    capacity_metric = check_capacity(plan.capacity, plan.policy.metric_names)
     token = secrets.token_urlsafe(24)  # the fake's; no real token is ever used
     clock = _SimClock()
     began = time.monotonic()
@@ -478,4 +511,11 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
         stack.callback(gate.close)  # first: a pass waiting for a tick ends
         pool.open()
         rows = _drive(_Rig(plan, server, gate, clock, reports), on_row)
-    return Outcome(rows, time.monotonic() - began)
+    summary = summarize_run(
+        rows,
+        tick=plan.tick,
+        initial_started=plan.started,
+        capacity=plan.capacity,
+        capacity_metric=capacity_metric,
+    )
+    return Outcome(rows, time.monotonic() - began, summary)
