@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
@@ -568,14 +568,22 @@ class PrometheusMachineCollector(_InstantQuery):
             )
 
 
-def _build(entry: Entry, variables: Mapping[str, str]) -> PrometheusCollector:
-    return PrometheusCollector(
-        entry.text("metric_name"),
-        entry.text("address"),
-        entry.text("query"),
-        entry.text("token"),
-        variables=variables,
-    )
+_Query = TypeVar("_Query", bound=_InstantQuery)
+
+
+def _builder(kind: type[_Query]) -> Callable[[Entry, Mapping[str, str]], _Query]:
+    """Return what builds a *kind* from a checked entry and the query's variables."""
+
+    def build(entry: Entry, variables: Mapping[str, str]) -> _Query:
+        return kind(
+            entry.text("metric_name"),
+            entry.text("address"),
+            entry.text("query"),
+            entry.text("token"),
+            variables=variables,
+        )
+
+    return build
 
 
 #: The ``prometheus`` entries of the command's configuration.
@@ -606,5 +614,6 @@ PROMETHEUS: Final = CollectorType(
             header=True,
         ),
     ),
-    build=_build,
+    build=_builder(PrometheusCollector),
+    build_machine=_builder(PrometheusMachineCollector),
 )
