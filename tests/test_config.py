@@ -1275,32 +1275,32 @@ BEHAVIOUR_ENV = {
 }
 
 
+SETTINGS = (
+    "scale_down_stabilization",
+    "scale_up_stabilization",
+    "max_scale_up_step",
+    "max_scale_down_step",
+    "fallback_after",
+    "fallback_started_machine_count",
+    "stop_mode",
+    "release_timeout",
+)
+FIELDS = (
+    *SETTINGS[:5],
+    "fallback_started_machine_n",
+    "stop_mode",
+    "stop_metric_collector",
+)
+
+
 def behaviour(config: Config) -> dict[str, object]:
     """The scaling behaviour settings of *config*."""
-    return {
-        "scale_down_stabilization": config.scale_down_stabilization,
-        "scale_up_stabilization": config.scale_up_stabilization,
-        "max_scale_up_step": config.max_scale_up_step,
-        "max_scale_down_step": config.max_scale_down_step,
-        "fallback_after": config.fallback_after,
-        "fallback_started_machine_count": config.fallback_started_machine_count,
-        "stop_mode": config.stop_mode,
-        "release_timeout": config.release_timeout,
-    }
+    return {name: getattr(config, name) for name in SETTINGS}
 
 
 def reconciler_behaviour(reconciler: fas.Reconciler) -> dict[str, object]:
     """The scaling behaviour fields of *reconciler*."""
-    return {
-        "scale_down_stabilization": reconciler.scale_down_stabilization,
-        "scale_up_stabilization": reconciler.scale_up_stabilization,
-        "max_scale_up_step": reconciler.max_scale_up_step,
-        "max_scale_down_step": reconciler.max_scale_down_step,
-        "fallback_after": reconciler.fallback_after,
-        "fallback_started_machine_n": reconciler.fallback_started_machine_n,
-        "stop_mode": reconciler.stop_mode,
-        "stop_metric_collector": reconciler.stop_metric_collector,
-    }
+    return {name: getattr(reconciler, name) for name in FIELDS}
 
 
 def test_behaviour_defaults_are_unchanged():
