@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 
 from attrs import frozen
 
-from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
 
 __all__ = ["CollectorType", "Entry", "Kind", "Setting"]
 
@@ -29,8 +29,10 @@ __all__ = ["CollectorType", "Entry", "Kind", "Setting"]
 #: ``url``: text, stripped in the environment (a blank variable is unset);
 #: ``secret``: text never shown in a message; ``query``: text never expanded
 #: when read (it is expanded per app when collected); ``integer``,
-#: ``boolean``, ``duration`` (Go's syntax); ``string_list``, ``query_list``
-#: and ``name_list``: a YAML list, or a comma list in the environment.
+#: ``boolean``, ``duration`` (Go's syntax); ``seconds``: a Go duration or a
+#: number of seconds, never negative (``5m``, ``300``); ``string_list``,
+#: ``query_list`` and ``name_list``: a YAML list, or a comma list in the
+#: environment.
 Kind = Literal[
     "string",
     "url",
@@ -39,6 +41,7 @@ Kind = Literal[
     "integer",
     "boolean",
     "duration",
+    "seconds",
     "string_list",
     "query_list",
     "name_list",
@@ -112,6 +115,9 @@ class CollectorType:
             the variables its query may use.
         check: Checks beyond the required settings (raises
             :class:`~flyautoscaler.ConfigError`).
+        build_machine: Builds the type's per-Machine collector (a
+            ``stop-metric-collector``) the same way, or ``None`` when the
+            type has none.
     """
 
     name: str
@@ -119,3 +125,6 @@ class CollectorType:
     settings: tuple[Setting, ...]
     build: Callable[[Entry, Mapping[str, str]], MetricCollector]
     check: Callable[[Entry], None] = _no_check
+    build_machine: (
+        Callable[[Entry, Mapping[str, str]], MachineMetricCollector] | None
+    ) = None

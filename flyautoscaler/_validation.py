@@ -34,6 +34,7 @@ __all__ = [
     "STOP_MODES",
     "check_app_name",
     "check_duration",
+    "check_fallback",
     "check_header_value",
     "check_initial_machine_state",
     "check_range",
@@ -228,6 +229,38 @@ def parse_step(value: object, setting: str, *, field: str) -> StepLimit | None:
     if match and float(match[1]) > 0 and math.isfinite(float(match[1])):
         return StepLimit(percent=float(match[1]))
     raise ConfigError(problem, field=field)
+
+
+def check_fallback(  # noqa: PLR0913 - the pair, and how each is named
+    after: int,
+    count: int | None,
+    *,
+    after_setting: str = "fallback_after",
+    count_setting: str = "fallback_started_machine_n",
+    after_field: str = "fallback_after",
+    count_field: str = "fallback_started_machine_n",
+) -> None:
+    """Raise :class:`ConfigError` unless the fallback pair is set together.
+
+    *after* (passes; 0 holds the fleet) and *count* (the started count to
+    fall back to; ``None``: unset) mean something only together:
+    ``fallback_after is 3 but fallback_started_machine_n is not set: ...``.
+    Each range is checked apart (:func:`check_range`).
+    """
+    if after and count is None:
+        raise ConfigError(
+            f"{after_setting} is {after} but {count_setting} is not set: set the "
+            f"started count to fall back to, or {after_setting} to 0 to hold the "
+            "fleet",
+            field=count_field,
+        )
+    if count is not None and not after:
+        raise ConfigError(
+            f"{count_setting} is set but {after_setting} is 0 (hold the fleet): "
+            f"set {after_setting} to the failed passes in a row after which the "
+            "fallback applies",
+            field=after_field,
+        )
 
 
 #: What ``stop_mode`` may be: how a pass scales the started count down.

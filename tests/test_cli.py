@@ -938,3 +938,167 @@ def test_eval_explain_without_a_token_explains_the_targets(prom):
             "raised to 3 (min wins)"
         ),
     ]
+
+
+# --- scaling behaviour ----------------------------------------------------------------
+
+BEHAVIOUR = {
+    "FAS_SCALE_DOWN_STABILIZATION": "5m",
+    "FAS_SCALE_UP_STABILIZATION": "0",
+    "FAS_MAX_SCALE_UP_STEP": "50%",
+    "FAS_MAX_SCALE_DOWN_STEP": "2",
+    "FAS_FALLBACK_AFTER": "3",
+    "FAS_FALLBACK_STARTED_MACHINE_COUNT": "1",
+    "FAS_STOP_MODE": "suspend",
+    "FAS_RELEASE_TIMEOUT": "90",
+    "FAS_STOP_METRIC_PROMETHEUS_QUERY": 'sum by (instance) (c{app="$APP_NAME"})',
+}
+
+
+def started_line(env: dict[str, str]) -> tuple[dict[str, object], str]:
+    """Run serve until it has started; return its serve.started line and stderr."""
+    process = Process(env)
+    try:
+        process.wait_for(lambda: bool(process.events("serve.started")))
+        assert process.stop(signal.SIGTERM) == 0
+    finally:
+        process.kill()
+    [started] = process.events("serve.started")
+    return started, "".join(process.lines)
+
+
+def test_serve_runs_with_the_scaling_behaviour(fly, prom):
+    """serve gives every setting to the reconcilers and the pool, and says so."""
+    started, output = started_line(serve_env(fly, prom, **BEHAVIOUR))
+    assert started["behaviour"] == {
+        "scale_down_stabilization": 300.0,
+        "scale_up_stabilization": 0.0,
+        "max_scale_up_step": "50%",
+        "max_scale_down_step": 2,
+        "fallback_after": 3,
+        "fallback_started_machine_n": 1,
+        "stop_mode": "suspend",
+        "stop_metric": "stop_metric",
+        "release_timeout": 90.0,
+    }
+    # The stop metric reuses FAS_PROMETHEUS_TOKEN: a secret in the logs too.
+    assert PROM_TOKEN not in output
+
+
+def test_serve_default_behaviour_is_the_go_originals(fly, prom):
+    """Without the new settings, serve runs as the Go original does."""
+    started, _ = started_line(serve_env(fly, prom))
+    assert started["behaviour"] == {
+        "scale_down_stabilization": 0.0,
+        "scale_up_stabilization": 0.0,
+        "max_scale_up_step": None,
+        "max_scale_down_step": None,
+        "fallback_after": 0,
+        "fallback_started_machine_n": None,
+        "stop_mode": "stop",
+        "stop_metric": None,
+        "release_timeout": 0.0,
+    }
+
+
+def test_eval_reads_the_scaling_behaviour(prom, tmp_path):
+    """eval accepts every new key of the file and prints the same counts."""
+    config = tmp_path / "fas.yml"
+    config.write_text(
+        "app-name: my-app\n"
+        "started-machine-count: ceil(queue_depth / 10)\n"
+        "scale-down-stabilization: 5m\n"
+        "scale-up-stabilization: 30\n"
+        "max-scale-up-step: 4\n"
+        'max-scale-down-step: "50%"\n'
+        "fallback-after: 2\n"
+        "fallback-started-machine-count: 1\n"
+        "stop-mode: suspend\n"
+        "release-timeout: 10m\n"
+        "stop-metric-collector:\n"
+        "  type: prometheus\n"
+        "  address: ${PROM_ADDRESS}\n"
+        '  query: sum by (instance) (c{app="$APP_NAME"})\n'
+        "  token: ${PROM_TOKEN}\n"
+        "metric-collectors:\n"
+        "  - type: prometheus\n"
+        "    metric-name: queue_depth\n"
+        "    address: ${PROM_ADDRESS}\n"
+        '    query: sum(queue_depth{app="$APP_NAME"})\n',
+        encoding="utf-8",
+    )
+    env = base_env(PROM_ADDRESS=prom.url, PROM_TOKEN=PROM_TOKEN)
+    done = run_cli("eval", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "created": {"min": None, "max": None},
+        "started": {"min": 3, "max": 3},
+    }
+    assert prom.received() == ['sum(queue_depth{app="my-app"})']
+
+
+BEHAVIOUR_REFUSED = [
+    (
+        {"FAS_SCALE_DOWN_STABILIZATION": "25h"},
+        (
+            "FAS_SCALE_DOWN_STABILIZATION must be a duration from 0s to 24h0m0s, got "
+            "25h0m0s"
+        ),
+    ),
+    (
+        {"FAS_RELEASE_TIMEOUT": "-1s"},
+        (
+            'cannot parse FAS_RELEASE_TIMEOUT as duration: "-1s" (a Go duration such '
+            'as "5m" or "90s", or a number of seconds such as "300"; not negative)'
+        ),
+    ),
+    (
+        {"FAS_MAX_SCALE_UP_STEP": "0"},
+        (
+            "FAS_MAX_SCALE_UP_STEP must be a count of at least 1 (4) or a percent of "
+            "the current count (50%), got '0'"
+        ),
+    ),
+    (
+        {"FAS_FALLBACK_AFTER": "3"},
+        (
+            "FAS_FALLBACK_AFTER is 3 but fallback-started-machine-count is not set: "
+            "set the started count to fall back to, or FAS_FALLBACK_AFTER to 0 to hold "
+            "the fleet"
+        ),
+    ),
+    (
+        {"FAS_STOP_MODE": "pause"},
+        "FAS_STOP_MODE must be 'stop' or 'suspend', got 'pause'",
+    ),
+    (
+        {
+            "FAS_PROMETHEUS_ADDRESS": "",
+            "FAS_STOP_METRIC_PROMETHEUS_QUERY": "sum by (instance) (c)",
+        },
+        (
+            "FAS_STOP_METRIC_PROMETHEUS_QUERY is set but FAS_PROMETHEUS_ADDRESS is "
+            "not: the stop metric is queried on the metric collector's Prometheus "
+            "server (FAS_PROMETHEUS_ADDRESS and FAS_PROMETHEUS_TOKEN)"
+        ),
+    ),
+    (
+        {"FAS_PROMETHEUS_METRIC_NAME": "started_machine_count"},
+        (
+            'metric-collectors[0]: metric name "started_machine_count" is reserved: '
+            "expressions use created_machine_count and started_machine_count for the "
+            "current Machine counts; choose another metric-name"
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("setting", "message"), BEHAVIOUR_REFUSED)
+@pytest.mark.parametrize("command", ["eval", "serve"])
+def test_bad_behaviour_refused_at_start(fly, prom, command, setting, message):
+    """eval and serve refuse each bad value in one line, before any query or action."""
+    done = run_cli(command, env=serve_env(fly, prom, **setting))
+    refused(done, message)
+    assert done.stderr == f"error: {message}\n"
+    assert prom.received() == []
+    assert fly.machines("my-app")[0].state == "stopped"

@@ -1,4 +1,4 @@
-"""PrometheusCollector against a real Prometheus server, and its wire details.
+"""PrometheusCollector and PrometheusMachineCollector against a real Prometheus.
 
 The first half starts the Debian ``prometheus`` binary on 127.0.0.1 with a
 temporary configuration that scrapes a ``prometheus_client`` exporter run by the
@@ -28,6 +28,7 @@ import flyautoscaler as fas
 from flyautoscaler.collectors import (
     DEFAULT_PROMETHEUS_TIMEOUT,
     PrometheusCollector,
+    PrometheusMachineCollector,
     PrometheusQueryError,
 )
 from servers import free_port, require_binary, stop, wait_ready
@@ -35,15 +36,32 @@ from servers import free_port, require_binary, stop, wait_ready
 # Generous: other test runs share this machine's two cores.
 STARTUP_DEADLINE = 90.0
 APPS = {"app-a": 3.0, "app-b": 7.0}
+# machine_load{app, instance, process}, the instance label as Fly sets it: the
+# Machine's id. app-c has a Machine in two series, and NaN and +Inf values.
+MACHINE_LOAD = {
+    ("app-a", "3d8d9e1a", "web"): 4.0,
+    ("app-a", "9080e6f1", "web"): 0.0,
+    ("app-a", "e784079b", "web"): 2.5,
+    ("app-b", "1781973f", "web"): 7.0,
+    ("app-c", "5683d5e3", "web"): 1.0,
+    ("app-c", "5683d5e3", "worker"): 6.0,
+    ("app-c", "d8dd1e9c", "web"): math.nan,
+    ("app-c", "91852e1b", "web"): math.inf,
+}
 
 
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[int]:
-    """Serve a ``queue_depth{app}`` gauge for two apps on 127.0.0.1."""
+    """Serve ``queue_depth{app}`` and ``machine_load{app,instance,process}``."""
     registry = CollectorRegistry()
     gauge = Gauge("queue_depth", "Jobs waiting", ["app"], registry=registry)
     for app, value in APPS.items():
         gauge.labels(app=app).set(value)
+    load = Gauge(
+        "machine_load", "Load", ["app", "instance", "process"], registry=registry
+    )
+    for (app, instance, process), value in MACHINE_LOAD.items():
+        load.labels(app=app, instance=instance, process=process).set(value)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     try:
         yield int(server.server_port)
@@ -79,6 +97,7 @@ def _start_prometheus(
         "  evaluation_interval: 1s\n"
         "scrape_configs:\n"
         "  - job_name: exporter\n"
+        "    honor_labels: true\n"  # machine_load's instance, not the target's
         "    static_configs:\n"
         f"      - targets: ['127.0.0.1:{target}']\n"
     )
@@ -263,6 +282,102 @@ def test_silent_server_times_out():
     assert time.monotonic() - started < 10
     assert info.value.error_type == "timeout"
     assert info.value.transient
+
+
+# --- PrometheusMachineCollector, against a real Prometheus --------------------------
+
+
+def machines(address: str, query: str, **kwargs: Any) -> PrometheusMachineCollector:
+    """A per-Machine collector named ``load`` for *query*."""
+    return PrometheusMachineCollector("load", address, query, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        ("app-a", {"3d8d9e1a": 4.0, "9080e6f1": 0.0, "e784079b": 2.5}),
+        ("app-b", {"1781973f": 7.0}),
+    ],
+)
+def test_machine_values_by_instance(prometheus, app, expected):
+    """Each sample's instance label names its Machine; $APP_NAME selects the app."""
+    c = machines(prometheus, 'machine_load{app="$APP_NAME"}')
+    assert c.collect_machine_metrics(app) == expected
+
+
+def test_machine_values_nan_inf_dropped_and_duplicates_keep_the_max(prometheus, caplog):
+    """NaN and +Inf Machines have no value; a Machine in two series gets the max."""
+    caplog.set_level(logging.WARNING, logger="flyautoscaler.collectors")
+    c = machines(prometheus, 'machine_load{app="$APP_NAME"}')
+    assert c.collect_machine_metrics("app-c") == {"5683d5e3": 6.0}
+    [record] = [
+        r
+        for r in caplog.records
+        if r.message == "collector.prometheus.duplicate_instances"
+    ]
+    extra = vars(record)
+    assert (extra["app"], extra["collector"]) == ("app-c", "load")
+    assert extra["instances"] == ["5683d5e3"]
+
+
+def test_machine_values_with_query_variables(prometheus):
+    """Listed variables expand in the per-Machine query too."""
+    c = machines(
+        prometheus,
+        'machine_load{app="$APP_NAME", process="$PROCESS"}',
+        variables={"PROCESS": "worker"},
+    )
+    assert c.collect_machine_metrics("app-c") == {"5683d5e3": 6.0}
+
+
+def test_machine_values_ignore_series_without_instance(prometheus, caplog):
+    """Series without an instance label are left out, and counted in a warning."""
+    caplog.set_level(logging.WARNING, logger="flyautoscaler.collectors")
+    c = machines(
+        prometheus, 'machine_load{app="$APP_NAME"} or sum by (app) (queue_depth)'
+    )
+    assert c.collect_machine_metrics("app-b") == {"1781973f": 7.0}
+    [record] = [
+        r
+        for r in caplog.records
+        if r.message == "collector.prometheus.unlabelled_series"
+    ]
+    assert (vars(record)["series"], vars(record)["label"]) == (2, "instance")
+
+
+def test_machine_values_empty_vector(prometheus):
+    """No series: no Machine has a value (not an error)."""
+    c = machines(prometheus, 'machine_load{app="$APP_NAME"}')
+    assert c.collect_machine_metrics("nope") == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "result_type"),
+    [
+        ('scalar(sum(machine_load{app="app-a"}))', "scalar"),
+        ("42", "scalar"),
+        ("machine_load[1m]", "matrix"),
+        ('"some text"', "string"),
+    ],
+)
+def test_machine_values_need_a_vector(prometheus, query, result_type):
+    """A scalar, matrix or string result is a permanent error naming the type."""
+    with pytest.raises(PrometheusQueryError) as info:
+        machines(prometheus, query).collect_machine_metrics("app-a")
+    assert str(info.value).endswith(
+        f"unexpected prometheus result type '{result_type}' "
+        "(want a vector, one sample per Machine)"
+    )
+    assert info.value.error_type == "unexpected_result_type"
+    assert not info.value.transient
+    assert info.value.collector == "load"
+
+
+def test_machine_values_bad_query(prometheus):
+    """A query that does not parse is the server's bad_data error."""
+    with pytest.raises(PrometheusQueryError) as info:
+        machines(prometheus, "sum(machine_load").collect_machine_metrics("app-a")
+    assert (info.value.error_type, info.value.status_code) == ("bad_data", 400)
 
 
 # --- wire details, with responses --------------------------------------------------
@@ -459,7 +574,15 @@ def test_malformed_answers(body):
     assert info.value.error_type == "bad_response"
 
 
-def test_token_never_shown(caplog):
+@pytest.mark.parametrize(
+    ("make", "ask"),
+    [
+        (collector, lambda c: c.collect_metric("a")),
+        (machines, lambda c: c.collect_machine_metrics("a")),
+    ],
+    ids=["one-value", "per-machine"],
+)
+def test_token_never_shown(caplog, make, ask):
     """The token stays out of errors, log records and the collector's repr."""
     caplog.set_level(logging.DEBUG)
     token = "s3cr3t-token-value"  # noqa: S105 - a test value
@@ -469,11 +592,11 @@ def test_token_never_shown(caplog):
         "error": f"token {token} and header Bearer {token} rejected",
         "warnings": [f"seen {token}"],
     }
-    c = collector(ADDRESS, "up", token=token)
+    c = make(ADDRESS, "up", token=token)
     with responses.RequestsMock() as mock:
         mock.post(URL, json=body, status=400)
         with pytest.raises(PrometheusQueryError) as info:
-            c.collect_metric("a")
+            ask(c)
     shown = [str(info.value), repr(info.value), info.value.error, repr(c)]
     shown += [repr(r.__dict__) for r in caplog.records]
     assert not [text for text in shown if token in text]
@@ -548,3 +671,176 @@ def test_satisfies_the_protocol():
     """The collector is a MetricCollector, named by its first argument."""
     c: fas.MetricCollector = collector(ADDRESS, "up")
     assert c.name == "queue_depth"
+
+
+# --- PrometheusMachineCollector, wire details with responses ------------------------
+
+
+def by_instance(*samples: tuple[dict[str, str] | None, str]) -> dict[str, object]:
+    """A vector answer with one series per (labels, value); None: no metric."""
+    result = [
+        {"value": [1.5, value]}
+        if labels is None
+        else {"metric": labels, "value": [1.5, value]}
+        for labels, value in samples
+    ]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def test_machine_collector_sends_as_the_collector_does():
+    """Same request: form POST, expanded query, time, token, timeout."""
+    token = "FlyV1 fm2_machine"  # noqa: S105 - a test value
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=by_instance(({"instance": "m1"}, "3")))
+        c = PrometheusMachineCollector(
+            "load",
+            ADDRESS,
+            'sum by (instance) (load{app="$APP_NAME", r="$REGION"})',
+            token,
+            clock=lambda: 12.0,
+            variables={"REGION": "iad"},
+        )
+        assert c.collect_machine_metrics("my-app") == {"m1": 3.0}
+        request = mock.calls[0].request
+    assert request.headers["Authorization"] == token
+    assert urllib.parse.parse_qs(request.body) == {
+        "query": ['sum by (instance) (load{app="my-app", r="iad"})'],
+        "time": ["12.000"],
+    }
+    assert request.req_kwargs["timeout"] == DEFAULT_PROMETHEUS_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "values", [("5", "2"), ("2", "5"), ("5", "NaN"), ("NaN", "5"), ("-Inf", "5")]
+)
+def test_machine_duplicates_keep_the_highest_finite_value(values):
+    """Whatever the order, a Machine in several series gets its highest value."""
+    first, second = values
+    body = by_instance(({"instance": "m1"}, first), ({"instance": "m1"}, second))
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body)
+        assert machines(ADDRESS, "up").collect_machine_metrics("a") == {"m1": 5.0}
+
+
+def test_machine_non_finite_values_and_unlabelled_samples_are_left_out():
+    """NaN, +Inf and -Inf values, and samples without an instance, give no entry."""
+    body = by_instance(
+        ({"instance": "nan"}, "NaN"),
+        ({"instance": "inf"}, "+Inf"),
+        ({"instance": "-inf"}, "-Inf"),
+        ({"instance": ""}, "1"),
+        ({"job": "x"}, "1"),
+        (None, "1"),
+        ({"instance": "m2"}, "-0.5"),
+        ({"instance": "m1"}, "1e3"),
+    )
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body)
+        values = machines(ADDRESS, "up").collect_machine_metrics("a")
+    assert values == {"m2": -0.5, "m1": 1000.0}
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        {"metric": {"instance": "m1"}, "value": [1.5, "busy"]},
+        {"metric": {"instance": "m1"}, "value": [1.5]},
+        {"metric": {"instance": "m1"}},
+        "m1",
+    ],
+)
+def test_machine_malformed_samples(sample):
+    """A labelled sample whose value is not a number is a bad_response."""
+    body = {"status": "success", "data": {"resultType": "vector", "result": [sample]}}
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body)
+        with pytest.raises(PrometheusQueryError, match="malformed sample") as info:
+            machines(ADDRESS, "up").collect_machine_metrics("a")
+    assert info.value.error_type == "bad_response"
+
+
+@pytest.mark.parametrize(
+    ("body", "error_type"),
+    [
+        ({"status": "success", "data": {"resultType": "vector"}}, "bad_response"),
+        ({"status": "success"}, "bad_response"),
+        (
+            {"status": "success", "data": {"resultType": "scalar", "result": [1, "2"]}},
+            "unexpected_result_type",
+        ),
+    ],
+)
+def test_machine_answers_that_are_not_a_vector(body, error_type):
+    """No data, no list of samples, or a scalar: an error, never a guess."""
+    with responses.RequestsMock() as mock:
+        mock.post(URL, json=body)
+        with pytest.raises(PrometheusQueryError) as info:
+            machines(ADDRESS, "up").collect_machine_metrics("a")
+    assert info.value.error_type == error_type
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_type", "transient"),
+    [
+        (
+            503,
+            {"status": "error", "errorType": "unavailable", "error": "x"},
+            "unavailable",
+            True,
+        ),
+        (
+            422,
+            {"status": "error", "errorType": "execution", "error": "x"},
+            "execution",
+            False,
+        ),
+        (502, "<html>Bad Gateway</html>", "server_error", True),
+        (401, "unauthorized", "client_error", False),
+    ],
+)
+def test_machine_error_answers(status, body, error_type, transient):
+    """Error answers give the same PrometheusQueryError as the collector's."""
+    with responses.RequestsMock() as mock:
+        if isinstance(body, dict):
+            mock.post(URL, json=body, status=status)
+        else:
+            mock.post(URL, body=body, status=status)
+        with pytest.raises(PrometheusQueryError) as info:
+            machines(ADDRESS, "up").collect_machine_metrics("a")
+    assert (info.value.error_type, info.value.transient) == (error_type, transient)
+    assert info.value.status_code == status
+    assert info.value.collector == "load"
+    assert isinstance(info.value, fas.MetricCollectionError)
+
+
+def test_machine_unreachable_server():
+    """A closed port is a transient connection error, not chained."""
+    c = machines(f"http://127.0.0.1:{free_port()}", "up")
+    with pytest.raises(PrometheusQueryError, match="cannot reach") as info:
+        c.collect_machine_metrics("a")
+    assert info.value.error_type == "connection"
+    assert info.value.transient
+    assert info.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("m", "prom.example:9090", "up"), "address"),
+        (("m", ADDRESS, " "), "query"),
+        (("", ADDRESS, "up"), "name"),
+        (("m", ADDRESS, "up", "a\nb"), "token"),
+    ],
+)
+def test_machine_configuration_errors(args, field):
+    """A bad address, query, name or token is refused when it is built."""
+    with pytest.raises(fas.ConfigError) as info:
+        PrometheusMachineCollector(*args)
+    assert info.value.field == field
+
+
+def test_machine_collector_satisfies_the_protocol():
+    """It is a MachineMetricCollector, named by its first argument."""
+    c: fas.MachineMetricCollector = machines(ADDRESS, "up")
+    assert c.name == "load"
+    assert "PrometheusMachineCollector(name='load'" in repr(c)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import flyautoscaler as fas
-from flyautoscaler.collectors import PrometheusCollector
+from flyautoscaler.collectors import PrometheusCollector, PrometheusMachineCollector
 from flyautoscaler.config import (
     DEFAULT_METRICS_ADDRESS,
     CollectorConfig,
@@ -406,6 +406,44 @@ def test_no_collector_without_its_address():
             "three",
             'cannot parse FAS_UNHEALTHY_AFTER as integer: "three"',
         ),
+        # The scaling behaviour's: what a seconds setting takes is said.
+        (
+            "FAS_SCALE_DOWN_STABILIZATION",
+            "soon",
+            (
+                'cannot parse FAS_SCALE_DOWN_STABILIZATION as duration: "soon" (a Go '
+                'duration such as "5m" or "90s", or a number of seconds such as "300"; '
+                "not negative)"
+            ),
+        ),
+        (
+            "FAS_SCALE_UP_STABILIZATION",
+            "-1s",
+            (
+                'cannot parse FAS_SCALE_UP_STABILIZATION as duration: "-1s" (a Go '
+                'duration such as "5m" or "90s", or a number of seconds such as "300"; '
+                "not negative)"
+            ),
+        ),
+        (
+            "FAS_RELEASE_TIMEOUT",
+            "nan",
+            (
+                'cannot parse FAS_RELEASE_TIMEOUT as duration: "nan" (a Go duration '
+                'such as "5m" or "90s", or a number of seconds such as "300"; not '
+                "negative)"
+            ),
+        ),
+        (
+            "FAS_FALLBACK_AFTER",
+            "three",
+            'cannot parse FAS_FALLBACK_AFTER as integer: "three"',
+        ),
+        (
+            "FAS_FALLBACK_STARTED_MACHINE_COUNT",
+            "1.5",
+            'cannot parse FAS_FALLBACK_STARTED_MACHINE_COUNT as integer: "1.5"',
+        ),
     ],
 )
 def test_environment_parse_errors(name, value, message):
@@ -583,6 +621,47 @@ def test_app_name_and_queries_are_left_for_collection(tmp_path):
         ),
         ("- a\n", "expected a mapping, got a list"),
         ("app-name: a\napp-name: b\n", 'duplicate key "app-name"'),
+        # The scaling behaviour's keys.
+        (
+            "scale-down-stabilization: soon\n",
+            (
+                'scale-down-stabilization: expected a duration such as "5m" or "90s", '
+                "or a number of seconds such as 300, not negative; got the value "
+                '"soon"'
+            ),
+        ),
+        (
+            "release-timeout: -5\n",
+            (
+                'release-timeout: expected a duration such as "5m" or "90s", or a '
+                'number of seconds such as 300, not negative; got the value "-5"'
+            ),
+        ),
+        (
+            "fallback-after: [1]\n",
+            "fallback-after: expected an integer, got a list",
+        ),
+        (
+            "fallback-started-machine-count: two\n",
+            'fallback-started-machine-count: expected an integer, got the value "two"',
+        ),
+        (
+            "max-scale-up-step: {a: 1}\n",
+            "max-scale-up-step: expected a string, got a mapping",
+        ),
+        ("stop-mode: [stop]\n", "stop-mode: expected a string, got a list"),
+        (
+            "stop-metric-collector: [x]\n",
+            "stop-metric-collector: expected a mapping, got a list",
+        ),
+        (
+            "stop-metric-collector: {tokn: x}\n",
+            'stop-metric-collector: unknown key "tokn"',
+        ),
+        (
+            "stop-metric-collector: {keys: a}\n",
+            'stop-metric-collector.keys: expected a list of strings, got the value "a"',
+        ),
     ],
 )
 def test_file_errors(tmp_path, text, message):
@@ -1180,3 +1259,518 @@ def test_build_collectors_without_variables_reads_nothing(monkeypatch):
     (collector,) = valid(metric_collectors=[prometheus()]).build_collectors()
     assert isinstance(collector, PrometheusCollector)
     assert collector.variables == {}
+
+
+# --- scaling behaviour ----------------------------------------------------------
+
+BEHAVIOUR_ENV = {
+    "FAS_SCALE_DOWN_STABILIZATION": "5m",
+    "FAS_SCALE_UP_STABILIZATION": "30",
+    "FAS_MAX_SCALE_UP_STEP": "50%",
+    "FAS_MAX_SCALE_DOWN_STEP": "2",
+    "FAS_FALLBACK_AFTER": "3",
+    "FAS_FALLBACK_STARTED_MACHINE_COUNT": "4",
+    "FAS_STOP_MODE": "suspend",
+    "FAS_RELEASE_TIMEOUT": "1h30m",
+}
+
+
+SETTINGS = (
+    "scale_down_stabilization",
+    "scale_up_stabilization",
+    "max_scale_up_step",
+    "max_scale_down_step",
+    "fallback_after",
+    "fallback_started_machine_count",
+    "stop_mode",
+    "release_timeout",
+)
+FIELDS = (
+    *SETTINGS[:5],
+    "fallback_started_machine_n",
+    "stop_mode",
+    "stop_metric_collector",
+)
+
+
+def behaviour(config: Config) -> dict[str, object]:
+    """The scaling behaviour settings of *config*."""
+    return {name: getattr(config, name) for name in SETTINGS}
+
+
+def reconciler_behaviour(reconciler: fas.Reconciler) -> dict[str, object]:
+    """The scaling behaviour fields of *reconciler*."""
+    return {name: getattr(reconciler, name) for name in FIELDS}
+
+
+def test_behaviour_defaults_are_unchanged():
+    """Without the new settings, the reconciler keeps the Go original's behaviour."""
+    config = load_config(
+        environ={"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    )
+    assert behaviour(config) == {
+        "scale_down_stabilization": 0.0,
+        "scale_up_stabilization": 0.0,
+        "max_scale_up_step": "",
+        "max_scale_down_step": "",
+        "fallback_after": 0,
+        "fallback_started_machine_count": None,
+        "stop_mode": "stop",
+        "release_timeout": 0.0,
+    }
+    assert config.stop_metric_collector is None
+    config.validate()
+    assert reconciler_behaviour(config.new_reconciler()) == reconciler_behaviour(
+        fas.Reconciler()
+    )
+    assert config.build_stop_metric_collector() is None
+
+
+def test_behaviour_from_environment():
+    """Each scaling behaviour variable is read and reaches the Reconciler."""
+    config = load_config(
+        environ=BEHAVIOUR_ENV | {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    )
+    assert behaviour(config) == {
+        "scale_down_stabilization": 300.0,
+        "scale_up_stabilization": 30.0,
+        "max_scale_up_step": "50%",
+        "max_scale_down_step": "2",
+        "fallback_after": 3,
+        "fallback_started_machine_count": 4,
+        "stop_mode": "suspend",
+        "release_timeout": 5400.0,
+    }
+    assert config.setting("release_timeout") == "FAS_RELEASE_TIMEOUT"
+    config.validate()
+    reconciler = config.new_reconciler()
+    assert reconciler_behaviour(reconciler) == {
+        "scale_down_stabilization": 300.0,
+        "scale_up_stabilization": 30.0,
+        "max_scale_up_step": "50%",
+        "max_scale_down_step": 2,
+        "fallback_after": 3,
+        "fallback_started_machine_n": 4,
+        "stop_mode": "suspend",
+        "stop_metric_collector": None,
+    }
+    reconciler.validate()
+
+
+def test_behaviour_from_yaml(tmp_path):
+    """Every key of the scaling behaviour is read; steps may be YAML numbers."""
+    path = write(
+        tmp_path,
+        "scale-down-stabilization: 300\n"
+        "scale-up-stabilization: 1m30s\n"
+        "max-scale-up-step: 4\n"
+        'max-scale-down-step: "25%"\n'
+        "fallback-after: 2\n"
+        "fallback-started-machine-count: 0\n"
+        "stop-mode: suspend\n"
+        "release-timeout: 0\n",
+    )
+    config = load_config(path, BEHAVIOUR_ENV)  # the file wins, key by key
+    assert behaviour(config) == {
+        "scale_down_stabilization": 300.0,
+        "scale_up_stabilization": 90.0,
+        "max_scale_up_step": "4",
+        "max_scale_down_step": "25%",
+        "fallback_after": 2,
+        "fallback_started_machine_count": 0,
+        "stop_mode": "suspend",
+        "release_timeout": 0.0,
+    }
+    assert config.setting("max_scale_up_step") == "max-scale-up-step"
+    reconciler = valid(**behaviour(config)).new_reconciler()
+    assert (reconciler.max_scale_up_step, reconciler.max_scale_down_step) == (4, "25%")
+    assert reconciler.fallback_started_machine_n == 0
+
+
+def test_behaviour_yaml_keys_without_value_keep_the_environment(tmp_path):
+    """`key:` with no value leaves the environment's value (or the default)."""
+    path = write(tmp_path, "fallback-started-machine-count:\nstop-mode:\n")
+    config = load_config(path, {"FAS_STOP_MODE": "suspend"})
+    assert config.fallback_started_machine_count is None
+    assert config.stop_mode == "suspend"
+
+
+STEP_RULE = "a count of at least 1 (4) or a percent of the current count (50%)"
+
+
+@pytest.mark.parametrize(
+    ("env", "message", "field"),
+    [
+        (
+            {"FAS_SCALE_DOWN_STABILIZATION": "25h"},
+            (
+                "FAS_SCALE_DOWN_STABILIZATION must be a duration from 0s to 24h0m0s, "
+                "got 25h0m0s"
+            ),
+            "scale_down_stabilization",
+        ),
+        (
+            {"FAS_SCALE_UP_STABILIZATION": "86401"},
+            (
+                "FAS_SCALE_UP_STABILIZATION must be a duration from 0s to 24h0m0s, "
+                "got 24h0m1s"
+            ),
+            "scale_up_stabilization",
+        ),
+        (
+            {"FAS_RELEASE_TIMEOUT": "48h"},
+            "FAS_RELEASE_TIMEOUT must be a duration from 0s to 24h0m0s, got 48h0m0s",
+            "release_timeout",
+        ),
+        (
+            {"FAS_MAX_SCALE_UP_STEP": "0"},
+            f"FAS_MAX_SCALE_UP_STEP must be {STEP_RULE}, got '0'",
+            "max_scale_up_step",
+        ),
+        (
+            {"FAS_MAX_SCALE_DOWN_STEP": "-50%"},
+            f"FAS_MAX_SCALE_DOWN_STEP must be {STEP_RULE}, got '-50%'",
+            "max_scale_down_step",
+        ),
+        (
+            {"FAS_MAX_SCALE_DOWN_STEP": "two"},
+            f"FAS_MAX_SCALE_DOWN_STEP must be {STEP_RULE}, got 'two'",
+            "max_scale_down_step",
+        ),
+        (
+            {"FAS_FALLBACK_AFTER": "-1"},
+            "FAS_FALLBACK_AFTER must be at least 0, got -1",
+            "fallback_after",
+        ),
+        (
+            {"FAS_FALLBACK_AFTER": "3", "FAS_FALLBACK_STARTED_MACHINE_COUNT": "-2"},
+            "FAS_FALLBACK_STARTED_MACHINE_COUNT must be at least 0, got -2",
+            "fallback_started_machine_count",
+        ),
+        (
+            {"FAS_FALLBACK_AFTER": "3"},
+            (
+                "FAS_FALLBACK_AFTER is 3 but fallback-started-machine-count is not "
+                "set: set the started count to fall back to, or FAS_FALLBACK_AFTER to "
+                "0 to hold the fleet"
+            ),
+            "fallback_started_machine_count",
+        ),
+        (
+            {"FAS_FALLBACK_STARTED_MACHINE_COUNT": "2"},
+            (
+                "FAS_FALLBACK_STARTED_MACHINE_COUNT is set but fallback-after is 0 "
+                "(hold the fleet): set fallback-after to the failed passes in a row "
+                "after which the fallback applies"
+            ),
+            "fallback_after",
+        ),
+        (
+            {"FAS_FALLBACK_AFTER": "0", "FAS_FALLBACK_STARTED_MACHINE_COUNT": "2"},
+            (
+                "FAS_FALLBACK_STARTED_MACHINE_COUNT is set but FAS_FALLBACK_AFTER is 0 "
+                "(hold the fleet): set FAS_FALLBACK_AFTER to the failed passes in a "
+                "row after which the fallback applies"
+            ),
+            "fallback_after",
+        ),
+        (
+            {"FAS_STOP_MODE": "pause"},
+            "FAS_STOP_MODE must be 'stop' or 'suspend', got 'pause'",
+            "stop_mode",
+        ),
+    ],
+)
+def test_behaviour_bad_values_name_the_variable(env, message, field):
+    """Each bad value is refused, naming the variable, the value and what is allowed."""
+    base = {"FAS_APP_NAME": "a", "FAS_STARTED_MACHINE_COUNT": "1"}
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=base | env).validate()
+    assert str(info.value) == message
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "scale-down-stabilization: 25h\n",
+            (
+                "scale-down-stabilization must be a duration from 0s to 24h0m0s, got "
+                "25h0m0s"
+            ),
+        ),
+        (
+            "max-scale-up-step: 0\n",
+            f"max-scale-up-step must be {STEP_RULE}, got '0'",
+        ),
+        (
+            "fallback-after: 2\n",
+            (
+                "fallback-after is 2 but fallback-started-machine-count is not set: "
+                "set the started count to fall back to, or fallback-after to 0 to hold "
+                "the fleet"
+            ),
+        ),
+        (
+            "fallback-started-machine-count: 1\n",
+            (
+                "fallback-started-machine-count is set but fallback-after is 0 (hold "
+                "the fleet): set fallback-after to the failed passes in a row after "
+                "which the fallback applies"
+            ),
+        ),
+        (
+            "stop-mode: Suspend\n",
+            "stop-mode must be 'stop' or 'suspend', got 'Suspend'",
+        ),
+    ],
+)
+def test_behaviour_bad_values_name_the_yaml_key(tmp_path, text, message):
+    """A bad value from the file is refused, naming its key."""
+    path = write(tmp_path, "app-name: a\nstarted-machine-count: 1\n" + text)
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(path, {}).validate()
+    assert str(info.value) == message
+
+
+def test_behaviour_bounds_are_inclusive():
+    """0 and 24 hours, a step of 1 or 100%, a fallback count of 0 are allowed."""
+    for window in (0.0, 86400.0):
+        valid(
+            scale_down_stabilization=window,
+            scale_up_stabilization=window,
+            release_timeout=window,
+        ).validate()
+    valid(max_scale_up_step="1", max_scale_down_step="100%").validate()
+    valid(max_scale_up_step=" 0.5% ", max_scale_down_step="").validate()
+    valid(fallback_after=1, fallback_started_machine_count=0).validate()
+
+
+# --- the current Machine counts in expressions ----------------------------------
+
+
+def test_expressions_may_use_the_machine_counts(tmp_path):
+    """created_machine_count and started_machine_count are known to every count."""
+    path = write(
+        tmp_path,
+        "app-name: a\n"
+        "min-started-machine-count: ceil(started_machine_count * cpu / 0.6)\n"
+        "max-started-machine-count: ceil(started_machine_count * cpu / 0.4)\n"
+        "min-created-machine-count: created_machine_count\n"
+        "max-created-machine-count: created_machine_count + 2\n"
+        "metric-collectors:\n"
+        "  - type: prometheus\n    metric-name: cpu\n    address: http://h\n"
+        "    query: avg(cpu)\n",
+    )
+    config = load_config(path, {})
+    config.validate()
+    config.new_reconciler().validate()
+
+
+def test_unknown_names_are_still_refused_beside_the_machine_counts():
+    """A misspelled count name fails as any unknown name does."""
+    with pytest.raises(fas.ConfigError, match="'started_machine_cnt'"):
+        valid(started_machine_count="started_machine_cnt").validate()
+
+
+@pytest.mark.parametrize("name", ["created_machine_count", "started_machine_count"])
+def test_collectors_may_not_take_the_machine_counts_names(name):
+    """A collector named like a current Machine count is refused, saying why."""
+    env = {
+        "FAS_APP_NAME": "a",
+        "FAS_STARTED_MACHINE_COUNT": "1",
+        "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9",
+        "FAS_PROMETHEUS_METRIC_NAME": name,
+        "FAS_PROMETHEUS_QUERY": "up",
+    }
+    with pytest.raises(fas.ConfigError) as info:
+        load_config(environ=env).validate()
+    assert str(info.value) == (
+        f'metric-collectors[0]: metric name "{name}" is reserved: expressions use '
+        "created_machine_count and started_machine_count for the current Machine "
+        "counts; choose another metric-name"
+    )
+    assert info.value.field == "metric_name"
+
+
+# --- stop-metric-collector ------------------------------------------------------
+
+PROM_ENV = {
+    "FAS_APP_NAME": "a",
+    "FAS_STARTED_MACHINE_COUNT": "1",
+    "FAS_PROMETHEUS_ADDRESS": "http://127.0.0.1:9",
+    "FAS_PROMETHEUS_METRIC_NAME": "queue_depth",
+    "FAS_PROMETHEUS_QUERY": "sum(queue_depth)",
+    "FAS_PROMETHEUS_TOKEN": SECRET,
+}
+STOP_QUERY = 'sum by (instance) (fly_app_concurrency{app="$APP_NAME"})'
+
+
+def test_stop_metric_from_environment():
+    """FAS_STOP_METRIC_PROMETHEUS_QUERY adds it on the Prometheus address and token."""
+    config = load_config(
+        environ=PROM_ENV | {"FAS_STOP_METRIC_PROMETHEUS_QUERY": STOP_QUERY}
+    )
+    entry = config.stop_metric_collector
+    assert entry == CollectorConfig(
+        type="prometheus", address="http://127.0.0.1:9", query=STOP_QUERY, token=SECRET
+    )
+    assert entry is not None
+    assert entry.setting("query") == "FAS_STOP_METRIC_PROMETHEUS_QUERY"
+    assert entry.setting("token") == "FAS_PROMETHEUS_TOKEN"
+    config.validate()
+    collector = config.new_reconciler().stop_metric_collector
+    assert isinstance(collector, PrometheusMachineCollector)
+    assert collector.name == "stop_metric"
+    assert (collector.address, collector.query) == ("http://127.0.0.1:9", STOP_QUERY)
+    assert collector.token == SECRET
+    assert SECRET not in repr(config)
+    assert SECRET not in repr(collector)
+
+
+def test_no_stop_metric_without_its_query():
+    """The Prometheus variables alone add no stop metric."""
+    assert load_config(environ=PROM_ENV).stop_metric_collector is None
+
+
+def test_stop_metric_from_environment_needs_the_prometheus_address():
+    """The query without FAS_PROMETHEUS_ADDRESS is refused, saying what it needs."""
+    env = {
+        "FAS_APP_NAME": "a",
+        "FAS_STARTED_MACHINE_COUNT": "1",
+        "FAS_PROMETHEUS_TOKEN": SECRET,
+        "FAS_STOP_METRIC_PROMETHEUS_QUERY": STOP_QUERY,
+    }
+    config = load_config(environ=env)
+    message = (
+        "FAS_STOP_METRIC_PROMETHEUS_QUERY is set but FAS_PROMETHEUS_ADDRESS is not: "
+        "the stop metric is queried on the metric collector's Prometheus server "
+        "(FAS_PROMETHEUS_ADDRESS and FAS_PROMETHEUS_TOKEN)"
+    )
+    for check in (config.validate, config.build_stop_metric_collector):
+        with pytest.raises(fas.ConfigError) as info:
+            check()
+        assert str(info.value) == message
+        assert info.value.field == "address"
+
+
+def test_stop_metric_from_yaml(tmp_path):
+    """A stop-metric-collector block replaces the environment's, with its own name."""
+    path = write(
+        tmp_path,
+        "metric-query-variables: [REGION]\n"
+        "stop-metric-collector:\n"
+        "  type: prometheus\n"
+        "  metric-name: concurrency\n"
+        "  address: http://prom.example:9090\n"
+        '  query: sum by (instance) (c{app="$APP_NAME", r="$REGION"})\n'
+        "  token: ${STOP_TOKEN}\n",
+    )
+    env = PROM_ENV | {
+        "FAS_STOP_METRIC_PROMETHEUS_QUERY": STOP_QUERY,
+        "STOP_TOKEN": "stop-token-value",
+        "REGION": "iad",
+    }
+    config = load_config(path, env)
+    assert config.stop_metric_collector == CollectorConfig(
+        type="prometheus",
+        metric_name="concurrency",
+        address="http://prom.example:9090",
+        query='sum by (instance) (c{app="$APP_NAME", r="$REGION"})',
+        token="stop-token-value",  # noqa: S106 - a test value
+    )
+    config.validate()
+    collector = config.build_stop_metric_collector(env)
+    assert isinstance(collector, PrometheusMachineCollector)
+    assert collector.name == "concurrency"
+    assert collector.variables == {"REGION": "iad"}
+    # The metric collectors are the environment's still.
+    assert config.metric_names() == ["queue_depth"]
+
+
+def test_stop_metric_yaml_without_value_keeps_the_environment(tmp_path):
+    """`stop-metric-collector:` with no value leaves the environment's."""
+    path = write(tmp_path, "stop-metric-collector:\n")
+    env = PROM_ENV | {"FAS_STOP_METRIC_PROMETHEUS_QUERY": STOP_QUERY}
+    entry = load_config(path, env).stop_metric_collector
+    assert entry is not None
+    assert entry.query == STOP_QUERY
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"address": "http://h", "query": "q"}, "stop-metric-collector: type required"),
+        (
+            {"type": "redis", "url": "redis://h", "keys": ["k"]},
+            (
+                'stop-metric-collector: type "redis" has no per-Machine collector: the '
+                'type must be "prometheus"'
+            ),
+        ),
+        ({"type": "nats"}, 'stop-metric-collector: invalid type: "nats"'),
+        (
+            {"type": "prometheus", "query": "q"},
+            "stop-metric-collector: prometheus address required",
+        ),
+        (
+            {"type": "prometheus", "address": "http://h"},
+            "stop-metric-collector: prometheus query required",
+        ),
+        (
+            {
+                "type": "prometheus",
+                "address": "http://h",
+                "query": "q",
+                "token": "a\nb",
+            },
+            (
+                "stop-metric-collector: token cannot be sent in an HTTP header: "
+                "character 2 is a control character (U+000A); only printable Latin-1 "
+                "characters, spaces and tabs are allowed"
+            ),
+        ),
+    ],
+)
+def test_stop_metric_validation(block, message):
+    """The block is checked like a metric-collectors entry, its metric-name optional."""
+    config = valid(stop_metric_collector=CollectorConfig(**block))
+    with pytest.raises(fas.ConfigError) as info:
+        config.validate()
+    assert str(info.value) == message
+
+
+def test_stop_metric_collector_refuses_what_the_collector_refuses():
+    """An address that is not a URL fails when it is built, named as the block."""
+    entry = CollectorConfig(type="prometheus", address="prom.example:9090", query="q")
+    config = valid(stop_metric_collector=entry)
+    config.validate()
+    with pytest.raises(fas.ConfigError) as info:
+        config.new_reconciler([])
+    assert str(info.value) == (
+        "stop-metric-collector: prometheus address must be an http(s) URL, got "
+        "'prom.example:9090'"
+    )
+
+
+def test_query_variables_never_carry_the_stop_metric_token():
+    """A listed variable holding the stop metric's token is refused, unshown."""
+    entry = CollectorConfig(
+        type="prometheus", address="http://h", query="q", token=SECRET
+    )
+    config = valid(metric_query_variables=["COPY"], stop_metric_collector=entry)
+    with pytest.raises(fas.ConfigError) as info:
+        config.query_variables({"COPY": f"x{SECRET}"})
+    assert str(info.value) == (
+        "metric-query-variables: COPY contains the credential of "
+        "stop-metric-collector token, so it cannot be used in a query"
+    )
+
+
+def test_new_reconciler_uses_the_stop_metric_collector_given():
+    """A collector passed in is used as is (serve shares one between apps)."""
+    entry = CollectorConfig(type="prometheus", address="http://h", query="q")
+    given = PrometheusMachineCollector("mine", "http://other", "q")
+    reconciler = valid(stop_metric_collector=entry).new_reconciler([], given)
+    assert reconciler.stop_metric_collector is given

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flyautoscaler.collectors import TYPES
 from flyautoscaler.config import COLLECTOR_TYPES, CollectorConfig, Config
-from flyautoscaler.config._entry import COLLECTOR_KEYS
+from flyautoscaler.config._entry import COLLECTOR_KEYS, MACHINE_COLLECTOR_TYPES
 from flyautoscaler.config._model import (
     SECRET_VARIABLES,
     TOP_KEYS,
@@ -39,6 +39,17 @@ def test_top_level_keys_and_variables():
         "api-token": ("api_token", "secret"),
         "verbose": ("verbose", "boolean"),
         "unhealthy-after": ("unhealthy_after", "integer"),
+        "scale-down-stabilization": ("scale_down_stabilization", "seconds"),
+        "scale-up-stabilization": ("scale_up_stabilization", "seconds"),
+        "max-scale-up-step": ("max_scale_up_step", "string"),
+        "max-scale-down-step": ("max_scale_down_step", "string"),
+        "fallback-after": ("fallback_after", "integer"),
+        "fallback-started-machine-count": (
+            "fallback_started_machine_count",
+            "integer",
+        ),
+        "stop-mode": ("stop_mode", "string"),
+        "release-timeout": ("release_timeout", "seconds"),
         "metric-query-variables": ("metric_query_variables", "name_list"),
         "metrics-address": ("metrics_address", "string"),
         "flaps-base-url": ("flaps_base_url", "url"),
@@ -84,6 +95,23 @@ def test_secret_variables_are_derived_from_the_declarations():
         )
         == SECRET_VARIABLES
     )
+
+
+def test_only_prometheus_has_a_per_machine_collector():
+    """The stop-metric-collector types are those declaring a per-Machine builder."""
+    assert MACHINE_COLLECTOR_TYPES == ("prometheus",)
+
+
+def test_the_command_scrubs_the_stop_metric_token():
+    """The stop-metric-collector's token is a secret like the collectors' tokens."""
+    prom = CollectorConfig(type="prometheus", token="prom-token")  # noqa: S106
+    stop = CollectorConfig(type="prometheus", token="stop-token")  # noqa: S106
+    config = Config(
+        api_token="fly-token",  # noqa: S106 - a test value
+        metric_collectors=[prom],
+        stop_metric_collector=stop,
+    )
+    assert secrets(config) == ["fly-token", "prom-token", "stop-token"]
 
 
 def test_the_command_scrubs_every_declared_credential():

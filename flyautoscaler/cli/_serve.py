@@ -161,6 +161,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config.validate(require_token=True)
     host, port = parse_listen_address(config.metrics_address)
     collectors: list[MetricCollector] = config.build_collectors(environ)
+    stop_metric = config.build_stop_metric_collector(environ)
     fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
     flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
     pool = ReconcilerPool(
@@ -173,8 +174,11 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         organization_slug=config.org,
         new_flaps_client=flaps,
         # One set of collectors, shared by every app (as in the Go original).
-        new_reconciler=functools.partial(config.new_reconciler, collectors),
+        new_reconciler=functools.partial(
+            config.new_reconciler, collectors, stop_metric
+        ),
         unhealthy_after=config.unhealthy_after,
+        release_timeout=config.release_timeout,
     )
     registry = CollectorRegistry()
     pool.register_prom_metrics(registry)
@@ -216,6 +220,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                         "min": config.min_started_expr() or None,
                         "max": config.max_started_expr() or None,
                     },
+                    "behaviour": _behaviour(pool),
                 },
             )
             signals.wait()
@@ -225,10 +230,36 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         pool.close()
         if server is not None:
             server.close()
-        for thing in (flaps, fly_client, *collectors):
+        for thing in (flaps, fly_client, *collectors, stop_metric):
             close_quietly(thing)
     logger.info("serve.stopped")
     return EXIT_OK
+
+
+# The Reconciler's scaling behaviour fields the start-up line shows.
+_BEHAVIOUR_FIELDS: Final = (
+    "scale_down_stabilization",
+    "scale_up_stabilization",
+    "max_scale_up_step",
+    "max_scale_down_step",
+    "fallback_after",
+    "fallback_started_machine_n",
+    "stop_mode",
+)
+
+
+def _behaviour(pool: ReconcilerPool) -> dict[str, object]:
+    """Return the scaling behaviour *pool* runs with, for the start-up line.
+
+    As its reconcilers are built (and the pool holds it): what runs, not
+    what was read.
+    """
+    reconciler = pool.new_reconciler()
+    stop_metric = reconciler.stop_metric_collector
+    behaviour = {name: getattr(reconciler, name) for name in _BEHAVIOUR_FIELDS}
+    behaviour["stop_metric"] = None if stop_metric is None else stop_metric.name
+    behaviour["release_timeout"] = pool.release_timeout
+    return behaviour
 
 
 def _format_address(host: str, port: int) -> str:

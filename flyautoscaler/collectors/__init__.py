@@ -6,6 +6,10 @@ Each implements :class:`~flyautoscaler.MetricCollector`: a ``name`` and a
 
 - :class:`PrometheusCollector`: an instant query (needs nothing more than
   flyautoscaler).
+- :class:`PrometheusMachineCollector`: an instant query giving one value per
+  Machine (its ``instance`` label), a
+  :class:`~flyautoscaler.MachineMetricCollector` that ranks which Machines to
+  stop.
 - :class:`RedisListLengthCollector`: the summed length of Redis lists, such as
   RQ and Celery queues (extra ``flyautoscaler[redis]``).
 - :class:`TemporalCollector`: the number of running Temporal workflows (extra
@@ -32,6 +36,7 @@ from flyautoscaler.collectors._prometheus import (
     DEFAULT_PROMETHEUS_TIMEOUT,
     PROMETHEUS,
     PrometheusCollector,
+    PrometheusMachineCollector,
     PrometheusQueryError,
 )
 from flyautoscaler.collectors._redis import (
@@ -52,6 +57,7 @@ __all__ = [
     "DEFAULT_TEMPORAL_TIMEOUT",
     "RUNNING_FILTER",
     "PrometheusCollector",
+    "PrometheusMachineCollector",
     "PrometheusQueryError",
     "RedisListLengthCollector",
     "TemporalCollector",

@@ -1,7 +1,11 @@
-"""The Prometheus instant-query collector (``/api/v1/query``), and its declaration.
+"""The Prometheus instant-query collectors (``/api/v1/query``), and their declaration.
 
-It sends through the package's HTTP machinery (:class:`~flyautoscaler._http.Sender`:
-the ``(connect, read)`` timeout, the session, failures mapped to
+:class:`PrometheusCollector` gives one value per app,
+:class:`PrometheusMachineCollector` one value per Machine (read from the
+``instance`` label). Both ask the same way (:class:`_InstantQuery`) and
+differ only in how they read the result. They send through the package's
+HTTP machinery (:class:`~flyautoscaler._http.Sender`: the ``(connect,
+read)`` timeout, the session, failures mapped to
 :class:`PrometheusQueryError`), with no retry: an instant query is cheap to
 ask again, and the pool asks again on the next tick anyway, so a retry
 inside the pass would only hold the pass longer. The ``PROMETHEUS``
@@ -12,9 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
@@ -35,6 +40,7 @@ __all__ = [
     "DEFAULT_PROMETHEUS_TIMEOUT",
     "PROMETHEUS",
     "PrometheusCollector",
+    "PrometheusMachineCollector",
     "PrometheusQueryError",
 ]
 
@@ -108,43 +114,20 @@ def _display_address(address: str) -> str:
 
 
 @frozen
-class PrometheusCollector:
-    r"""The value of a PromQL (or MetricsQL) instant query, per app.
+class _Result:
+    """A successful answer's ``data``: its result type, its result, its status."""
 
-    Every call expands the query for the app (``$APP_NAME``, see
-    :func:`~flyautoscaler.expand_metric_query`) and sends it to
-    ``{address}/api/v1/query`` as a form ``POST`` with ``query`` and ``time``,
-    falling back to ``GET`` when the server answers 405 or 501. A vector result
-    gives its first sample's value (a ``collector.prometheus.multiple_series``
-    warning is logged when there are several series); a scalar result gives its
-    value; ``NaN`` and ``±Inf`` are returned as such.
+    result_type: object
+    result: object
+    status: int
 
-    Args:
-        name: The metric's name, as count expressions refer to it.
-        address: The server's base URL, such as
-            ``https://api.fly.io/prometheus/my-org`` or ``http://127.0.0.1:9090``.
-        query: The query; ``$APP_NAME`` becomes the app being reconciled.
-        token: Credential. One starting with ``Fly`` (``FlyV1 fm2_...``) is sent
-            as the whole ``Authorization`` header; any other is sent as
-            ``Bearer <token>``; empty sends none. Never logged or shown.
-        variables: Other variables the query may use, by name, with their
-            values (``{"REGION": "iad"}`` makes ``$REGION`` ``iad``); any
-            other ``$VAR`` is sent as written. Never shown.
-        timeout: (connect, read) timeout in seconds for every request, or one
-            number for both.
-        default: Value returned when the result is empty; ``None`` (the
-            default) makes an empty result an error.
-        headers: Extra request headers (for example a tenant id). Never shown.
-        session: A :class:`requests.Session` to send with (connection reuse,
-            client certificates, a CA bundle, proxies). You own it and close it;
-            share it between threads only if your session allows that. Without
-            one, each query uses a fresh session that is closed afterwards.
-        clock: Returns the query's evaluation time in Unix seconds.
 
-    Raises:
-        ConfigError: The address is not an http(s) URL, or the query or name is
-            empty, a timeout is not positive, the token has a character no
-            HTTP header can carry, or a variable's name is not a name.
+@frozen
+class _InstantQuery:
+    """What both Prometheus collectors share: the server, the query, how to ask.
+
+    Expands the query for the app, sends it, and checks the answer up to its
+    ``data`` (:meth:`_ask_for`); the subclasses read the result.
     """
 
     name: str
@@ -154,7 +137,6 @@ class PrometheusCollector:
     timeout: tuple[float, float] = field(
         default=DEFAULT_PROMETHEUS_TIMEOUT, converter=timeout_pair, kw_only=True
     )
-    default: float | None = field(default=None, kw_only=True)
     headers: Mapping[str, str] = field(factory=dict, repr=False, kw_only=True)
     session: requests.Session | None = field(default=None, repr=False, kw_only=True)
     clock: Callable[[], float] = field(default=time.time, repr=False, kw_only=True)
@@ -179,19 +161,12 @@ class PrometheusCollector:
         """The query endpoint, ``{address}/api/v1/query``."""
         return self.address.rstrip("/") + "/api/v1/query"
 
-    def collect_metric(self, app_name: str) -> float:
-        """Run the query for *app_name* and return its value.
-
-        Args:
-            app_name: The app being reconciled (replaces ``$APP_NAME``).
-
-        Returns:
-            The first sample's value (vector) or the value (scalar).
+    def _ask_for(self, app_name: str) -> _Result:
+        """Run the query for *app_name*; return the answer's data.
 
         Raises:
-            PrometheusQueryError: The server did not answer in time, answered
-                with an error, or the result is empty (without a ``default``)
-                or neither a vector nor a scalar.
+            PrometheusQueryError: No answer in time, an error answer, or one
+                without data.
         """
         query = expand_metric_query(self.query, app_name, variables=self.variables)
         params = {"query": query, "time": f"{self.clock():.3f}"}
@@ -200,7 +175,30 @@ class PrometheusCollector:
         else:
             with requests.Session() as session:
                 response = self._ask(GivenSession(session), params)
-        return self._value(response, app_name)
+        return self._read(response, app_name)
+
+    def _vector(self, result: _Result, wanted: str) -> list[object]:
+        """Return the samples of a vector *result*.
+
+        Raises:
+            PrometheusQueryError: The result is not a vector (*wanted* says
+                what is), or not a list.
+        """
+        if result.result_type != "vector":
+            raise self._error(
+                f"unexpected prometheus result type {result.result_type!r} "
+                f"(want {wanted})",
+                error_type="unexpected_result_type",
+                status_code=result.status,
+                transient=False,
+            )
+        if not isinstance(result.result, list):
+            raise self._error(
+                "vector result is not a list",
+                error_type="bad_response",
+                status_code=result.status,
+            )
+        return result.result
 
     # --- request ----------------------------------------------------------------
 
@@ -274,7 +272,7 @@ class PrometheusCollector:
 
     # --- response ---------------------------------------------------------------
 
-    def _value(self, response: requests.Response, app_name: str) -> float:
+    def _read(self, response: requests.Response, app_name: str) -> _Result:
         status = response.status_code
         text = response.text
         try:
@@ -314,50 +312,12 @@ class PrometheusCollector:
                 error_type="bad_response",
                 status_code=status,
             )
-        return self._result_value(body.get("data"), app_name, status)
-
-    def _result_value(self, data: object, app_name: str, status: int) -> float:
+        data = body.get("data")
         if not isinstance(data, dict):
             raise self._error(
                 "answer without data", error_type="bad_response", status_code=status
             )
-        result_type = data.get("resultType")
-        result = data.get("result")
-        if result_type == "scalar":
-            return self._sample(result, status)
-        if result_type != "vector":
-            raise self._error(
-                f"unexpected prometheus result type {result_type!r} "
-                "(want a vector or a scalar)",
-                error_type="unexpected_result_type",
-                status_code=status,
-                transient=False,
-            )
-        if not isinstance(result, list):
-            raise self._error(
-                "vector result is not a list",
-                error_type="bad_response",
-                status_code=status,
-            )
-        if not result:
-            if self.default is not None:
-                return self.default
-            raise self._error(
-                "empty prometheus result", error_type="empty_result", status_code=status
-            )
-        if len(result) > 1:
-            logger.warning(
-                "collector.prometheus.multiple_series",
-                extra={
-                    "app": app_name,
-                    "collector": self.name,
-                    "series": len(result),
-                },
-            )
-        first = result[0]
-        return self._sample(
-            first.get("value") if isinstance(first, dict) else None, status
-        )
+        return _Result(data.get("resultType"), data.get("result"), status)
 
     def _sample(self, value: object, status: int) -> float:
         """Parse a ``[timestamp, "value"]`` pair."""
@@ -421,14 +381,209 @@ class PrometheusCollector:
         )
 
 
-def _build(entry: Entry, variables: Mapping[str, str]) -> PrometheusCollector:
-    return PrometheusCollector(
-        entry.text("metric_name"),
-        entry.text("address"),
-        entry.text("query"),
-        entry.text("token"),
-        variables=variables,
-    )
+@frozen
+class PrometheusCollector(_InstantQuery):
+    r"""The value of a PromQL (or MetricsQL) instant query, per app.
+
+    Every call expands the query for the app (``$APP_NAME``, see
+    :func:`~flyautoscaler.expand_metric_query`) and sends it to
+    ``{address}/api/v1/query`` as a form ``POST`` with ``query`` and ``time``,
+    falling back to ``GET`` when the server answers 405 or 501. A vector result
+    gives its first sample's value (a ``collector.prometheus.multiple_series``
+    warning is logged when there are several series); a scalar result gives its
+    value; ``NaN`` and ``±Inf`` are returned as such.
+
+    Args:
+        name: The metric's name, as count expressions refer to it.
+        address: The server's base URL, such as
+            ``https://api.fly.io/prometheus/my-org`` or ``http://127.0.0.1:9090``.
+        query: The query; ``$APP_NAME`` becomes the app being reconciled.
+        token: Credential. One starting with ``Fly`` (``FlyV1 fm2_...``) is sent
+            as the whole ``Authorization`` header; any other is sent as
+            ``Bearer <token>``; empty sends none. Never logged or shown.
+        variables: Other variables the query may use, by name, with their
+            values (``{"REGION": "iad"}`` makes ``$REGION`` ``iad``); any
+            other ``$VAR`` is sent as written. Never shown.
+        timeout: (connect, read) timeout in seconds for every request, or one
+            number for both.
+        default: Value returned when the result is empty; ``None`` (the
+            default) makes an empty result an error.
+        headers: Extra request headers (for example a tenant id). Never shown.
+        session: A :class:`requests.Session` to send with (connection reuse,
+            client certificates, a CA bundle, proxies). You own it and close it;
+            share it between threads only if your session allows that. Without
+            one, each query uses a fresh session that is closed afterwards.
+        clock: Returns the query's evaluation time in Unix seconds.
+
+    Raises:
+        ConfigError: The address is not an http(s) URL, or the query or name is
+            empty, a timeout is not positive, the token has a character no
+            HTTP header can carry, or a variable's name is not a name.
+    """
+
+    default: float | None = field(default=None, kw_only=True)
+
+    def collect_metric(self, app_name: str) -> float:
+        """Run the query for *app_name* and return its value.
+
+        Args:
+            app_name: The app being reconciled (replaces ``$APP_NAME``).
+
+        Returns:
+            The first sample's value (vector) or the value (scalar).
+
+        Raises:
+            PrometheusQueryError: The server did not answer in time, answered
+                with an error, or the result is empty (without a ``default``)
+                or neither a vector nor a scalar.
+        """
+        result = self._ask_for(app_name)
+        if result.result_type == "scalar":
+            return self._sample(result.result, result.status)
+        samples = self._vector(result, "a vector or a scalar")
+        if not samples:
+            if self.default is not None:
+                return self.default
+            raise self._error(
+                "empty prometheus result",
+                error_type="empty_result",
+                status_code=result.status,
+            )
+        if len(samples) > 1:
+            logger.warning(
+                "collector.prometheus.multiple_series",
+                extra={
+                    "app": app_name,
+                    "collector": self.name,
+                    "series": len(samples),
+                },
+            )
+        first = samples[0]
+        return self._sample(
+            first.get("value") if isinstance(first, dict) else None, result.status
+        )
+
+
+#: The label that names a sample's Machine (Fly's convention).
+_MACHINE_LABEL: Final = "instance"
+
+
+@frozen
+class PrometheusMachineCollector(_InstantQuery):
+    r"""One value per Machine of an app, from a PromQL instant query.
+
+    A :class:`~flyautoscaler.MachineMetricCollector`: give it to
+    :attr:`Reconciler.stop_metric_collector
+    <flyautoscaler.Reconciler.stop_metric_collector>` to stop the Machines
+    with the lowest values first, such as
+    ``sum by (instance) (fly_app_concurrency{app="$APP_NAME"})``.
+
+    The query is sent exactly as :class:`PrometheusCollector` sends it (same
+    request, ``$APP_NAME`` and ``variables`` expansion, authorization,
+    timeouts, errors as :class:`PrometheusQueryError`). The result must be a
+    vector; each of its samples is one Machine's value, the Machine's id
+    being the sample's ``instance`` label, as in Fly's own metrics.
+
+    - A sample without an ``instance`` label (or with an empty one) is
+      ignored; a ``collector.prometheus.unlabelled_series`` warning gives
+      their number.
+    - A ``NaN``, ``+Inf`` or ``-Inf`` value is dropped: that Machine has no
+      value, and is ranked after every Machine with one.
+    - Several samples with the same ``instance``: the **highest** value is
+      kept, so a Machine busy in any of its series is not taken for idle,
+      whatever order the server answers in; a
+      ``collector.prometheus.duplicate_instances`` warning names them
+      (aggregate with ``max by (instance)`` or ``sum by (instance)`` to
+      choose).
+    - An empty vector gives an empty mapping (no Machine has a value).
+
+    Args:
+        name: The metric's name, for logs and explanations.
+        address: The server's base URL, as for :class:`PrometheusCollector`.
+        query: The query; ``$APP_NAME`` becomes the app being reconciled.
+        token: Credential, sent as :class:`PrometheusCollector` sends it.
+            Never logged or shown.
+        timeout: As for :class:`PrometheusCollector`; so are ``headers``,
+            ``session``, ``clock`` and ``variables``.
+
+    Raises:
+        ConfigError: As :class:`PrometheusCollector`.
+    """
+
+    def collect_machine_metrics(self, app_name: str) -> dict[str, float]:
+        """Run the query for *app_name*; return each Machine's value, by id.
+
+        Args:
+            app_name: The app being reconciled (replaces ``$APP_NAME``).
+
+        Returns:
+            ``{machine_id: value}``, finite values only.
+
+        Raises:
+            PrometheusQueryError: The server did not answer in time, answered
+                with an error, or the result is not a vector (a scalar, a
+                matrix or a string: ``unexpected_result_type``, not transient).
+        """
+        result = self._ask_for(app_name)
+        samples = self._vector(result, "a vector, one sample per Machine")
+        values: dict[str, float] = {}
+        unlabelled = 0
+        duplicates: set[str] = set()
+        for sample in samples:
+            if not isinstance(sample, dict):
+                raise self._error(
+                    f"malformed sample {self._shown(json.dumps(sample))}",
+                    error_type="bad_response",
+                    status_code=result.status,
+                )
+            labels = sample.get("metric")
+            machine = labels.get(_MACHINE_LABEL) if isinstance(labels, dict) else None
+            if not isinstance(machine, str) or not machine:
+                unlabelled += 1
+                continue
+            value = self._sample(sample.get("value"), result.status)
+            if not math.isfinite(value):
+                continue
+            if machine in values:
+                duplicates.add(machine)
+                value = max(value, values[machine])
+            values[machine] = value
+        self._log_dropped(app_name, unlabelled, duplicates)
+        return values
+
+    def _log_dropped(
+        self, app_name: str, unlabelled: int, duplicates: set[str]
+    ) -> None:
+        """Log the samples not read as given: unlabelled, or one of several."""
+        where = {"app": app_name, "collector": self.name}
+        if unlabelled:
+            logger.warning(
+                "collector.prometheus.unlabelled_series",
+                extra={**where, "series": unlabelled, "label": _MACHINE_LABEL},
+            )
+        if duplicates:
+            logger.warning(
+                "collector.prometheus.duplicate_instances",
+                extra={**where, "instances": sorted(duplicates)},
+            )
+
+
+_Query = TypeVar("_Query", bound=_InstantQuery)
+
+
+def _builder(kind: type[_Query]) -> Callable[[Entry, Mapping[str, str]], _Query]:
+    """Return what builds a *kind* from a checked entry and the query's variables."""
+
+    def build(entry: Entry, variables: Mapping[str, str]) -> _Query:
+        return kind(
+            entry.text("metric_name"),
+            entry.text("address"),
+            entry.text("query"),
+            entry.text("token"),
+            variables=variables,
+        )
+
+    return build
 
 
 #: The ``prometheus`` entries of the command's configuration.
@@ -459,5 +614,6 @@ PROMETHEUS: Final = CollectorType(
             header=True,
         ),
     ),
-    build=_build,
+    build=_builder(PrometheusCollector),
+    build_machine=_builder(PrometheusMachineCollector),
 )

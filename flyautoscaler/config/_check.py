@@ -1,8 +1,9 @@
 """The configuration's own checks: what only a whole configuration can get wrong.
 
 The count expressions as pairs (the Go original's messages), the variables
-``metric-query-variables`` lists, distinct metric names, and every
-expression compiled against them. Checks of single settings (durations,
+``metric-query-variables`` lists, distinct metric names that are not the
+current Machine counts' names, and every expression compiled against them
+(and those two names). Checks of single settings (durations,
 ranges, app names, headers) are in :mod:`flyautoscaler._validation`;
 :meth:`~flyautoscaler.config.Config.validate` calls both, in order.
 """
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError
 from flyautoscaler._expr import compile_expression
 from flyautoscaler._names import check_variable_name
+from flyautoscaler._reconciler import FLEET_NAMES
 from flyautoscaler._validation import quote
 
 __all__ = [
@@ -78,9 +80,22 @@ def check_query_variable_names(
 
 
 def check_metric_names(names: Iterable[str]) -> None:
-    """Raise :class:`ConfigError` when two collectors give the same metric name."""
+    """Check the collectors' metric names.
+
+    Raises:
+        ConfigError: Two collectors give the same metric name, or one is
+            named ``created_machine_count`` or ``started_machine_count``,
+            which expressions use for the current Machine counts.
+    """
     seen: set[str] = set()
     for i, name in enumerate(names):
+        if name in FLEET_NAMES:
+            raise ConfigError(
+                f"metric-collectors[{i}]: metric name {quote(name)} is reserved: "
+                f"expressions use {' and '.join(FLEET_NAMES)} for the current "
+                "Machine counts; choose another metric-name",
+                field="metric_name",
+            )
         if name in seen:
             raise ConfigError(
                 f"metric-collectors[{i}]: duplicate metric name {quote(name)}",
@@ -91,6 +106,9 @@ def check_metric_names(names: Iterable[str]) -> None:
 
 def check_expressions(sources: Mapping[str, str], known: list[str]) -> None:
     """Compile every expression against the *known* metric names.
+
+    The current Machine counts, ``created_machine_count`` and
+    ``started_machine_count``, are known too.
 
     Args:
         sources: The expressions, by attribute (``started_machine_count``);
@@ -105,7 +123,7 @@ def check_expressions(sources: Mapping[str, str], known: list[str]) -> None:
         if not source:
             continue
         try:
-            compile_expression(source, known)
+            compile_expression(source, [*known, *FLEET_NAMES])
         except FlyAutoscalerError as exc:
             label = attr.replace("_", " ")
             raise ConfigError(f"invalid {label}: {exc}", field=attr) from exc

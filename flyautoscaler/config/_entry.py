@@ -3,7 +3,8 @@
 Which keys an entry accepts, which are required, which are credentials or
 sent in a header, and how each type is built all come from the collector
 types (:data:`flyautoscaler.collectors.TYPES`); an entry checks and builds
-itself through its type's declaration.
+itself through its type's declaration. The ``stop-metric-collector`` block
+is an entry too, built as its type's per-Machine collector.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Final
 from attrs import define, evolve, field, fields
 
 from flyautoscaler._errors import ConfigError
-from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
 from flyautoscaler._settings import LIST_KINDS, CollectorType, Kind, Setting
 from flyautoscaler._validation import check_header_value, quote, require
 from flyautoscaler.collectors import TYPES
@@ -23,12 +24,21 @@ __all__ = [
     "COLLECTOR_KEYS",
     "COLLECTOR_TYPES",
     "CREDENTIALS",
+    "DEFAULT_STOP_METRIC_NAME",
+    "MACHINE_COLLECTOR_TYPES",
     "CollectorConfig",
     "put",
 ]
 
 #: The ``type`` values of a ``metric-collectors`` entry.
 COLLECTOR_TYPES: Final = tuple(declared.name for declared in TYPES)
+#: The ``type`` values of a ``stop-metric-collector``: those with a
+#: per-Machine collector.
+MACHINE_COLLECTOR_TYPES: Final = tuple(
+    declared.name for declared in TYPES if declared.build_machine is not None
+)
+#: The name of a ``stop-metric-collector`` without a ``metric-name``.
+DEFAULT_STOP_METRIC_NAME: Final = "stop_metric"
 
 
 def _collector_settings() -> dict[str, Setting]:
@@ -137,8 +147,13 @@ class CollectorConfig:
         value = _value(self, attribute)
         return value if isinstance(value, list) else []
 
-    def validate(self) -> None:
+    def validate(self, *, per_machine: bool = False) -> None:
         """Check the entry, with the Go original's messages where it has them.
+
+        Args:
+            per_machine: Check it as a ``stop-metric-collector``: its
+                ``metric-name`` is optional, and its type must have a
+                per-Machine collector.
 
         Raises:
             ConfigError: ``metric name required``, ``type required``,
@@ -147,11 +162,19 @@ class CollectorConfig:
                 ``redis url required`` or ``redis keys required``; or a token
                 or API key has a character no HTTP header can carry.
         """
-        require(self.metric_name, "metric name required", field="metric_name")
+        if not per_machine:
+            require(self.metric_name, "metric name required", field="metric_name")
         require(self.type, "type required", field="type")
         declared = _TYPE_OF.get(self.type)
         if declared is None:
             raise ConfigError(f"invalid type: {quote(self.type)}", field="type")
+        if per_machine and declared.build_machine is None:
+            allowed = " or ".join(quote(name) for name in MACHINE_COLLECTOR_TYPES)
+            raise ConfigError(
+                f"type {quote(self.type)} has no per-Machine collector: the type "
+                f"must be {allowed}",
+                field="type",
+            )
         for setting in declared.settings:
             if setting.required:
                 value = _value(self, setting.attribute)
@@ -179,6 +202,30 @@ class CollectorConfig:
         """
         self.validate()
         return _TYPE_OF[self.type].build(self, dict(variables or {}))
+
+    def build_machine(
+        self, variables: Mapping[str, str] | None = None
+    ) -> MachineMetricCollector:
+        """Build the per-Machine collector this entry describes.
+
+        Named by its ``metric-name``, else :data:`DEFAULT_STOP_METRIC_NAME`.
+
+        Args:
+            variables: As for :meth:`build`.
+
+        Raises:
+            ConfigError: The entry is invalid (see :meth:`validate` with
+                *per_machine*), or the collector refused a setting.
+        """
+        self.validate(per_machine=True)
+        build = _TYPE_OF[self.type].build_machine
+        assert build is not None  # noqa: S101 - validate() checked it
+        named = (
+            self
+            if self.metric_name
+            else evolve(self, metric_name=DEFAULT_STOP_METRIC_NAME)
+        )
+        return build(named, dict(variables or {}))
 
 
 _FIELD_NAMES: Final = frozenset(a.name for a in fields(CollectorConfig))

@@ -5,7 +5,8 @@ Every setting is read from its declared variables (see
 default, and a value that does not parse is reported with the Go original's
 message (``cannot parse FAS_INTERVAL as duration: "15"``). Each collector
 type adds one entry when its switch variable (``FAS_PROMETHEUS_ADDRESS``) is
-set.
+set; ``FAS_STOP_METRIC_PROMETHEUS_QUERY`` adds the ``stop-metric-collector``,
+on the Prometheus collector's address and token.
 """
 
 from __future__ import annotations
@@ -13,19 +14,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from flyautoscaler._durations import parse_duration
+from flyautoscaler._durations import parse_duration, parse_seconds
 from flyautoscaler._errors import ConfigError
 from flyautoscaler._settings import LIST_KINDS, Setting
 from flyautoscaler._validation import quote
 from flyautoscaler.collectors import TYPES
+from flyautoscaler.collectors._prometheus import PROMETHEUS
 from flyautoscaler.config._entry import CollectorConfig, put
-from flyautoscaler.config._model import TOP_SETTINGS, Config
+from flyautoscaler.config._model import (
+    STOP_METRIC_QUERY_VARIABLE,
+    STOP_METRIC_REUSED,
+    TOP_SETTINGS,
+    Config,
+)
 
 __all__ = ["from_env"]
 
 # Go's strconv.ParseBool.
 _TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+#: What a ``seconds`` setting takes, for messages.
+_SECONDS_RULE: Final = (
+    'a Go duration such as "5m" or "90s", or a number of seconds such as "300"; '
+    "not negative"
+)
 
 
 def _split_list(text: str) -> list[str]:
@@ -55,6 +67,14 @@ def _parse(setting: Setting, name: str, text: str) -> object:
         except ValueError:
             raise ConfigError(
                 f"cannot parse {name} as duration: {quote(text)}", field=name
+            ) from None
+    if kind == "seconds":
+        try:
+            return parse_seconds(text)
+        except ValueError:
+            raise ConfigError(
+                f"cannot parse {name} as duration: {quote(text)} ({_SECONDS_RULE})",
+                field=name,
             ) from None
     if kind == "boolean":
         if text not in _TRUE | _FALSE:
@@ -87,6 +107,20 @@ def _collectors_from_env(env: Mapping[str, str]) -> list[CollectorConfig]:
     return collectors
 
 
+def _stop_metric_from_env(env: Mapping[str, str]) -> CollectorConfig | None:
+    """Return the stop metric's entry: its query, the Prometheus address and token."""
+    query = env.get(STOP_METRIC_QUERY_VARIABLE, "")
+    if not query:
+        return None
+    entry = CollectorConfig(type=PROMETHEUS.name, query=query)
+    entry.origins["query"] = STOP_METRIC_QUERY_VARIABLE
+    for setting in STOP_METRIC_REUSED:
+        if name := _first_set(env, setting):
+            put(entry, setting.attribute, env[name])
+            entry.origins[setting.attribute] = name
+    return entry
+
+
 def from_env(env: Mapping[str, str]) -> Config:
     """Return the configuration the environment gives (Go's NewConfigFromEnv).
 
@@ -106,4 +140,5 @@ def from_env(env: Mapping[str, str]) -> Config:
                 continue
         setattr(config, setting.attribute, _parse(setting, name, text))
     config.metric_collectors = _collectors_from_env(env)
+    config.stop_metric_collector = _stop_metric_from_env(env)
     return config

@@ -25,20 +25,25 @@ from flyautoscaler._pool import (
     DEFAULT_RECONCILE_TIMEOUT,
     DEFAULT_UNHEALTHY_AFTER,
 )
-from flyautoscaler._protocols import MetricCollector
+from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._settings import Kind, Setting
 from flyautoscaler._validation import (
     MAX_CONCURRENCY,
     check_app_name,
     check_duration,
+    check_fallback,
     check_header_value,
     check_initial_machine_state,
     check_range,
+    check_stop_mode,
     check_wildcard_org,
+    check_window,
+    parse_step,
     require,
 )
 from flyautoscaler.collectors import TYPES
+from flyautoscaler.collectors._prometheus import PROMETHEUS
 from flyautoscaler.config._build import credential_pieces, query_variable_values
 from flyautoscaler.config._check import (
     check_counts,
@@ -53,6 +58,8 @@ __all__ = [
     "DEFAULT_METRICS_ADDRESS",
     "MAX_UNHEALTHY_AFTER",
     "SECRET_VARIABLES",
+    "STOP_METRIC_QUERY_VARIABLE",
+    "STOP_METRIC_REUSED",
     "TOP_KEYS",
     "TOP_SETTINGS",
     "Config",
@@ -63,11 +70,20 @@ __all__ = [
 DEFAULT_METRICS_ADDRESS: Final = ":9090"
 #: The most failed passes in a row ``unhealthy-after`` may wait for.
 MAX_UNHEALTHY_AFTER: Final = 1000
+#: The variable that sets the stop metric's query; the rest of the
+#: ``stop-metric-collector`` comes from the Prometheus collector's variables.
+STOP_METRIC_QUERY_VARIABLE: Final = "FAS_STOP_METRIC_PROMETHEUS_QUERY"
 
 # Fly's usual token variables: metric-query-variables may not list them either.
 _FLY_TOKEN_VARIABLES: Final = frozenset({"FLY_API_TOKEN", "FLY_ACCESS_TOKEN"})
 # The attrs metadata key of a top-level setting's declaration.
 _SETTING: Final = "flyautoscaler.setting"
+_WINDOW_FIELDS: Final = (
+    "scale_down_stabilization",
+    "scale_up_stabilization",
+    "release_timeout",
+)
+_STEP_FIELDS: Final = ("max_scale_up_step", "max_scale_down_step")
 _EXPRESSION_FIELDS: Final = (
     "created_machine_count",
     "min_created_machine_count",
@@ -85,7 +101,7 @@ def secrets(config: Config) -> list[str]:
     URLs), as the collector types declare them.
     """
     values = [config.api_token]
-    for entry in config.metric_collectors:
+    for _, entry in config.collector_entries():
         values += [entry.text(attribute) for attribute in CREDENTIALS]
     return [value for value in values if value]
 
@@ -129,7 +145,28 @@ class Config:
         verbose: Log at debug level.
         unhealthy_after: Failed passes in a row after which ``serve``'s
             ``/healthz`` reports an app unhealthy (503).
+        scale_down_stabilization: Seconds; scale down only to the highest
+            max target of this window (0: off). See
+            :attr:`Reconciler.scale_down_stabilization
+            <flyautoscaler.Reconciler.scale_down_stabilization>`.
+        scale_up_stabilization: Seconds; scale up only to the lowest min
+            target of this window (0: off).
+        max_scale_up_step: Most creates, and most starts, in one pass: a
+            count (``"4"``) or a percent of the current count (``"50%"``);
+            ``""``: no limit.
+        max_scale_down_step: Most destroys, and most stops, in one pass; as
+            :attr:`max_scale_up_step`.
+        fallback_after: Failed passes in a row after which the fallback
+            count applies; 0 holds the fleet.
+        fallback_started_machine_count: The started count during fallback;
+            ``None``: unset.
+        stop_mode: ``"stop"`` or ``"suspend"``: how started Machines are
+            brought down.
+        release_timeout: Seconds a release may stay ``running`` and still
+            hold its app's passes; 0 waits however long it runs.
         metric_collectors: Where the metrics come from.
+        stop_metric_collector: Where the per-Machine metric that ranks the
+            Machines to stop comes from; ``None``: the default order.
         metric_query_variables: Environment variables that queries and Redis
             keys may use besides ``$APP_NAME``; no other is ever expanded.
         metrics_address: ``host:port`` where ``serve`` answers ``/metrics``
@@ -207,7 +244,46 @@ class Config:
         default=DEFAULT_UNHEALTHY_AFTER,
         metadata=_setting("unhealthy-after", "FAS_UNHEALTHY_AFTER", "integer"),
     )
+    scale_down_stabilization: float = field(
+        default=0.0,
+        metadata=_setting(
+            "scale-down-stabilization", "FAS_SCALE_DOWN_STABILIZATION", "seconds"
+        ),
+    )
+    scale_up_stabilization: float = field(
+        default=0.0,
+        metadata=_setting(
+            "scale-up-stabilization", "FAS_SCALE_UP_STABILIZATION", "seconds"
+        ),
+    )
+    max_scale_up_step: str = field(
+        default="", metadata=_setting("max-scale-up-step", "FAS_MAX_SCALE_UP_STEP")
+    )
+    max_scale_down_step: str = field(
+        default="",
+        metadata=_setting("max-scale-down-step", "FAS_MAX_SCALE_DOWN_STEP"),
+    )
+    fallback_after: int = field(
+        default=0,
+        metadata=_setting("fallback-after", "FAS_FALLBACK_AFTER", "integer"),
+    )
+    fallback_started_machine_count: int | None = field(
+        default=None,
+        metadata=_setting(
+            "fallback-started-machine-count",
+            "FAS_FALLBACK_STARTED_MACHINE_COUNT",
+            "integer",
+        ),
+    )
+    stop_mode: str = field(
+        default="stop", metadata=_setting("stop-mode", "FAS_STOP_MODE")
+    )
+    release_timeout: float = field(
+        default=0.0,
+        metadata=_setting("release-timeout", "FAS_RELEASE_TIMEOUT", "seconds"),
+    )
     metric_collectors: list[CollectorConfig] = field(factory=list)
+    stop_metric_collector: CollectorConfig | None = None
     metric_query_variables: list[str] = field(
         factory=list,
         metadata=_setting(
@@ -258,6 +334,20 @@ class Config:
         """Return the configured collectors' metric names, in order."""
         return [c.metric_name for c in self.metric_collectors]
 
+    def collector_entries(self) -> list[tuple[str, CollectorConfig]]:
+        """Return every collector entry, with where it is in the file.
+
+        The ``metric-collectors`` entries (``metric-collectors[0]``, ...),
+        then the ``stop-metric-collector``, if any.
+        """
+        entries = [
+            (f"metric-collectors[{i}]", entry)
+            for i, entry in enumerate(self.metric_collectors)
+        ]
+        if self.stop_metric_collector is not None:
+            entries.append(("stop-metric-collector", self.stop_metric_collector))
+        return entries
+
     # --- validation ---
 
     def validate(self, *, require_token: bool = False) -> None:
@@ -267,14 +357,17 @@ class Config:
         required``, ``must define either created machine count or started
         machine count``, the created and started count pairs, ``initial machine
         state must be either 'started' or 'stopped'``, and each collector
-        (``metric-collectors[0]: metric name required``, ...). Then: ``api token
-        required`` when *require_token*; an organization for a wildcard; an
-        app name Fly allows; positive durations up to 24 h and a concurrency
-        from 1 to 256; tokens an HTTP header can carry; the names
-        ``metric-query-variables`` lists; distinct metric names; and every
-        expression compiled and checked against :meth:`metric_names`, so a
-        misspelled metric or a function given the wrong arguments fails
-        here, naming it.
+        (``metric-collectors[0]: metric name required``, ...), then the
+        ``stop-metric-collector``. Then: ``api token required`` when
+        *require_token*; an organization for a wildcard; an app name Fly
+        allows; positive durations up to 24 h and a concurrency from 1 to
+        256; tokens an HTTP header can carry; the scaling behaviour (windows
+        and the release timeout from 0 to 24 h, steps, the fallback pair,
+        the stop mode); the names ``metric-query-variables`` lists; distinct
+        metric names, none of them ``created_machine_count`` or
+        ``started_machine_count``; and every expression compiled and checked
+        against :meth:`metric_names` and those two names, so a misspelled
+        metric or a function given the wrong arguments fails here, naming it.
 
         Args:
             require_token: Whether an API token is needed (``serve``; not
@@ -304,9 +397,11 @@ class Config:
                 raise ConfigError(
                     f"metric-collectors[{i}]: {exc}", field=exc.field
                 ) from None
+        self._check_stop_metric()
         if require_token:
             require(self.api_token, "api token required", field="api_token")
         self._validate_settings()
+        self._validate_behaviour()
         check_query_variable_names(
             self.metric_query_variables,
             self.setting("metric_query_variables"),
@@ -345,6 +440,58 @@ class Config:
             problem_of=token_header_problem,
         )
 
+    def _validate_behaviour(self) -> None:
+        """Check the settings of scaling decisions with memory, as the library does."""
+        for name in _WINDOW_FIELDS:
+            check_window(getattr(self, name), self.setting(name), field=name)
+        for name in _STEP_FIELDS:
+            parse_step(getattr(self, name), self.setting(name), field=name)
+        count = self.fallback_started_machine_count
+        for name, value in (
+            ("fallback_after", self.fallback_after),
+            ("fallback_started_machine_count", count),
+        ):
+            if value is not None:
+                check_range(value, self.setting(name), field=name, low=0)
+        check_fallback(
+            self.fallback_after,
+            count,
+            after_setting=self.setting("fallback_after"),
+            count_setting=self.setting("fallback_started_machine_count"),
+            count_field="fallback_started_machine_count",
+        )
+        check_stop_mode(self.stop_mode, self.setting("stop_mode"))
+
+    def _check_stop_metric(self) -> CollectorConfig | None:
+        """Check the ``stop-metric-collector`` entry; return it (``None``: unset).
+
+        Raises:
+            ConfigError: The entry is invalid (``stop-metric-collector:
+                prometheus query required``), or its query is set by
+                ``FAS_STOP_METRIC_PROMETHEUS_QUERY`` while no
+                ``FAS_PROMETHEUS_ADDRESS`` is.
+        """
+        entry = self.stop_metric_collector
+        if entry is None:
+            return None
+        if (
+            entry.origins.get("query") == STOP_METRIC_QUERY_VARIABLE
+            and not entry.address
+        ):
+            raise ConfigError(
+                f"{STOP_METRIC_QUERY_VARIABLE} is set but {PROMETHEUS.enabled_by} "
+                "is not: the stop metric is queried on the metric collector's "
+                f"Prometheus server ({_reused_variables()})",
+                field="address",
+            )
+        try:
+            entry.validate(per_machine=True)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"stop-metric-collector: {exc}", field=exc.field
+            ) from None
+        return entry
+
     # --- building ---
 
     def query_variables(
@@ -370,9 +517,9 @@ class Config:
     def _credentials(self) -> list[tuple[str, str]]:
         """Return (setting, piece) for every configured credential."""
         found = credential_pieces(self.setting("api_token"), self.api_token)
-        for i, entry in enumerate(self.metric_collectors):
+        for where, entry in self.collector_entries():
             for attribute in CREDENTIALS:
-                holder = f"metric-collectors[{i}] {entry.setting(attribute)}"
+                holder = f"{where} {entry.setting(attribute)}"
                 found += credential_pieces(holder, entry.text(attribute), in_url=True)
         return found
 
@@ -401,18 +548,59 @@ class Config:
                 raise ConfigError(f"metric collector[{i}]: {exc}") from exc
         return collectors
 
+    def build_stop_metric_collector(
+        self, environ: Mapping[str, str] | None = None
+    ) -> MachineMetricCollector | None:
+        """Build the ``stop-metric-collector``, if one is configured.
+
+        It gets the values of :attr:`metric_query_variables`, as the metric
+        collectors do.
+
+        Args:
+            environ: Where to read the listed variables (default
+                :data:`os.environ`).
+
+        Returns:
+            The collector, or ``None`` when none is configured.
+
+        Raises:
+            ConfigError: The entry is invalid (``stop-metric-collector:
+                ...``), or a listed variable is unusable (see
+                :meth:`query_variables`).
+        """
+        entry = self._check_stop_metric()
+        if entry is None:
+            return None
+        variables = self.query_variables(environ)
+        try:
+            return entry.build_machine(variables)
+        except ConfigError as exc:
+            raise ConfigError(f"stop-metric-collector: {exc}") from exc
+
     def new_reconciler(
-        self, collectors: list[MetricCollector] | None = None
+        self,
+        collectors: list[MetricCollector] | None = None,
+        stop_metric_collector: MachineMetricCollector | None = None,
     ) -> Reconciler:
         """Return a :class:`~flyautoscaler.Reconciler` with this configuration.
 
-        Sets the four expressions, the regions, the process group and the
-        initial Machine state. A pool sets the app name and client.
+        Sets the four expressions, the regions, the process group, the
+        initial Machine state and the scaling behaviour (windows, steps,
+        fallback, stop mode, stop metric). A pool sets the app name and
+        client; the release timeout is the pool's (``serve`` passes it).
 
         Args:
             collectors: The collectors to use (the list is copied); ``None``
                 builds new ones with :meth:`build_collectors`.
+            stop_metric_collector: The stop metric's collector; ``None``
+                builds one with :meth:`build_stop_metric_collector` (still
+                ``None`` when none is configured).
+
+        Raises:
+            ConfigError: A collector cannot be built, or a step is invalid.
         """
+        if stop_metric_collector is None:
+            stop_metric_collector = self.build_stop_metric_collector()
         return Reconciler(
             regions=list(self.regions),
             process_group=self.process_group,
@@ -424,7 +612,24 @@ class Config:
             collectors=list(
                 self.build_collectors() if collectors is None else collectors
             ),
+            scale_down_stabilization=self.scale_down_stabilization,
+            scale_up_stabilization=self.scale_up_stabilization,
+            max_scale_up_step=self._step("max_scale_up_step"),
+            max_scale_down_step=self._step("max_scale_down_step"),
+            fallback_after=self.fallback_after,
+            fallback_started_machine_n=self.fallback_started_machine_count,
+            stop_mode=self.stop_mode,
+            stop_metric_collector=stop_metric_collector,
         )
+
+    def _step(self, attribute: str) -> int | str | None:
+        """Return a step setting as the Reconciler takes it: 4, "50%" or None."""
+        limit = parse_step(
+            getattr(self, attribute), self.setting(attribute), field=attribute
+        )
+        if limit is None:
+            return None
+        return limit.count if limit.count is not None else str(limit)
 
 
 # --- the top-level settings, from their fields ----------------------------------
@@ -441,6 +646,18 @@ TOP_KEYS: Final[dict[str, tuple[str, Kind]]] = {
     s.key: (s.attribute, s.kind) for s in TOP_SETTINGS
 }
 _TOP_KEY_OF: Final = {s.attribute: s.key for s in TOP_SETTINGS}
+#: The Prometheus collector's settings (address, token) that the stop metric
+#: set by :data:`STOP_METRIC_QUERY_VARIABLE` reuses.
+STOP_METRIC_REUSED: Final = tuple(
+    s for s in PROMETHEUS.settings if s.attribute in {"address", "token"}
+)
+
+
+def _reused_variables() -> str:
+    """Name the variables an environment's stop metric reuses, for messages."""
+    return " and ".join(v for s in STOP_METRIC_REUSED for v in s.env)
+
+
 #: Variables that hold the autoscaler's own credentials (and Fly's usual
 #: token variables): ``metric-query-variables`` may not list them.
 SECRET_VARIABLES: Final = _FLY_TOKEN_VARIABLES | frozenset(

@@ -16,7 +16,7 @@ from typing import Final
 import yaml
 from attrs import define
 
-from flyautoscaler._durations import parse_duration
+from flyautoscaler._durations import parse_duration, parse_seconds
 from flyautoscaler._errors import ConfigError
 from flyautoscaler._names import expand_variables
 from flyautoscaler._settings import Kind
@@ -104,6 +104,17 @@ class _Reader:
             f'"500ms", got {_kind(node)}'
         )
 
+    def seconds(self, node: yaml.Node, path: str) -> float:
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                return parse_seconds(_expand(node.value, self.env))
+            except ValueError:
+                pass
+        raise ConfigError(
+            f'{path}: expected a duration such as "5m" or "90s", or a number of '
+            f"seconds such as 300, not negative; got {_kind(node)}"
+        )
+
     def string_list(
         self, node: yaml.Node, path: str, *, query: bool = False
     ) -> list[str]:
@@ -133,6 +144,7 @@ class _Reader:
             "integer": self.integer,
             "boolean": self.boolean,
             "duration": self.duration,
+            "seconds": self.seconds,
             "string_list": self.string_list,
             "query_list": lambda n, p: self.string_list(n, p, query=True),
             "name_list": self.name_list,
@@ -179,6 +191,11 @@ def _apply(
             setattr(target, attribute, value)
         target.origins[attribute] = key
 
+
+_COLLECTORS_KEY: Final = "metric-collectors"
+_STOP_METRIC_KEY: Final = "stop-metric-collector"
+# The keys whose value is a collector block, or a list of them.
+_BLOCKS: Final = frozenset({_COLLECTORS_KEY, _STOP_METRIC_KEY})
 
 #: Deepest nesting of lists and mappings a configuration file may have.
 MAX_YAML_DEPTH: Final = 50
@@ -253,14 +270,19 @@ def apply_yaml(text: str, name: str, env: Mapping[str, str], config: Config) -> 
         return
     reader = _Reader(env)
     pairs = reader.mapping(root, "")
-    collectors_node: yaml.Node | None = None
+    blocks: dict[str, yaml.Node] = {}
     top: list[tuple[str, yaml.Node]] = []
     for key, node in pairs:
-        if key == "metric-collectors":
-            collectors_node = node
+        if key in _BLOCKS:
+            blocks[key] = node
         else:
             top.append((key, node))
     _apply(config, top, TOP_KEYS, reader, "")
+    stop_node = blocks.get(_STOP_METRIC_KEY)
+    if stop_node is not None and stop_node.tag != _NULL_TAG:
+        # As metric-collectors: the file's block replaces the environment's.
+        config.stop_metric_collector = _entry(reader, stop_node, _STOP_METRIC_KEY)
+    collectors_node = blocks.get(_COLLECTORS_KEY)
     if collectors_node is None or collectors_node.tag == _NULL_TAG:
         return
     if not isinstance(collectors_node, yaml.SequenceNode):
@@ -268,10 +290,14 @@ def apply_yaml(text: str, name: str, env: Mapping[str, str], config: Config) -> 
             f"metric-collectors: expected a list, got {_kind(collectors_node)}"
         )
     # As in Go, the file's list replaces the one the environment made.
-    collectors: list[CollectorConfig] = []
-    for i, entry_node in enumerate(collectors_node.value):
-        path = f"metric-collectors[{i}]"
-        entry = CollectorConfig()
-        _apply(entry, reader.mapping(entry_node, path), COLLECTOR_KEYS, reader, path)
-        collectors.append(entry)
-    config.metric_collectors = collectors
+    config.metric_collectors = [
+        _entry(reader, entry_node, f"{_COLLECTORS_KEY}[{i}]")
+        for i, entry_node in enumerate(collectors_node.value)
+    ]
+
+
+def _entry(reader: _Reader, node: yaml.Node, path: str) -> CollectorConfig:
+    """Read the collector block *node* (at *path*) as an entry."""
+    entry = CollectorConfig()
+    _apply(entry, reader.mapping(node, path), COLLECTOR_KEYS, reader, path)
+    return entry

@@ -7,9 +7,12 @@ signature drifting from its Protocol fails the type check (Go's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import flyautoscaler as fas
 from flyautoscaler.collectors import (
     PrometheusCollector,
+    PrometheusMachineCollector,
     RedisListLengthCollector,
     TemporalCollector,
 )
@@ -185,6 +188,16 @@ regional_prometheus: fas.MetricCollector = PrometheusCollector(
     "up{region='$REGION'}",
     variables={"REGION": "iad"},
 )
+machine_load: fas.MachineMetricCollector = PrometheusMachineCollector(
+    "load",
+    "http://127.0.0.1:9090",
+    "sum by (instance) (fly_app_concurrency{app='$APP_NAME'})",
+    "FlyV1 fm2_token",
+    timeout=3.0,
+    variables={"REGION": "iad"},
+)
+by_machine: Mapping[str, float] = machine_load.collect_machine_metrics("my-app")
+r.stop_metric_collector = machine_load
 redis_jobs: fas.MetricCollector = RedisListLengthCollector(
     "jobs", "redis://localhost:6379/0", ["rq:queue:default"]
 )
