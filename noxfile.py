@@ -73,10 +73,13 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (not part of the default sessions).
 
     ``benchmarks/expressions.py`` times the expression compiler;
+    ``benchmarks/policy.py`` compares scaling policies on four synthetic loads
+    in the simulator (about a minute and a half);
     ``benchmarks/scaling.py`` times reconcile passes against the fake Machines
     API (about three minutes) and exits 1 if a target is missed. Extra
     arguments go to ``scaling.py`` (``-- --full`` also creates 200 Machines).
     """
     session.install(".")
     session.run("python", "benchmarks/expressions.py")
+    session.run("python", "benchmarks/policy.py")
     session.run("python", "benchmarks/scaling.py", *session.posargs)

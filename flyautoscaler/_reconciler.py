@@ -61,6 +61,7 @@ from flyautoscaler._results import ReconcileResult, explain_decision
 from flyautoscaler._scope import Scope
 from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._validation import (
+    check_fallback,
     check_initial_machine_state,
     check_range,
     check_stop_mode,
@@ -270,7 +271,10 @@ class Reconciler:
     def targets(self, metrics: Mapping[str, float] | None = None) -> Targets:
         """Return the four counts, as the ``calc_*_machine_n`` methods give them.
 
-        Created counts are at least 1; no other rule is applied.
+        Created counts are at least 1; no other rule is applied. When an
+        expression uses the current Machine counts (``created_machine_count``,
+        ``started_machine_count``) and *metrics* does not give them, the
+        Machines are listed to count them (if :attr:`client` is set).
 
         Args:
             metrics: The values to evaluate with (default: the stored ones).
@@ -279,7 +283,12 @@ class Reconciler:
             ExpressionError: An expression cannot be evaluated; its ``count``
                 says which.
         """
-        raw = self._raw_targets(self._metrics if metrics is None else metrics)
+        values = self._metrics if metrics is None else metrics
+        missing = not all(name in values for name in FLEET_NAMES)
+        if missing and self.client is not None and self.uses_machine_counts:
+            scope = Scope(None, self.clock, None)
+            values = _with_counts(values, self._list(self.client, scope))
+        raw = self._raw_targets(values)
         return Targets(
             at_least_one(raw.min_created),
             at_least_one(raw.max_created),
@@ -378,20 +387,7 @@ class Reconciler:
                 field="fallback_started_machine_n",
                 low=0,
             )
-        if self.fallback_after and count is None:
-            raise ConfigError(
-                f"fallback_after is {self.fallback_after} but "
-                "fallback_started_machine_n is not set: set the started count "
-                "to fall back to, or fallback_after to 0 to hold the fleet",
-                field="fallback_started_machine_n",
-            )
-        if count is not None and not self.fallback_after:
-            raise ConfigError(
-                "fallback_started_machine_n is set but fallback_after is 0 "
-                "(hold the fleet): set fallback_after to the failed passes in a "
-                "row after which the fallback applies",
-                field="fallback_after",
-            )
+        check_fallback(self.fallback_after, count)
         check_stop_mode(self.stop_mode)
         if self.stop_mode == "suspend" and self.client is not None:
             check_can_suspend(self.client)
@@ -450,7 +446,7 @@ class Reconciler:
         scope = Scope(deadline, self.clock, cancel)
         behaviour = self._behaviour()
         now = self.clock()
-        fleet = self._list(client, scope) if self._uses_fleet() else None
+        fleet = self._list(client, scope) if self.uses_machine_counts else None
         memory, raw, fallback = self._memory, Targets(), None
         try:
             if error is not None:
@@ -566,8 +562,13 @@ class Reconciler:
             suspend=self.stop_mode == "suspend",
         )
 
-    def _uses_fleet(self) -> bool:
-        """Whether an expression uses the current Machine counts."""
+    @property
+    def uses_machine_counts(self) -> bool:
+        """Whether an expression uses the current Machine counts.
+
+        That is, ``created_machine_count`` or ``started_machine_count``: a
+        pass then lists the Machines before it evaluates the expressions.
+        """
         for attr in _COUNT_NAMES:
             source: str = getattr(self, attr)
             if source and not _FLEET_NAME_SET.isdisjoint(

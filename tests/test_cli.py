@@ -1102,3 +1102,22 @@ def test_bad_behaviour_refused_at_start(fly, prom, command, setting, message):
     assert done.stderr == f"error: {message}\n"
     assert prom.received() == []
     assert fly.machines("my-app")[0].state == "stopped"
+
+
+def test_eval_with_machine_counts_lists_the_machines(fly, prom):
+    """An expression of the current counts: eval lists the Machines (read only)."""
+    env = serve_env(
+        fly, prom, FAS_STARTED_MACHINE_COUNT="created_machine_count + queue_depth / 25"
+    )
+    done = run_cli("eval", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["started"] == {"min": 5, "max": 5}
+    assert [r.action for r in fly.requests] == ["list"]
+
+
+def test_eval_with_machine_counts_needs_a_token(prom):
+    """Without a token eval cannot count the Machines, and says so."""
+    env = eval_env(prom, FAS_STARTED_MACHINE_COUNT="started_machine_count + 1")
+    done = run_cli("eval", env=env)
+    assert done.returncode == 1
+    assert "set FAS_API_TOKEN so eval can list" in done.stderr

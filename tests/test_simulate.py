@@ -859,3 +859,71 @@ def test_python_m_flyautoscaler_simulate_end_to_end(tmp_path: Path) -> None:
     assert len(read_rows(out / "timeseries.csv")[1]) == 20
     check_png(out / "chart.png")
     assert f"results in {out}" in done.stdout
+
+
+# --- the scaling behaviour, on the simulated clock ------------------------------------
+
+FLAPPY = {
+    "FAS_APP_NAME": "my-app",
+    "FAS_STARTED_MACHINE_COUNT": "ceil(jobs / 5)",
+    "FAS_PROMETHEUS_METRIC_NAME": "jobs",
+    "FAS_PROMETHEUS_ADDRESS": "http://unused",
+    "FAS_PROMETHEUS_QUERY": "unused",
+}
+
+
+def test_scale_down_window_runs_on_the_simulated_clock(tmp_path: Path) -> None:
+    """A 5m window removes the docs example's flaps, and the CSV names the rule."""
+    runs = {}
+    for label, extra in (
+        ("go", {}),
+        ("window", {"FAS_SCALE_DOWN_STABILIZATION": "5m"}),
+    ):
+        out = tmp_path / label
+        code, _, stderr = simulate(
+            "--peak",
+            "40",
+            "--capacity",
+            "5",
+            "--quiet",
+            "--out",
+            str(out),
+            environ=FLAPPY | extra,
+        )
+        assert (code, stderr) == (0, "")
+        runs[label] = (read_summary(out), read_rows(out / "timeseries.csv")[1])
+    go, window = runs["go"][0], runs["window"][0]
+    assert go["flaps_per_hour"] == 26.0
+    assert window["flaps_per_hour"] <= 0.2 * go["flaps_per_hour"]
+    assert (
+        window["under_provisioned_machine_seconds"]
+        <= go["under_provisioned_machine_seconds"]
+    )
+    held = [r for r in runs["window"][1] if "scale_down_stabilization" in r["rules"]]
+    # Held for five simulated minutes after the peak: 20 ticks of 15 s at least.
+    assert len(held) >= 20
+    assert all(r["rules"] == "" for r in runs["go"][1])
+    # The held max shows in the targets: max started above min started.
+    assert all(int(r["max_started"]) > int(r["min_started"]) for r in held)
+
+
+def test_step_limit_is_simulated(tmp_path: Path) -> None:
+    """A scale-up step limit of 1: never more than one start a tick, and said so."""
+    jump = tmp_path / "jump.csv"  # 1 Machine wanted, then 8 at once
+    jump.write_text(
+        "time,jobs\n"
+        + "".join(f"{t},{5 if t < 60 else 40}\n" for t in range(0, 300, 15)),
+        encoding="utf-8",
+    )
+    most = {}
+    for label, extra in (("go", {}), ("step", {"FAS_MAX_SCALE_UP_STEP": "1"})):
+        out = tmp_path / label
+        code, _, stderr = simulate(
+            "--metrics", str(jump), "--quiet", "--out", str(out), environ=FLAPPY | extra
+        )
+        assert (code, stderr) == (0, "")
+        rows = read_rows(out / "timeseries.csv")[1]
+        most[label] = max(int(r["starts"]) for r in rows)
+        if label == "step":
+            assert any("max_scale_up_step" in r["rules"] for r in rows)
+    assert most == {"go": 7, "step": 1}

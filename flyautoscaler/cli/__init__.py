@@ -27,7 +27,7 @@ from flyautoscaler.cli._common import (
     CommandError,
 )
 from flyautoscaler.cli._eval import evaluate
-from flyautoscaler.cli._logging import JSONFormatter
+from flyautoscaler.cli._logging import JSONFormatter, configure_logging
 from flyautoscaler.cli._serve import parse_listen_address, serve
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
@@ -80,6 +80,9 @@ def _simulate_unavailable(reason: str) -> _Command:
 
 def _simulate_command(module: ModuleType) -> _Command:
     def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+        # The summary and the CSV say what each pass did; only errors are logged
+        # (as JSON lines on stderr), not each pass's warnings.
+        configure_logging(verbose=False, quiet=True)
         code: int = module.run(
             args, environ=environ, stdout=sys.stdout, stderr=sys.stderr
         )

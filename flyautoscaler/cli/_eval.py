@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from flyautoscaler._collect import Collection
 from flyautoscaler._errors import ExpressionError
@@ -38,8 +39,7 @@ def evaluate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             if args.explain:
                 text = _explain(reconciler, collection, config)
             else:
-                targets = reconciler.targets(collection.values)
-                text = json.dumps(targets.as_dict(), indent=2)
+                text = json.dumps(_targets(reconciler, collection, config), indent=2)
         except ExpressionError as exc:
             raise CommandError(f"cannot calculate {exc.count}: {exc}") from exc
     finally:
@@ -49,15 +49,41 @@ def evaluate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def _targets(
+    reconciler: Reconciler, collection: Collection, config: Config
+) -> dict[str, dict[str, int | None]]:
+    """Return the four counts; list the Machines when the expressions count them."""
+    if not reconciler.uses_machine_counts:
+        return reconciler.targets(collection.values).as_dict()
+    if not config.api_token:
+        raise CommandError(
+            "the expressions use the current Machine counts (created_machine_count "
+            "or started_machine_count): set FAS_API_TOKEN so eval can list the "
+            "app's Machines (read only)"
+        )
+    with _client(reconciler, config):
+        return reconciler.targets(collection.values).as_dict()
+
+
+@contextlib.contextmanager
+def _client(reconciler: Reconciler, config: Config) -> Iterator[None]:
+    """Give *reconciler* a Machines API client for the block; close it after."""
+    from flyautoscaler.fly import FlapsHTTPClient  # noqa: PLC0415 - only here
+
+    with FlapsHTTPClient(
+        reconciler.app_name, config.api_token, base_url=config.flaps_base_url
+    ) as client:
+        reconciler.client = client
+        try:
+            yield
+        finally:
+            reconciler.client = None
+
+
 def _explain(reconciler: Reconciler, collection: Collection, config: Config) -> str:
     """Return one pass's decision in words; list the Machines if a token is set."""
     if config.api_token:
-        from flyautoscaler.fly import FlapsHTTPClient  # noqa: PLC0415 - only here
-
-        with FlapsHTTPClient(
-            reconciler.app_name, config.api_token, base_url=config.flaps_base_url
-        ) as client:
-            reconciler.client = client
+        with _client(reconciler, config):
             return reconciler.explain(collection)
     raw = reconciler.targets(collection.values)
     targets, reasons = bound_targets(raw)

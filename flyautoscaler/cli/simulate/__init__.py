@@ -13,6 +13,7 @@ in-process and returns them, for benchmarks.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ from flyautoscaler.cli.simulate._run import (
     simulate,
 )
 from flyautoscaler.cli.simulate._summary import SimulationSummary
-from flyautoscaler.config import load_config
+from flyautoscaler.config import Config, load_config
 
 __all__ = ["SimulationSummary", "add_arguments", "run", "run_simulation"]
 
@@ -280,8 +281,21 @@ def _load_policy(path: str | None, environ: Mapping[str, str]) -> Policy:
         started=(config.min_started_expr(), config.max_started_expr()),
         created=(config.min_created_expr(), config.max_created_expr()),
         interval=config.interval,
-        new_reconciler=config.new_reconciler,
+        new_reconciler=functools.partial(_simulated_reconciler, config),
     )
+
+
+def _simulated_reconciler(
+    config: Config, collectors: list[MetricCollector]
+) -> Reconciler:
+    """Return the configured reconciler, without its stop metric.
+
+    A simulated fleet has no per-Machine metric to rank by: the Machines to
+    stop are chosen in the default order (lowest id first).
+    """
+    reconciler = config.new_reconciler(collectors)
+    reconciler.stop_metric_collector = None
+    return reconciler
 
 
 # --- the plan ---------------------------------------------------------------------

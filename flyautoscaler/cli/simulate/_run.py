@@ -496,8 +496,13 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
             organization_slug=plan.policy.org,
             new_flaps_client=flaps,
             reconcile_interval=_REAL_INTERVAL,
-            reconcile_timeout=_REAL_PASS_TIMEOUT,
+            # The pool (and so each reconciler) runs on the simulated clock, so
+            # stabilization windows count simulated time. A pass may start
+            # before the driver moves the clock to its tick (it then waits for
+            # the tick's values): its timeout spans the tick too.
+            reconcile_timeout=plan.tick + _REAL_PASS_TIMEOUT,
             close_timeout=_CLOSE_TIMEOUT,
+            clock=clock,
         )
         gate = TickGate()
         collectors: list[MetricCollector] = [
