@@ -1081,3 +1081,16 @@ def test_failing_metrics_fall_back_through_the_pool(pools):
     assert all("collect" in r.kinds for r in first)
     assert "fallback count" in first[2].error
     assert not pool.health().healthy  # a fallback pass is still a failed pass
+
+
+def test_suspend_mode_refuses_a_client_without_suspend(pools):
+    """stop_mode suspend with a client that cannot: open() fails, naming it."""
+
+    class OldClient:
+        def list(self, state: str = "") -> list[fas.Machine]:
+            return []
+
+    pool = make_pool(pools, None, lambda app: OldClient(), app_name="a")  # type: ignore[arg-type, return-value]
+    pool.new_reconciler = lambda: fas.Reconciler(stop_mode="suspend")
+    with pytest.raises(fas.ConfigError, match=r"OldClient.*suspend"):
+        pool.open()
