@@ -13,6 +13,7 @@ Every fake is safe to use from several threads at once.
 from __future__ import annotations
 
 from flyautoscaler.testing._fakes import (
+    TRANSITIONS,
     Call,
     CallableCollector,
     FakeFlapsClient,
@@ -24,6 +25,7 @@ from flyautoscaler.testing._fakes import (
 from flyautoscaler.testing._server import FakeMachinesServer, RequestRecord
 
 __all__ = [
+    "TRANSITIONS",
     "Call",
     "CallableCollector",
     "FakeFlapsClient",

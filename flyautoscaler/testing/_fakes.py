@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -39,6 +39,7 @@ from flyautoscaler._models import (
 )
 
 __all__ = [
+    "TRANSITIONS",
     "Call",
     "CallableCollector",
     "FakeFlapsClient",
@@ -47,6 +48,38 @@ __all__ = [
     "StaticCollector",
     "parse_image_ref",
 ]
+
+#: The timed transitions of a fake Machine, the keys of ``transition_delays``:
+#: ``create`` (a launch to ``started``, through ``starting``: its boot),
+#: ``start`` (from ``stopped`` or ``created``, through ``starting``),
+#: ``resume`` (a start from ``suspended``, through ``starting``),
+#: ``stop`` (through ``stopping``) and ``suspend`` (through ``suspending``).
+TRANSITIONS: Final = ("create", "start", "resume", "stop", "suspend")
+
+
+def check_transition_delays(
+    delays: Mapping[str, float] | None, default: float
+) -> dict[str, float]:
+    """Check *default* and *delays*; return *delays* as a new dict of floats.
+
+    Raises:
+        ValueError: *default* or a delay is negative or not finite, or a key
+            is not one of :data:`TRANSITIONS`.
+    """
+    if not math.isfinite(default) or default < 0:
+        raise ValueError(f"transition_delay must be >= 0, got {default}")
+    given = dict(delays or {})
+    unknown = sorted(set(given) - set(TRANSITIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown transitions {unknown} in transition_delays; "
+            f"known: {', '.join(TRANSITIONS)}"
+        )
+    for name, delay in given.items():
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"transition_delays[{name!r}] must be >= 0, got {delay}")
+    return {name: float(delay) for name, delay in given.items()}
+
 
 _IMAGE: Final = re.compile(
     r"^(?:(?P<registry>[^/]+\.[^/]+|localhost(?::\d+)?)/)?"
@@ -262,7 +295,9 @@ class FakeFlapsClient(_Fake):
     With a ``transition_delay``, starting goes through ``starting``, stopping
     through ``stopping`` and suspending through ``suspending``: the Machine
     reaches its state once ``clock()`` has advanced by the delay (checked on
-    every call, no thread). A Machine may be leased (:meth:`acquire_lease`);
+    every call, no thread). ``transition_delays`` gives some transitions
+    their own delay (a new Machine's boot, a cold start, a resume, ...: see
+    :data:`TRANSITIONS`). A Machine may be leased (:meth:`acquire_lease`);
     start, stop, suspend and destroy of a leased Machine then need the
     lease's nonce.
 
@@ -276,8 +311,15 @@ class FakeFlapsClient(_Fake):
         transition_delay: Seconds (on ``clock``) a Machine spends in
             ``starting``, ``stopping`` or ``suspending``; 0 (the default)
             moves it at once.
+        transition_delays: Seconds of some transitions, by name (``create``,
+            ``start``, ``resume``, ``stop``, ``suspend``; see
+            :data:`TRANSITIONS`); the others take ``transition_delay``.
         clock: Returns the current time in seconds; inject one to move
             Machines and expire leases without sleeping.
+
+    Raises:
+        ValueError: A delay is negative or not finite, or a transition's name
+            is unknown.
     """
 
     def __init__(  # noqa: PLR0913 - keyword-only options of a test double
@@ -288,11 +330,11 @@ class FakeFlapsClient(_Fake):
         region: str = "iad",
         before_call: Callable[[str, tuple[object, ...]], None] | None = None,
         transition_delay: float = 0.0,
+        transition_delays: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(before_call)
-        if not math.isfinite(transition_delay) or transition_delay < 0:
-            raise ValueError(f"transition_delay must be >= 0, got {transition_delay}")
+        self._own_delays = check_transition_delays(transition_delays, transition_delay)
         self.app_name = app_name
         self.region = region
         self.transition_delay = transition_delay
@@ -303,6 +345,24 @@ class FakeFlapsClient(_Fake):
         self._leases: dict[str, _HeldLease] = {}
         self._changed = threading.Condition(self._rec.lock)
         self._ids = itertools.count(1)
+
+    @property
+    def transition_delays(self) -> dict[str, float]:
+        """Seconds of every transition (:data:`TRANSITIONS`), by name (a copy)."""
+        return {name: self.delay(name) for name in TRANSITIONS}
+
+    def delay(self, transition: str) -> float:
+        """Return the seconds *transition* takes (see :data:`TRANSITIONS`).
+
+        Its own delay when ``transition_delays`` gave one, else
+        :attr:`transition_delay`.
+
+        Raises:
+            KeyError: Not a transition's name.
+        """
+        if transition not in TRANSITIONS:
+            raise KeyError(transition)
+        return self._own_delays.get(transition, self.transition_delay)
 
     @property
     def machines(self) -> list[Machine]:
@@ -361,12 +421,15 @@ class FakeFlapsClient(_Fake):
         if due:
             self._changed.notify_all()
 
-    def _move(self, machine: Machine, transient: str, final: str) -> Machine:
-        """Move *machine* to *final*, through *transient* when there is a delay."""
+    def _move(
+        self, machine: Machine, transient: str, final: str, transition: str
+    ) -> Machine:
+        """Move *machine* to *final*, through *transient* if *transition* takes time."""
         self._pending.pop(machine.id, None)
-        if self.transition_delay > 0:
+        delay = self._own_delays.get(transition, self.transition_delay)
+        if delay > 0:
             moved = evolve(machine, state=transient)
-            self._pending[machine.id] = (self._clock() + self.transition_delay, final)
+            self._pending[machine.id] = (self._clock() + delay, final)
         else:
             moved = evolve(machine, state=final)
         self._machines[machine.id] = moved
@@ -428,7 +491,9 @@ class FakeFlapsClient(_Fake):
             if launch_input.skip_launch:
                 self._changed.notify_all()
                 return machine
-            return self._move(machine, MachineState.STARTING, MachineState.STARTED)
+            return self._move(
+                machine, MachineState.STARTING, MachineState.STARTED, "create"
+            )
 
     def destroy(self, remove_input: RemoveMachineInput, nonce: str = "") -> None:
         """Remove a Machine; a running one only with ``kill``."""
@@ -471,7 +536,11 @@ class FakeFlapsClient(_Fake):
                     machine, "POST", f"machine is {machine.state}, cannot start"
                 )
             if machine.state != MachineState.STARTED:
-                self._move(machine, MachineState.STARTING, MachineState.STARTED)
+                resume = machine.state == MachineState.SUSPENDED
+                transition = "resume" if resume else "start"
+                self._move(
+                    machine, MachineState.STARTING, MachineState.STARTED, transition
+                )
             return MachineStartResponse(previous_state=machine.state)
 
     def stop(self, stop_input: StopMachineInput, nonce: str = "") -> None:
@@ -486,7 +555,7 @@ class FakeFlapsClient(_Fake):
                 raise self._conflict(
                     machine, "POST", f"machine is {machine.state}, cannot stop"
                 )
-            self._move(machine, MachineState.STOPPING, MachineState.STOPPED)
+            self._move(machine, MachineState.STOPPING, MachineState.STOPPED, "stop")
 
     def suspend(self, machine_id: str, nonce: str = "") -> None:
         """Suspend a started Machine (suspending a suspended one does nothing).
@@ -504,7 +573,9 @@ class FakeFlapsClient(_Fake):
                 raise self._conflict(
                     machine, "POST", f"machine is {machine.state}, cannot suspend"
                 )
-            self._move(machine, MachineState.SUSPENDING, MachineState.SUSPENDED)
+            self._move(
+                machine, MachineState.SUSPENDING, MachineState.SUSPENDED, "suspend"
+            )
 
     def wait(
         self,

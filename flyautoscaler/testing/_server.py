@@ -49,7 +49,12 @@ from flyautoscaler._models import (
     RemoveMachineInput,
     StopMachineInput,
 )
-from flyautoscaler.testing._fakes import FakeFlapsClient, FakeFlyClient, Lease
+from flyautoscaler.testing._fakes import (
+    FakeFlapsClient,
+    FakeFlyClient,
+    Lease,
+    check_transition_delays,
+)
 
 __all__ = ["FakeMachinesServer", "RequestRecord"]
 
@@ -269,8 +274,13 @@ class FakeMachinesServer:
         token: The token every request must carry in ``Authorization``
             (``Bearer X``, ``FlyV1 X``, ``Bearer FlyV1 X``, or a comma-separated
             list containing X); anything else gets 401.
-        transition_delay: Seconds (on ``clock``) Machines spend in ``starting``
-            and ``stopping``; 0 moves them at once. Read when an app is added.
+        transition_delay: Seconds (on ``clock``) Machines spend in ``starting``,
+            ``stopping`` and ``suspending``; 0 moves them at once. Read when
+            an app is added.
+        transition_delays: Seconds of some transitions, by name (``create``,
+            ``start``, ``resume``, ``stop``, ``suspend``: see
+            :data:`~flyautoscaler.testing.TRANSITIONS`); the others take
+            ``transition_delay``. Read when an app is added.
         clock: The time source of transitions, lease expiry and rate limits
             (default ``time.monotonic``); inject one so tests need not sleep.
         rate_limits: Enforce Fly's documented rate limits (429 on overflow):
@@ -287,6 +297,7 @@ class FakeMachinesServer:
         *,
         token: str,
         transition_delay: float = 0.0,
+        transition_delays: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rate_limits: bool = False,
         latency: float = 0.0,
@@ -298,6 +309,9 @@ class FakeMachinesServer:
             raise ValueError(f"graphql_page_size must be >= 1: {graphql_page_size}")
         self._tokens = frozenset(_token_pieces(token))
         self._scrub = Scrubber(self._tokens, patterns=False)
+        self.transition_delays = check_transition_delays(
+            transition_delays, transition_delay
+        )
         self.transition_delay = transition_delay
         self.rate_limits = rate_limits
         self.graphql_page_size = graphql_page_size
@@ -423,6 +437,7 @@ class FakeMachinesServer:
             app_name=name,
             region=region,
             transition_delay=self.transition_delay,
+            transition_delays=self.transition_delays,
             clock=self._clock,
         )
         with self._lock:
