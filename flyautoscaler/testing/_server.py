@@ -290,6 +290,10 @@ class FakeMachinesServer:
         latency: Seconds to wait before answering each request.
         graphql_page_size: Most apps per page of the ``apps`` query (at most
             the query's ``first``).
+        record_requests: Keep every request in :attr:`requests` (the default).
+            ``False`` keeps only the counts (:meth:`count`,
+            :attr:`action_counts`): for long runs, such as the simulator's,
+            where the log would grow without end.
     """
 
     def __init__(  # noqa: PLR0913 - keyword-only options of a test server
@@ -302,6 +306,7 @@ class FakeMachinesServer:
         rate_limits: bool = False,
         latency: float = 0.0,
         graphql_page_size: int = 200,
+        record_requests: bool = True,
     ) -> None:
         if not _token_pieces(token):
             raise ValueError("token must not be empty")
@@ -315,6 +320,7 @@ class FakeMachinesServer:
         self.transition_delay = transition_delay
         self.rate_limits = rate_limits
         self.graphql_page_size = graphql_page_size
+        self.record_requests = record_requests
         self._clock = clock
         self._latency = 0.0
         self.latency = latency
@@ -653,19 +659,24 @@ class FakeMachinesServer:
         except Exception:  # noqa: BLE001 - a bug in the fake answers 500
             _log.exception("fake_server.error", extra={"action": route.action})
             response = _json(500, {"error": "internal error in the fake server"})
-        record = RequestRecord(
-            method=request.method,
-            path=self._scrub(request.path),
-            query=self._scrub(request.query),
-            headers={k: self._scrub_header(k, v) for k, v in request.headers.items()},
-            body=self._scrub.scrub_bytes(request.body),
-            status=response.status,
-            action=route.action,
-            latency=latency,
-        )
+        record = None
+        if self.record_requests:
+            record = RequestRecord(
+                method=request.method,
+                path=self._scrub(request.path),
+                query=self._scrub(request.query),
+                headers={
+                    k: self._scrub_header(k, v) for k, v in request.headers.items()
+                },
+                body=self._scrub.scrub_bytes(request.body),
+                status=response.status,
+                action=route.action,
+                latency=latency,
+            )
         with self._lock:
             self._in_flight -= 1
-            self._requests.append(record)
+            if record is not None:
+                self._requests.append(record)
             self._counts[route.action] = self._counts.get(route.action, 0) + 1
         return response
 

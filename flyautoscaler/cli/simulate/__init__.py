@@ -43,7 +43,10 @@ from flyautoscaler.cli.simulate._report import (
     write_csv,
 )
 from flyautoscaler.cli.simulate._run import (
+    DEFAULT_BOOT_TIME,
     DEFAULT_MACHINES,
+    DEFAULT_RESUME_TIME,
+    DEFAULT_START_TIME,
     DEFAULT_STARTED_MACHINES,
     DEFAULT_TICK,
     DEFAULT_TRANSITION_DELAY,
@@ -52,6 +55,7 @@ from flyautoscaler.cli.simulate._run import (
     Plan,
     Policy,
     SimulationError,
+    Timing,
     simulate,
 )
 from flyautoscaler.cli.simulate._summary import SimulationSummary
@@ -163,10 +167,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--transition-delay",
         type=_delay,
-        default=DEFAULT_TRANSITION_DELAY,
         metavar="DURATION",
-        help="simulated time a Machine spends starting or stopping "
-        f"(default: {DEFAULT_TRANSITION_DELAY:g}s)",
+        help="simulated time a Machine spends stopping or suspending "
+        f"(default: {DEFAULT_TRANSITION_DELAY:g}s, Fly's default kill_timeout); "
+        "when given, also the default of --boot-time, --start-time and "
+        "--resume-time",
+    )
+    parser.add_argument(
+        "--boot-time",
+        type=_delay,
+        metavar="DURATION",
+        help="simulated time a new Machine takes from create to started "
+        f"(default: {format_seconds(DEFAULT_BOOT_TIME)})",
+    )
+    parser.add_argument(
+        "--start-time",
+        type=_delay,
+        metavar="DURATION",
+        help="simulated time a start from stopped takes, a cold start "
+        f"(default: {format_seconds(DEFAULT_START_TIME)})",
+    )
+    parser.add_argument(
+        "--resume-time",
+        type=_delay,
+        metavar="DURATION",
+        help="simulated time a start from suspended takes, a resume "
+        f"(default: {format_seconds(DEFAULT_RESUME_TIME)})",
     )
     parser.add_argument(
         "--peak",
@@ -352,6 +378,12 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             f"synthetic (quiet, ramp, plateau, spike, decay), peak {args.peak:g}, "
             f"seed {args.seed}"
         )
+    timing = Timing.resolve(
+        transition_delay=args.transition_delay,
+        boot=args.boot_time,
+        start=args.start_time,
+        resume=args.resume_time,
+    )
     return Plan(
         policy=policy,
         times=times,
@@ -360,9 +392,10 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         load=load,
         machines=args.machines,
         started=args.started,
-        transition_delay=args.transition_delay,
+        transition_delay=timing.stop,
         seed=args.seed,
         capacity=args.capacity,
+        timing=timing,
     )
 
 

@@ -18,10 +18,10 @@ from flyautoscaler.cli.simulate._run import (
     DEFAULT_MACHINES,
     DEFAULT_STARTED_MACHINES,
     DEFAULT_TICK,
-    DEFAULT_TRANSITION_DELAY,
     GATE_METRIC,
     Plan,
     Policy,
+    Timing,
     simulate,
 )
 from flyautoscaler.cli.simulate._summary import SimulationSummary, check_capacity
@@ -63,14 +63,17 @@ def run_simulation(  # noqa: PLR0913 - the options of the command, by keyword
     capacity: float | None = None,
     machines: int = DEFAULT_MACHINES,
     started: int = DEFAULT_STARTED_MACHINES,
-    transition_delay: float = DEFAULT_TRANSITION_DELAY,
+    transition_delay: float | None = None,
     seed: int = 1,
+    boot_time: float | None = None,
+    start_time: float | None = None,
+    resume_time: float | None = None,
 ) -> SimulationSummary:
     """Simulate a policy on a load, as ``flyautoscaler simulate`` does, in-process.
 
-    A fake Machines API on 127.0.0.1, the real pool and HTTP clients, one pass
-    per tick; nothing is printed or written. A tick costs a few milliseconds
-    of real time.
+    A fake Machines API on 127.0.0.1 with Fly's rate limits and timing, the
+    real pool and HTTP clients, one pass per tick; nothing is printed or
+    written. A tick costs about a millisecond of real time.
 
     Args:
         new_reconciler: Builds the policy's reconciler around the collectors
@@ -84,9 +87,16 @@ def run_simulation(  # noqa: PLR0913 - the options of the command, by keyword
             it the summary compares the run with the ideal fleet.
         machines: Machines the app has at the start (at least 1).
         started: How many of them are started.
-        transition_delay: Simulated seconds a Machine spends starting or
-            stopping.
+        transition_delay: Simulated seconds a Machine spends stopping or
+            suspending (default 5 s, Fly's default ``kill_timeout``); when
+            given, also the default of the three times below.
         seed: Seed of the fleet's ids and names.
+        boot_time: Simulated seconds a new Machine takes to boot (default
+            10 s; see :class:`~flyautoscaler.cli.simulate._run.Timing`).
+        start_time: Simulated seconds of a start from ``stopped`` (default
+            2 s, Fly's cold start).
+        resume_time: Simulated seconds of a resume from ``suspended``
+            (default 0.3 s, Fly's "a few hundred ms").
 
     Returns:
         The run's numbers.
@@ -100,11 +110,12 @@ def run_simulation(  # noqa: PLR0913 - the options of the command, by keyword
     count = _check_values(values)
     if not (math.isfinite(tick) and tick > 0):
         raise ValueError(f"tick must be a finite number of seconds > 0, got {tick!r}")
-    if not (math.isfinite(transition_delay) and transition_delay >= 0):
-        raise ValueError(
-            "transition_delay must be a finite number of seconds >= 0, "
-            f"got {transition_delay!r}"
-        )
+    timing = Timing.resolve(
+        transition_delay=_delay("transition_delay", transition_delay),
+        boot=_delay("boot_time", boot_time),
+        start=_delay("start_time", start_time),
+        resume=_delay("resume_time", resume_time),
+    )
     if machines < 1:
         raise ValueError(
             f"machines must be at least 1 (new ones are clones), got {machines}"
@@ -142,11 +153,25 @@ def run_simulation(  # noqa: PLR0913 - the options of the command, by keyword
         load="given in-process",
         machines=machines,
         started=started,
-        transition_delay=transition_delay,
+        transition_delay=timing.stop,
         seed=seed,
         capacity=capacity,
+        timing=timing,
     )
     return simulate(plan, _ignore).summary
+
+
+def _delay(name: str, seconds: float | None) -> float | None:
+    """Return *seconds* (``None`` too) if it is a valid delay.
+
+    Raises:
+        ValueError: It is negative or not finite, naming *name*.
+    """
+    if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(
+            f"{name} must be a finite number of seconds >= 0, got {seconds!r}"
+        )
+    return seconds
 
 
 def _ignore(row: object) -> None:
