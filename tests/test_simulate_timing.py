@@ -15,6 +15,7 @@ import pytest
 import flyautoscaler as fas
 from clock import FakeTime
 from factories import machine
+from flyautoscaler.fly import SessionPool
 from flyautoscaler.testing import TRANSITIONS, FakeFlapsClient, FakeMachinesServer
 
 TOKEN = "fo1_timing-token"  # noqa: S105 - the fake server's token
@@ -125,3 +126,17 @@ def test_server_apps_get_the_delays(fake_time: FakeTime) -> None:
     table.start("p")
     fake_time.now += 0.5
     assert server.machines("my-app")[0].state == "started"
+
+
+def test_session_pool_can_ignore_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SessionPool(trust_env=False) makes sessions that read no proxy settings."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    default, loopback = SessionPool(), SessionPool(trust_env=False)
+    try:
+        assert default.get().trust_env is True
+        assert loopback.get().trust_env is False
+    finally:
+        default.close()
+        loopback.close()
