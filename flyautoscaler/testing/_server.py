@@ -330,6 +330,8 @@ class FakeMachinesServer:
         self._apps: dict[str, FakeFlapsClient] = {}
         self._faults: list[_Fault] = []
         self._buckets: dict[tuple[str, str], _Bucket] = {}
+        # app -> Machine id -> (the Machine, its JSON): see _list().
+        self._json_cache: dict[str, dict[str, tuple[Machine, str]]] = {}
         self._requests: list[RequestRecord] = []
         self._counts: dict[str, int] = {}
         self._in_flight = 0
@@ -797,8 +799,22 @@ class FakeMachinesServer:
         machines = client.list(
             ",".join(states), include_deleted=request.flag("include_deleted")
         )
-        summary = request.flag("summary")
-        return _json(200, [_machine_json(m, summary=summary) for m in machines])
+        if request.flag("summary"):
+            return _json(200, [_machine_json(m, summary=True) for m in machines])
+        # Each Machine's JSON is made once per version of it (a Machine object
+        # is replaced whenever it changes): a list re-sends the same text.
+        cache = self._json_cache.setdefault(client.app_name, {})
+        parts = []
+        for machine in machines:
+            cached = cache.get(machine.id)
+            if cached is None or cached[0] is not machine:
+                cached = cache[machine.id] = (machine, json.dumps(machine.to_api()))
+            parts.append(cached[1])
+        if len(cache) > 2 * len(machines) + 16:  # forget the destroyed ones
+            ids = {m.id for m in machines}
+            for machine_id in [i for i in cache if i not in ids]:
+                cache.pop(machine_id, None)
+        return _Response(200, f"[{', '.join(parts)}]".encode())
 
     def _get(
         self, client: FakeFlapsClient, request: _Request, machine_id: str

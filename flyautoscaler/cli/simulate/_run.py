@@ -1,8 +1,8 @@
 """The engine of ``flyautoscaler simulate``: a pool, a fake fleet, a fast clock.
 
 :func:`simulate` runs the real :class:`~flyautoscaler.ReconcilerPool` with the
-real HTTP clients (:class:`~flyautoscaler.fly.FlyGraphQLClient` and the client
-of :func:`~flyautoscaler.fly.new_flaps_client_func`, with its rate limiter)
+real HTTP clients (:class:`~flyautoscaler.fly.FlyGraphQLClient` and
+:class:`~flyautoscaler.fly.FlapsHTTPClient`, with its rate limiter)
 against an app of a :class:`~flyautoscaler.testing.FakeMachinesServer` on
 127.0.0.1, which enforces Fly's documented rate limits. Time is simulated
 (:class:`_SimClock`); each tick of the plan is a moment of it.
@@ -79,7 +79,12 @@ from flyautoscaler.cli.simulate._summary import (
     check_capacity,
     summarize_run,
 )
-from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
+from flyautoscaler.fly import (
+    FlapsHTTPClient,
+    FlyGraphQLClient,
+    RateLimiter,
+    SessionPool,
+)
 from flyautoscaler.testing import FakeMachinesServer
 
 __all__ = [
@@ -732,19 +737,29 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
             region=(plan.policy.regions or ("iad",))[0],
         )
         engine = _Engine(plan, server, clock, on_row)
-        graphql = stack.enter_context(FlyGraphQLClient(token, base_url=server.url))
-        factory = stack.enter_context(
-            new_flaps_client_func(
-                token, base_url=server.url, clock=clock, sleep=engine.sleep
+        # The clients' sessions read no proxy settings: the server is on
+        # 127.0.0.1, and reading them costs half a millisecond a request.
+        sessions = SessionPool(trust_env=False)
+        stack.callback(sessions.close)
+        graphql = FlyGraphQLClient(token, base_url=server.url, sessions=sessions)
+
+        def new_flaps_client(app: str) -> FlapsClient:
+            client = FlapsHTTPClient(
+                app,
+                token,
+                base_url=server.url,
+                sleep=engine.sleep,
+                clock=clock,
+                sessions=sessions,
+                rate_limiter=RateLimiter(),  # Fly's limits, as in production
             )
-        )
+            return _RecordingClient(client, engine.action_done)
+
         pool = ReconcilerPool(
             fly_client=graphql,
             app_name=plan.policy.app_name,
             organization_slug=plan.policy.org,
-            new_flaps_client=lambda app: _RecordingClient(
-                factory(app), engine.action_done
-            ),
+            new_flaps_client=new_flaps_client,
             reconcile_interval=_REAL_INTERVAL,
             # The pool (and so each reconciler) runs on the simulated clock:
             # each pass starts at its tick, so its timeout counts from there,
