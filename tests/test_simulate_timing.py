@@ -10,11 +10,15 @@ here sleeps or measures real time: every run is on the simulated clock.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 import flyautoscaler as fas
 from clock import FakeTime
 from factories import machine
+from flyautoscaler._collect import Gatherer, InstantCollector
 from flyautoscaler.fly import SessionPool
 from flyautoscaler.testing import TRANSITIONS, FakeFlapsClient, FakeMachinesServer
 
@@ -140,3 +144,30 @@ def test_session_pool_can_ignore_the_environment(
     finally:
         default.close()
         loopback.close()
+
+
+def test_an_instant_collector_is_asked_on_the_calling_thread() -> None:
+    """With a deadline, an InstantCollector runs inline; the others on threads."""
+    seen: dict[str, threading.Thread] = {}
+
+    class Instant(InstantCollector):
+        name = "instant"
+
+        def collect_metric(self, app_name: str) -> float:
+            seen[self.name] = threading.current_thread()
+            return 1.0
+
+    class Threaded:
+        name = "threaded"
+
+        def collect_metric(self, app_name: str) -> float:
+            seen[self.name] = threading.current_thread()
+            return 2.0
+
+    collection = Gatherer().collect(
+        [Threaded(), Instant()], "app", deadline=time.monotonic() + 60
+    )
+    assert dict(collection.values) == {"threaded": 2.0, "instant": 1.0}
+    assert list(collection.values) == ["threaded", "instant"]
+    assert seen["instant"] is threading.current_thread()
+    assert seen["threaded"] is not threading.current_thread()
