@@ -1254,4 +1254,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        _log.debug("fake_server.http", extra={"line": format % args})
+        if _log.isEnabledFor(logging.DEBUG):  # formatting costs, at every request
+            _log.debug("fake_server.http", extra={"line": format % args})

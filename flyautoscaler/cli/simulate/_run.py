@@ -56,6 +56,7 @@ from typing import Final
 
 from attrs import define, field, frozen
 
+from flyautoscaler._collect import InstantCollector
 from flyautoscaler._errors import describe
 from flyautoscaler._models import (
     HOST_STATUS_OK,
@@ -72,19 +73,14 @@ from flyautoscaler._pool import DEFAULT_RECONCILE_TIMEOUT, ReconcilerPool
 from flyautoscaler._protocols import FlapsClient, MetricCollector
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._results import ReconcileResult
-from flyautoscaler._status import PassReport
+from flyautoscaler._status import PassReport, PoolState
 from flyautoscaler.cli.simulate._report import TickRow, format_clock, format_seconds
 from flyautoscaler.cli.simulate._summary import (
     SimulationSummary,
     check_capacity,
     summarize_run,
 )
-from flyautoscaler.fly import (
-    FlapsHTTPClient,
-    FlyGraphQLClient,
-    RateLimiter,
-    SessionPool,
-)
+from flyautoscaler.fly import FlapsHTTPClient, RateLimiter, SessionPool
 from flyautoscaler.testing import FakeMachinesServer
 
 __all__ = [
@@ -134,6 +130,8 @@ GATE_METRIC: Final = "_simulate_tick"
 # them on the simulated clock).
 _REAL_INTERVAL: Final = 0.001
 _CLOSE_TIMEOUT: Final = 5.0
+# How often a worker held after the last tick looks whether the pool closed.
+_HOLD_POLL: Final = 0.002
 
 
 # --- inputs ---------------------------------------------------------------------
@@ -431,8 +429,8 @@ class _RecordingClient:
 
 
 @frozen
-class _TickCollector:
-    """One metric's value at the tick of the pass that asks."""
+class _TickCollector(InstantCollector):
+    """One metric's value at the tick of the pass that asks (asked inline)."""
 
     name: str
     engine: _Engine
@@ -499,6 +497,7 @@ class _Engine:
     closed: threading.Event = field(factory=threading.Event)
     error: BaseException | None = None
     progress_at: float = field(factory=time.monotonic)  # real time of the last pass
+    pool_state: Callable[[], PoolState] = lambda: PoolState.NEW
     _row: int = 0  # the tick the clock is in
     _pass_row: int = 0  # the tick of the pass under way
     _samples: dict[int, tuple[int, int, int]] = field(factory=dict)
@@ -512,17 +511,15 @@ class _Engine:
         plan = self.plan
         return {n: float(plan.values[n][k]) for n in plan.policy.metric_names}
 
+    @property
+    def pass_time(self) -> float:
+        """Simulated seconds of the tick of the pass under way."""
+        return self.plan.times[self._pass_row]
+
     # --- inside a pass ---
 
     def value(self, name: str) -> float:
-        """Return *name*'s value at the tick of the pass under way (collector side).
-
-        A pass the pool starts after the last tick waits until the run is
-        closed, then gets the last tick's values; the pool, closed by then,
-        cancels it before it acts.
-        """
-        if self.done.is_set():
-            self.closed.wait(TICK_TIMEOUT)
+        """Return *name*'s value at the tick of the pass under way (collector side)."""
         return self._values[name]
 
     def action_done(self, kind: str) -> None:
@@ -591,16 +588,30 @@ class _Engine:
         """Make the rows of the pass that ended, then move to the next tick.
 
         The pool calls this (as a subscriber) before it starts the next pass.
-        An exception is kept in :attr:`error` and ends the run.
+        An exception is kept in :attr:`error` and ends the run. Once the run
+        is over, the worker is held here until the pool is closed, so that it
+        starts no pass after the last tick.
         """
         if self.done.is_set():
-            return  # a pass after the last tick (cancelled as the run closed)
+            return  # the run ended (closed) while this pass ran
         try:
             self._finish(report)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - raised on the caller's thread
             self.error = exc
             self.done.set()
-            raise
+        if self.done.is_set():
+            self._hold()
+
+    def _hold(self) -> None:
+        """Wait until the pool is closed (bounded by :data:`TICK_TIMEOUT`).
+
+        The caller's thread closes the pool as soon as it sees :attr:`done`;
+        the pool then queues no further pass once this returns.
+        """
+        deadline = time.monotonic() + TICK_TIMEOUT
+        while self.pool_state() is not PoolState.CLOSED:
+            if time.monotonic() >= deadline or self.closed.wait(_HOLD_POLL):
+                return
 
     def _finish(self, report: PassReport) -> None:
         self._sample_leaving()
@@ -690,7 +701,7 @@ def _wait(engine: _Engine) -> None:
     while not engine.done.is_set():
         left = engine.progress_at + TICK_TIMEOUT - time.monotonic()
         if left <= 0:
-            t = engine.plan.times[len(engine.rows)]
+            t = engine.pass_time
             raise SimulationError(
                 f"the pass at {format_clock(t)} did not finish within "
                 f"{TICK_TIMEOUT:g} s (real time)"
@@ -741,7 +752,6 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
         # 127.0.0.1, and reading them costs half a millisecond a request.
         sessions = SessionPool(trust_env=False)
         stack.callback(sessions.close)
-        graphql = FlyGraphQLClient(token, base_url=server.url, sessions=sessions)
 
         def new_flaps_client(app: str) -> FlapsClient:
             client = FlapsHTTPClient(
@@ -756,7 +766,7 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
             return _RecordingClient(client, engine.action_done)
 
         pool = ReconcilerPool(
-            fly_client=graphql,
+            fly_client=server.fly_client,
             app_name=plan.policy.app_name,
             organization_slug=plan.policy.org,
             new_flaps_client=new_flaps_client,
@@ -773,10 +783,12 @@ def simulate(plan: Plan, on_row: Callable[[TickRow], None]) -> Outcome:
         ]
         new_reconciler = plan.policy.new_reconciler
         pool.new_reconciler = lambda: _sequential(new_reconciler(collectors))
+        engine.pool_state = lambda: pool.state
         pool.subscribe(engine.finish_pass)
-        stack.callback(pool.close)
-        stack.callback(engine.closed.set)  # first: a pass after the last tick ends
+        stack.callback(engine.closed.set)
+        stack.callback(pool.close)  # releases a worker held after the last tick
         stack.callback(engine.done.set)
+        clock.advance_to(plan.times[0])
         pool.open()
         _wait(engine)
     rows = engine.rows
