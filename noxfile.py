@@ -76,10 +76,14 @@ def bench(session: nox.Session) -> None:
     ``benchmarks/policy.py`` compares scaling policies on four synthetic loads
     in the simulator (about a minute and a half);
     ``benchmarks/scaling.py`` times reconcile passes against the fake Machines
-    API (about three minutes) and exits 1 if a target is missed. Extra
-    arguments go to ``scaling.py`` (``-- --full`` also creates 200 Machines).
+    API (about three minutes) and exits 1 if a target is missed;
+    ``benchmarks/simulate.py`` reports the simulator's passes per second for an
+    hour, a day and a week of 15 s ticks (about a minute and a half) and exits
+    1 if the week takes a minute or more. Extra arguments go to ``scaling.py``
+    (``-- --full`` also creates 200 Machines).
     """
     session.install(".")
     session.run("python", "benchmarks/expressions.py")
     session.run("python", "benchmarks/policy.py")
     session.run("python", "benchmarks/scaling.py", *session.posargs)
+    session.run("python", "benchmarks/simulate.py")
