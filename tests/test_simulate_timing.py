@@ -289,18 +289,24 @@ def test_a_pass_that_runs_out_of_time_leaves_the_rest_to_the_next(
         assert made <= 3 + max(0.0, float(row["time"]) - 30)
 
 
-def test_new_machines_boot_before_they_are_started(tmp_path: Path) -> None:
-    """--boot-time 20s: Machines created at 0:15 are starting until 0:35."""
-    rows = run_rows(
-        tmp_path, "time,jobs\n0,50\n15,65\n",
-        "--duration", "1m", "--boot-time", "20s", "--started", "10",
-        environ=CREATING,
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    ("load", "argv"),
+    [
+        # --boot-time 20s, 15 s ticks: created at 0:15, starting at 0:30, up at 0:45.
+        ("time,jobs\n0,50\n15,65\n", ["--duration", "1m", "--boot-time", "20s"]),
+        # The default, 10 s, at 5 s ticks: created at 0:05, up at 0:15.
+        ("time,jobs\n0,50\n5,65\n", ["--duration", "20s", "--tick", "5s"]),
+    ],
+)
+def test_new_machines_boot_before_they_are_started(
+    tmp_path: Path, load: str, argv: list[str]
+) -> None:
+    """New Machines are starting for the boot time, then started."""
+    rows = run_rows(tmp_path, load, *argv, "--started", "10", environ=CREATING)
     assert ints(rows, "machines") == [10, 13, 13, 13]
     assert ints(rows, "creates") == [0, 3, 0, 0]
-    # 0:15 and 0:30: the three new ones boot; 0:45: all 13 started.
-    assert ints(rows, "started") == [10, 10, 10, 13]
     assert ints(rows, "starting") == [0, 3, 3, 0]
+    assert ints(rows, "started") == [10, 10, 10, 13]
 
 
 SUSPEND_LOAD = "time,jobs\n0,25\n10,5\n30,25\n"
@@ -378,18 +384,6 @@ def test_the_documented_defaults_are_the_defaults_used(
             suspend=DEFAULT_TRANSITION_DELAY,
         )
     )
-
-
-def test_the_default_boot_time_is_used(tmp_path: Path) -> None:
-    """Without options, new Machines boot for 10 s: starting at 0:10, up at 0:15."""
-    rows = run_rows(
-        tmp_path, "time,jobs\n0,50\n5,65\n",
-        "--duration", "20s", "--tick", "5s", "--started", "10",
-        environ=CREATING,
-    )  # fmt: skip
-    assert ints(rows, "creates") == [0, 3, 0, 0]
-    assert ints(rows, "starting") == [0, 3, 3, 0]
-    assert ints(rows, "started") == [10, 10, 10, 13]
 
 
 def test_transition_delay_alone_times_every_transition() -> None:
