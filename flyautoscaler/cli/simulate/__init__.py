@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError, redact
+from flyautoscaler._extras import install_hint
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
@@ -544,8 +545,8 @@ def _report(plan: Plan, outcome: Outcome, out: Path, stdout: TextIO) -> int:
         print(f"wrote {chart_path}", file=stdout)
     else:
         print(
-            "no chart: matplotlib is not installed; get it with "
-            "pip install 'flyautoscaler[plot]'",
+            "no chart: matplotlib is not installed; get it with",
+            install_hint("plot"),
             file=stdout,
         )
     print(f"results in {out}", file=stdout, flush=True)
