@@ -26,7 +26,7 @@ from flyautoscaler._pool import (
     DEFAULT_UNHEALTHY_AFTER,
 )
 from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
-from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._reconciler import DEFAULT_MACHINE_LEASES, Reconciler
 from flyautoscaler._settings import Kind, Setting
 from flyautoscaler._validation import (
     MAX_CONCURRENCY,
@@ -35,6 +35,7 @@ from flyautoscaler._validation import (
     check_fallback,
     check_header_value,
     check_initial_machine_state,
+    check_machine_leases,
     check_range,
     check_stop_mode,
     check_wildcard_org,
@@ -162,6 +163,8 @@ class Config:
             ``None``: unset.
         stop_mode: ``"stop"`` or ``"suspend"``: how started Machines are
             brought down.
+        machine_leases: ``"off"``, ``"scale-down"`` or ``"all"``: which
+            Machine actions are taken under a Fly lease on the Machine.
         release_timeout: Seconds a release may stay ``running`` and still
             hold its app's passes; 0 waits however long it runs.
         metric_collectors: Where the metrics come from.
@@ -277,6 +280,10 @@ class Config:
     )
     stop_mode: str = field(
         default="stop", metadata=_setting("stop-mode", "FAS_STOP_MODE")
+    )
+    machine_leases: str = field(
+        default=DEFAULT_MACHINE_LEASES,
+        metadata=_setting("machine-leases", "FAS_MACHINE_LEASES"),
     )
     release_timeout: float = field(
         default=0.0,
@@ -461,6 +468,7 @@ class Config:
             count_field="fallback_started_machine_count",
         )
         check_stop_mode(self.stop_mode, self.setting("stop_mode"))
+        check_machine_leases(self.machine_leases, self.setting("machine_leases"))
 
     def _check_stop_metric(self) -> CollectorConfig | None:
         """Check the ``stop-metric-collector`` entry; return it (``None``: unset).
@@ -619,6 +627,7 @@ class Config:
             fallback_after=self.fallback_after,
             fallback_started_machine_n=self.fallback_started_machine_count,
             stop_mode=self.stop_mode,
+            machine_leases=self.machine_leases,
             stop_metric_collector=stop_metric_collector,
         )
 
