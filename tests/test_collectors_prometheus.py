@@ -12,11 +12,9 @@ import json
 import logging
 import math
 import socket
-import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +29,7 @@ from flyautoscaler.collectors import (
     PrometheusMachineCollector,
     PrometheusQueryError,
 )
-from servers import free_port, require_binary, stop, wait_ready
+from servers import free_port, run_prometheus
 
 # Generous: other test runs share this machine's two cores.
 STARTUP_DEADLINE = 90.0
@@ -86,67 +84,24 @@ def _scraped(address: str) -> bool:
     return bool(sample["value"][1] == str(len(APPS)))
 
 
-def _start_prometheus(
-    binary: str, workdir: Path, target: int
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start Prometheus on a free port; return it once it has scraped."""
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n"
+@pytest.fixture(scope="module")
+def prometheus(
+    exporter: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Run a real Prometheus on 127.0.0.1 that has scraped the exporter."""
+    yield from run_prometheus(
+        tmp_path_factory,
+        config="global:\n"
         "  scrape_interval: 1s\n"
         "  evaluation_interval: 1s\n"
         "scrape_configs:\n"
         "  - job_name: exporter\n"
         "    honor_labels: true\n"  # machine_load's instance, not the target's
         "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target}']\n"
-    )
-    port = free_port()
-    address = f"http://127.0.0.1:{port}"
-    with (workdir / "prometheus.log").open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd=workdir,
-        )
-    wait_ready(
-        proc,
-        lambda: _scraped(address),
-        name="prometheus",
-        log=workdir / "prometheus.log",
+        f"      - targets: ['127.0.0.1:{exporter}']\n",
+        ready=_scraped,
         deadline=STARTUP_DEADLINE,
-        poll=0.25,
     )
-    return proc, address
-
-
-@pytest.fixture(scope="module")
-def prometheus(
-    exporter: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Run a real Prometheus on 127.0.0.1 that has scraped the exporter."""
-    binary = require_binary("prometheus", "prometheus")
-    for attempt in range(3):  # the free port may be taken before Prometheus binds
-        workdir = tmp_path_factory.mktemp(f"prometheus{attempt}")
-        try:
-            proc, address = _start_prometheus(binary, workdir, exporter)
-        except RuntimeError:
-            if attempt == 2:
-                raise
-            continue
-        try:
-            yield address
-        finally:
-            stop(proc)
-        return
 
 
 def collector(address: str, query: str, **kwargs: Any) -> PrometheusCollector:
