@@ -168,6 +168,11 @@ class _InstantQuery:
         """The query endpoint, ``{address}/api/v1/query``."""
         return self._endpoint("query")
 
+    @property
+    def shown_address(self) -> str:
+        """The address as messages show it: without credentials or query string."""
+        return _display_address(self.address)
+
     def _endpoint(self, name: str) -> str:
         """Return the API endpoint *name* (``query``, ``query_range``)."""
         return f"{self.address.rstrip('/')}/api/v1/{name}"
