@@ -345,9 +345,13 @@ def _simulated_reconciler(
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     """Check the options and prepare the run, before anything starts.
 
+    The values come from ``--from-prometheus`` (fetched here), a ``--metrics``
+    file or the synthetic load.
+
     Raises:
         ValueError: An option is out of range, or the metrics file is invalid.
         ConfigError: The configuration is invalid.
+        MetricCollectionError: A query of ``--from-prometheus`` failed.
         OSError: A file cannot be read.
     """
     policy = _load_policy(args.config, environ)
