@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -171,6 +172,22 @@ def simulate(
     return code, stdout.getvalue(), stderr.getvalue()
 
 
+def replay(
+    tmp_path: Path,
+    *argv: str,
+    now: float | None = None,
+    environ: dict[str, str] | None = None,
+) -> tuple[str, Path, list[dict[str, str]]]:
+    """Replay with *argv*, check it succeeded; return stdout, the folder, the rows."""
+    out = Path(tempfile.mkdtemp(dir=tmp_path)) / "out"
+    code, stdout, stderr = simulate(
+        "--from-prometheus", *argv, "--out", str(out), "--quiet",
+        now=now, environ=environ,
+    )  # fmt: skip
+    assert (code, stderr) == (0, "")
+    return stdout, out, read_rows(out / "timeseries.csv")
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     """Return the CSV's rows."""
     with path.open(encoding="utf-8", newline="") as file:
@@ -202,13 +219,9 @@ def test_replay_matches_the_history_point_by_point(
 ) -> None:
     """Each metric's column holds the history's value at each tick, exactly."""
     config = config_file(tmp_path, prometheus, QUEUE_QUERY, JOBS_QUERY)
-    out = tmp_path / "out"
-    code, stdout, stderr = simulate(
-        "--config", config, "--from-prometheus", "--start", at(2, 50),
-        "--end", at(3, 30), "--out", str(out), "--quiet",
-    )  # fmt: skip
-    assert (code, stderr) == (0, "")
-    rows = read_rows(out / "timeseries.csv")
+    stdout, out, rows = replay(
+        tmp_path, "--config", config, "--start", at(2, 50), "--end", at(3, 30)
+    )
     assert len(rows) == 160  # 40 minutes of 15 s ticks, the end excluded
     first = T0 + 2 * 3600 + 50 * 60
     assert check_values(rows, first, JOBS, "jobs_running") == 0
@@ -238,13 +251,9 @@ def test_gap_ticks_fail_their_pass_and_hold_the_fleet(
 ) -> None:
     """A tick without data fails its pass (no value invented): the fleet holds."""
     config = config_file(tmp_path, prometheus, QUEUE_QUERY)
-    out = tmp_path / "out"
-    code, _, stderr = simulate(
-        "--config", config, "--from-prometheus", "--start", at(2, 55),
-        "--end", at(3, 20), "--out", str(out), "--quiet",
-    )  # fmt: skip
-    assert (code, stderr) == (0, "")
-    rows = read_rows(out / "timeseries.csv")
+    _, out, rows = replay(
+        tmp_path, "--config", config, "--start", at(2, 55), "--end", at(3, 20)
+    )
     gap = [r for r in rows if r["queue_depth"] == ""]
     assert len(gap) == 61
     before = rows[rows.index(gap[0]) - 1]
@@ -266,13 +275,9 @@ def test_gap_falls_back_like_a_metrics_outage(prometheus: str, tmp_path: Path) -
         QUEUE_QUERY,
         extra="fallback-after: 2\nfallback-started-machine-count: 6\n",
     )
-    out = tmp_path / "out"
-    code, _, stderr = simulate(
-        "--config", config, "--from-prometheus", "--start", at(2, 55),
-        "--end", at(3, 20), "--out", str(out), "--quiet",
-    )  # fmt: skip
-    assert (code, stderr) == (0, "")
-    rows = read_rows(out / "timeseries.csv")
+    _, _, rows = replay(
+        tmp_path, "--config", config, "--start", at(2, 55), "--end", at(3, 20)
+    )
     gap = [r for r in rows if r["queue_depth"] == ""]
     assert len(gap) == 61
     assert all(r["errors"] == "1" for r in gap)
@@ -289,15 +294,12 @@ def test_relative_times_count_from_now(prometheus: str, tmp_path: Path) -> None:
     config = config_file(tmp_path, prometheus, QUEUE_QUERY)
     runs = []
     for start, end in ((at(2, 50), at(3, 30)), ("-3h10m", "-2h30m")):
-        out = tmp_path / f"out{len(runs)}"
-        code, stdout, stderr = simulate(
-            "--config", config, "--from-prometheus", "--start", start,
-            "--end", end, "--out", str(out), "--quiet",
+        stdout, _, rows = replay(
+            tmp_path, "--config", config, "--start", start, "--end", end,
             now=T0 + 6 * 3600,
         )  # fmt: skip
-        assert (code, stderr) == (0, "")
         assert "span: 2026-11-23T02:50:00Z to 2026-11-23T03:29:45Z" in stdout
-        runs.append([r["queue_depth"] for r in read_rows(out / "timeseries.csv")])
+        runs.append([r["queue_depth"] for r in rows])
     assert runs[0] == runs[1]
 
 
@@ -306,17 +308,13 @@ def test_end_defaults_to_now_and_step_to_the_interval(
 ) -> None:
     """Without --end the replay ends now; without --step it steps by the interval."""
     config = config_file(tmp_path, prometheus, QUEUE_QUERY, extra="interval: 1m\n")
-    out = tmp_path / "out"
-    code, stdout, stderr = simulate(
-        "--config", config, "--from-prometheus", "--start", "-1h",
-        "--out", str(out), "--quiet", now=T0 + 2 * 3600 + 30,
-    )  # fmt: skip
-    assert (code, stderr) == (0, "")
+    stdout, _, rows = replay(
+        tmp_path, "--config", config, "--start", "-1h", now=T0 + 2 * 3600 + 30
+    )
     assert (
         "span: 2026-11-23T01:01:00Z to 2026-11-23T02:00:00Z, a point every 1m "
         "(60 per metric)"
     ) in stdout
-    rows = read_rows(out / "timeseries.csv")
     first = T0 + 3600 + 60
     for k, row in enumerate(rows):
         assert float(row["queue_depth"]) == expected(QUEUE, first + 60 * k)
@@ -608,17 +606,13 @@ def test_wildcard_app_needs_app(prometheus: str, tmp_path: Path) -> None:
         1,
         "error: --app 'other-app' does not match the configured app-name 'my-*'\n",
     )
-    out = tmp_path / "out"
-    code, stdout, stderr = simulate(
-        *argv, "--app", "my-app", "--out", str(out), "--quiet",
-        environ=environ, now=T0 + 86400,
-    )  # fmt: skip
-    assert (code, stderr) == (0, "")
+    stdout, _, rows = replay(
+        tmp_path, *argv[1:], "--app", "my-app", environ=environ, now=T0 + 86400
+    )
     assert "flyautoscaler simulate: app my-app, policy from the FAS_* variables" in (
         stdout
     )
     assert 'query queue_depth: queue_depth{app="my-app"}' in stdout
-    rows = read_rows(out / "timeseries.csv")
     assert [float(r["queue_depth"]) for r in rows] == [
         expected(QUEUE, T0 + 4 * 3600 + 15 * k) for k in range(20)
     ]

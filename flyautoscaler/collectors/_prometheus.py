@@ -14,6 +14,7 @@ declaration tells the command's configuration its keys and variables.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -197,6 +198,8 @@ class _InstantQuery:
     ) -> _Result:
         """Send the query, expanded for *app_name*, with *params* to *url*.
 
+        A form ``POST``; on 405 or 501 the same as a ``GET``.
+
         Returns:
             The answer's data.
 
@@ -205,12 +208,25 @@ class _InstantQuery:
                 without data.
         """
         query = expand_metric_query(self.query, app_name, variables=self.variables)
-        form = {"query": query, **params}
-        if self.session is not None:
-            response = self._ask(GivenSession(self.session), url, form, timeout)
-        else:
-            with requests.Session() as session:
-                response = self._ask(GivenSession(session), url, form, timeout)
+        body = urlencode({"query": query, **params})
+        headers = self._request_headers()
+        form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        with contextlib.ExitStack() as stack:
+            session = (
+                self.session
+                if self.session is not None
+                else stack.enter_context(requests.Session())
+            )
+            sender = Sender(
+                sessions=GivenSession(session),
+                timeout=timeout,
+                retry=_NO_RETRY,
+                sleep=time.sleep,
+                clock=time.monotonic,
+            )
+            response = self._send(sender, "POST", url, form, body)
+            if response.status_code in _GET_FALLBACK:
+                response = self._send(sender, "GET", f"{url}?{body}", headers, None)
         return self._read(response, app_name, url)
 
     def _vector(self, result: _Result, wanted: str) -> list[object]:
@@ -256,29 +272,6 @@ class _InstantQuery:
         elif self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
-
-    def _ask(
-        self,
-        session: GivenSession,
-        url: str,
-        params: Mapping[str, str],
-        timeout: tuple[float, float],
-    ) -> requests.Response:
-        """POST *params* to *url* as a form; on 405 or 501 send them as a GET."""
-        sender = Sender(
-            sessions=session,
-            timeout=timeout,
-            retry=_NO_RETRY,
-            sleep=time.sleep,
-            clock=time.monotonic,
-        )
-        headers = self._request_headers()
-        form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
-        query = urlencode(params)
-        response = self._send(sender, "POST", url, form, query)
-        if response.status_code in _GET_FALLBACK:
-            response = self._send(sender, "GET", f"{url}?{query}", headers, None)
-        return response
 
     def _send(
         self,
