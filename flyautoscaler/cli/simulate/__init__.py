@@ -15,10 +15,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TextIO
+
+from attrs import evolve
 
 from flyautoscaler._errors import ConfigError, FlyAutoscalerError, redact
 from flyautoscaler._extras import install_hint
@@ -26,6 +30,7 @@ from flyautoscaler._models import DEFAULT_PROCESS_GROUP
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler._reconciler import Reconciler
 from flyautoscaler.cli.simulate._api import run_simulation
+from flyautoscaler.cli.simulate._backtest import load_history, refuse_range_options
 from flyautoscaler.cli.simulate._profile import (
     DEFAULT_PEAK,
     Recording,
@@ -132,6 +137,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "start) and one column per metric (default: a synthetic load with a "
         "ramp, a spike and a decay)",
     )
+    parser.add_argument(
+        "--from-prometheus",
+        action="store_true",
+        help="replay the configured Prometheus queries over --start .. --end "
+        "(range queries, one value per --step) instead of a synthetic load",
+    )
+    parser.add_argument(
+        "--start",
+        metavar="TIME",
+        help="with --from-prometheus: the first time replayed, RFC 3339 "
+        "(2026-11-23T00:00:00Z) or relative to now (-7d, -2h, -30m)",
+    )
+    parser.add_argument(
+        "--end",
+        metavar="TIME",
+        help="with --from-prometheus: where the replay ends, excluded, as "
+        "--start (default: now)",
+    )
+    parser.add_argument(
+        "--step",
+        type=_duration,
+        metavar="DURATION",
+        help="with --from-prometheus: time between two points, the tick "
+        "(default: the configured interval, 15s)",
+    )
+    parser.add_argument(
+        "--app",
+        metavar="NAME",
+        help="with --from-prometheus: the app whose history is replayed "
+        "($APP_NAME); needed when the configured app-name is a wildcard",
+    )
+    # Relative times count from this Unix time; None: the clock's. Tests set it.
+    parser.set_defaults(now=None)
+    # Take "-7d" (a dash, then a digit) as an option's value, not as an option,
+    # as argparse itself does from Python 3.13 on: --start -7d works everywhere.
+    parser._negative_number_matcher = re.compile(r"-\.?\d")  # noqa: SLF001
     parser.add_argument(
         "--duration",
         type=_duration,
@@ -305,9 +346,13 @@ def _simulated_reconciler(
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     """Check the options and prepare the run, before anything starts.
 
+    The values come from ``--from-prometheus`` (fetched here), a ``--metrics``
+    file or the synthetic load.
+
     Raises:
         ValueError: An option is out of range, or the metrics file is invalid.
         ConfigError: The configuration is invalid.
+        MetricCollectionError: A query of ``--from-prometheus`` failed.
         OSError: A file cannot be read.
     """
     policy = _load_policy(args.config, environ)
@@ -322,6 +367,28 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             "--capacity needs a metric (one started Machine serves N units of the "
             f"first metric), and the policy from {policy.source} uses none"
         )
+    if args.from_prometheus:
+        history = load_history(
+            args,
+            environ,
+            source=policy.source,
+            interval=policy.interval,
+            max_ticks=MAX_TICKS,
+            now=time.time() if args.now is None else args.now,
+        )
+        return Plan(
+            policy=evolve(policy, app_name=history.app_name),
+            times=history.span.times,
+            tick=history.span.step,
+            values=history.values,
+            load=history.describe(),
+            machines=args.machines,
+            started=args.started,
+            transition_delay=args.transition_delay,
+            seed=args.seed,
+            capacity=args.capacity,
+        )
+    refuse_range_options(args)
     tick: float = args.tick or policy.interval
     recording: Recording | None = None
     if args.metrics is not None:
