@@ -26,7 +26,7 @@ from flyautoscaler._pool import (
     DEFAULT_UNHEALTHY_AFTER,
 )
 from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
-from flyautoscaler._reconciler import DEFAULT_MACHINE_LEASES, Reconciler
+from flyautoscaler._reconciler import Reconciler
 from flyautoscaler._settings import Kind, Setting
 from flyautoscaler._validation import (
     MAX_CONCURRENCY,
@@ -69,6 +69,12 @@ __all__ = [
 
 #: Where ``serve`` answers ``/metrics`` and ``/healthz`` unless told otherwise.
 DEFAULT_METRICS_ADDRESS: Final = ":9090"
+#: ``machine-leases`` of the command: scale-down actions under a lease. It
+#: costs scale-downs about one round trip each and scale-ups nothing
+#: (``benchmarks/leases.py``), and keeps a deploy's Machines from being
+#: stopped under it. (The library's default is off: a client of the user's own
+#: need not lease.)
+COMMAND_MACHINE_LEASES: Final = "scale-down"
 #: The most failed passes in a row ``unhealthy-after`` may wait for.
 MAX_UNHEALTHY_AFTER: Final = 1000
 #: The variable that sets the stop metric's query; the rest of the
@@ -163,8 +169,9 @@ class Config:
             ``None``: unset.
         stop_mode: ``"stop"`` or ``"suspend"``: how started Machines are
             brought down.
-        machine_leases: ``"off"``, ``"scale-down"`` or ``"all"``: which
-            Machine actions are taken under a Fly lease on the Machine.
+        machine_leases: ``"off"``, ``"scale-down"`` (the default) or
+            ``"all"``: which Machine actions are taken under a Fly lease on
+            the Machine.
         release_timeout: Seconds a release may stay ``running`` and still
             hold its app's passes; 0 waits however long it runs.
         metric_collectors: Where the metrics come from.
@@ -282,7 +289,7 @@ class Config:
         default="stop", metadata=_setting("stop-mode", "FAS_STOP_MODE")
     )
     machine_leases: str = field(
-        default=DEFAULT_MACHINE_LEASES,
+        default=COMMAND_MACHINE_LEASES,
         metadata=_setting("machine-leases", "FAS_MACHINE_LEASES"),
     )
     release_timeout: float = field(
