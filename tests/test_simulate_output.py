@@ -24,7 +24,7 @@ from flyautoscaler import ConfigError
 from flyautoscaler.cli.simulate import run
 from flyautoscaler.cli.simulate._chart import _spans
 from flyautoscaler.cli.simulate._policy import COUNT_VARIABLES, choose_policy
-from flyautoscaler.cli.simulate._report import TickRow
+from flyautoscaler.cli.simulate._report import TargetChange, TargetReach, TickRow
 from test_simulate import (
     PNG_SIGNATURE,
     SQUARE_WAVE,
@@ -496,3 +496,66 @@ def test_an_out_folder_given_gets_no_gitignore(tmp_path: Path) -> None:
     assert code == 0
     assert not (out / ".gitignore").exists()
     assert "Git ignores" not in stdout
+
+
+# --- the summary's sentences ----------------------------------------------------------
+
+
+def test_each_target_change_is_a_sentence() -> None:
+    """A first target, a change, a move there and back, one never reached."""
+    assert TargetChange(0, (None, None), (3, 3), 1, 0).describe("created") == (
+        "At 0:00:00 the first created target was 3; the fleet was inside it after "
+        "that pass."
+    )
+    assert TargetChange(15, (2, 2), (2, 2), 2, 15).describe("started") == (
+        "At 0:00:15 the started target moved away from 2 and back (after 2 moves); "
+        "the fleet was inside it 15s later."
+    )
+    assert TargetChange(60, (2, 4), (5, 9), 1, None).describe("started") == (
+        "At 0:01:00 the started target went from 2..4 to 5..9; the fleet had not "
+        "reached it by the end."
+    )
+
+
+@pytest.mark.parametrize(
+    ("reached", "sentence"),
+    [
+        ([], "No new started target asked the fleet to change."),
+        (
+            [None],
+            (
+                "The fleet was outside 1 new started target and did not reach it "
+                "by the end."
+            ),
+        ),
+        ([30], "The fleet was outside 1 new started target and reached it in 30s."),
+        (
+            [0, 0],
+            (
+                "The fleet was outside 2 new started targets and reached all of them "
+                "within the pass that set them."
+            ),
+        ),
+        (
+            [0, 15, 45, None],
+            (
+                "The fleet was outside 4 new started targets and reached 3 of them: "
+                "half within 15s, the slowest in 45s."
+            ),
+        ),
+    ],
+)
+def test_how_fast_targets_were_reached_is_one_sentence(
+    reached: list[float | None], sentence: str
+) -> None:
+    """The reach of a run's targets: how many, how many reached, how fast."""
+    changes = tuple(
+        TargetChange(15.0 * i, (1, 1), (2, 2), 1, r) for i, r in enumerate(reached)
+    )
+    times = sorted(r for r in reached if r is not None)
+    reach = TargetReach(
+        changes,
+        times[len(times) // 2] if times else None,
+        times[-1] if times else None,
+    )
+    assert reach.sentence("started") == sentence

@@ -146,11 +146,13 @@ def _band(  # noqa: PLR0913 - one band's look, by keyword
     color: str,
     alpha: float,
     label: str,
-) -> Patch:
-    """Draw a target's band and its edges; return its legend handle."""
+) -> list[Patch]:
+    """Draw a target's band and its edges; return its legend handle, if drawn."""
     from matplotlib.patches import Patch  # noqa: PLC0415 - optional extra
 
     low, high = _bounds(bands)
+    if all(math.isnan(v) for v in low):  # the target is not managed
+        return []
     axes.fill_between(
         x,
         _steps(low),
@@ -162,7 +164,7 @@ def _band(  # noqa: PLR0913 - one band's look, by keyword
     )
     axes.step(x, _steps(low), where="post", color=color, lw=0.9)
     axes.step(x, _steps(high), where="post", color=color, lw=0.9)
-    return Patch(facecolor=color, alpha=alpha + 0.1, edgecolor=color, label=label)
+    return [Patch(facecolor=color, alpha=alpha + 0.1, edgecolor=color, label=label)]
 
 
 def _markers(
@@ -266,7 +268,8 @@ def _capacity(
             where=short,
             step="post",
             color=_SHORT,
-            alpha=0.45,
+            alpha=0.85,
+            zorder=3,
             lw=0,
             label="under-provisioned",
         )
@@ -323,7 +326,7 @@ def write_chart(  # noqa: PLR0913 - the labels, by keyword
         panels = [bottom]
     shades = _shade(panels, rows, tick, scale)
     bands = [
-        _band(
+        *_band(
             bottom,
             x,
             [r.created_band for r in rows],
@@ -331,7 +334,7 @@ def write_chart(  # noqa: PLR0913 - the labels, by keyword
             alpha=0.18,
             label="created target (min..max)",
         ),
-        _band(
+        *_band(
             bottom,
             x,
             [r.started_band for r in rows],

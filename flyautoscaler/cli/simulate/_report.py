@@ -244,6 +244,11 @@ class TargetChange:
         moved = f" (after {self.moves} moves)" if self.moves > 1 else ""
         if self.before == (None, None):
             change = f"the first {kind} target was {format_band(self.after)}{moved}"
+        elif self.before == self.after:
+            change = (
+                f"the {kind} target moved away from {format_band(self.before)} and "
+                f"back{moved}"
+            )
         else:
             change = (
                 f"the {kind} target went from {format_band(self.before)} to "
@@ -371,7 +376,8 @@ class TargetReach:
             return f"No new {kind} target asked the fleet to change."
         targets = f"The fleet was outside {_plural(n, f'new {kind} target')}"
         if self.median is None or self.slowest is None:
-            return f"{targets} and reached none of them by the end."
+            missed = "did not reach it" if n == 1 else "reached none of them"
+            return f"{targets} and {missed} by the end."
         if n == 1:
             return f"{targets} and reached it {_how_fast(self.slowest, 'it')}."
         which = "all of them" if self.reached == n else f"{self.reached} of them"
