@@ -88,6 +88,30 @@ def _steps(values: Sequence[float]) -> list[float]:
     return [*values, values[-1]] if values else []
 
 
+def _step(  # noqa: PLR0913 - the line's look, by keyword
+    axes: Axes,
+    x: Sequence[float],
+    values: Sequence[float],
+    *,
+    color: str,
+    lw: float,
+    ls: str = "-",
+    label: str | None = None,
+    zorder: float = 2,
+) -> None:
+    """Draw *values* as steps, each holding for its tick (the last to the end)."""
+    axes.step(
+        x,
+        _steps(values),
+        where="post",
+        color=color,
+        lw=lw,
+        ls=ls,
+        label=label,
+        zorder=zorder,
+    )
+
+
 def _bounds(bands: Sequence[Band]) -> tuple[list[float], list[float]]:
     nan = math.nan
     lows = [
@@ -126,16 +150,12 @@ def _load_panel(
     for i, name in enumerate(metric_names):
         values = [r.metrics.get(name, math.nan) for r in rows]
         color = _LOAD_COLORS[i % len(_LOAD_COLORS)]
-        axes.step(x, _steps(values), where="post", label=name, lw=1.3, color=color)
+        _step(axes, x, values, label=name, lw=1.3, color=color)
     axes.set_ylabel(", ".join(metric_names) if len(metric_names) <= 2 else "load")
     axes.set_ylim(bottom=0)
     if len(metric_names) > 1:
         axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
     axes.grid(visible=True, alpha=0.3)
-
-
-def _needed(rows: Sequence[TickRow], metric: str, capacity: float) -> list[float]:
-    return [float(machines_needed(r.metrics[metric], capacity)) for r in rows]
 
 
 def _band(  # noqa: PLR0913 - one band's look, by keyword
@@ -162,8 +182,8 @@ def _band(  # noqa: PLR0913 - one band's look, by keyword
         alpha=alpha,
         lw=0,
     )
-    axes.step(x, _steps(low), where="post", color=color, lw=0.9)
-    axes.step(x, _steps(high), where="post", color=color, lw=0.9)
+    _step(axes, x, low, color=color, lw=0.9)
+    _step(axes, x, high, color=color, lw=0.9)
     return [Patch(facecolor=color, alpha=alpha + 0.1, edgecolor=color, label=label)]
 
 
@@ -240,6 +260,24 @@ def _shade(
     return handles
 
 
+def _needed_line(
+    axes: Axes, x: Sequence[float], rows: Sequence[TickRow], capacity: tuple[str, float]
+) -> list[float]:
+    """Draw the Machines the load needs, ``ceil(load / capacity)``; return them."""
+    metric, units = capacity
+    needed = [float(machines_needed(r.metrics[metric], units)) for r in rows]
+    _step(
+        axes,
+        x,
+        needed,
+        color=_NEEDED,
+        lw=1.0,
+        ls=":",
+        label=f"needed: ceil({metric} / {units:g})",
+    )
+    return needed
+
+
 def _capacity(
     axes: Axes,
     x: Sequence[float],
@@ -248,17 +286,7 @@ def _capacity(
     capacity: tuple[str, float],
 ) -> None:
     """Draw the Machines the load needs, and where fewer were started."""
-    metric, units = capacity
-    needed = _needed(rows, metric, units)
-    axes.step(
-        x,
-        _steps(needed),
-        where="post",
-        color=_NEEDED,
-        lw=1.0,
-        ls=":",
-        label=f"needed: ceil({metric} / {units:g})",
-    )
+    needed = _needed_line(axes, x, rows, capacity)
     short = [n > s for n, s in zip(_steps(needed), _steps(started), strict=True)]
     if any(short):
         axes.fill_between(
@@ -343,20 +371,20 @@ def write_chart(  # noqa: PLR0913 - the labels, by keyword
             label="started target (min..max)",
         ),
     ]
-    bottom.step(
+    _step(
+        bottom,
         x,
-        _steps([float(r.machines) for r in rows]),
-        where="post",
+        [float(r.machines) for r in rows],
         color=_CREATED,
         lw=1.3,
         ls="--",
         label="created Machines",
     )
     started = [float(r.started) for r in rows]
-    bottom.step(
+    _step(
+        bottom,
         x,
-        _steps(started),
-        where="post",
+        started,
         color=_STARTED,
         lw=2.2,
         label="started Machines",
@@ -426,20 +454,12 @@ def write_compare_chart(  # noqa: PLR0913 - the labels, by keyword
         bottom = fig.subplots()
         bottom.set_title(subtitle, fontsize=9, loc="left")
     if capacity is not None and metric_names:
-        bottom.step(
-            x,
-            _steps(_needed(rows, metric_names[0], capacity)),
-            where="post",
-            color=_NEEDED,
-            lw=1.0,
-            ls=":",
-            label=f"needed: ceil({metric_names[0]} / {capacity:g})",
-        )
+        _needed_line(bottom, x, rows, (metric_names[0], capacity))
     for i, run in enumerate(runs):
-        bottom.step(
+        _step(
+            bottom,
             x,
-            _steps([float(r.started) for r in run.rows]),
-            where="post",
+            [float(r.started) for r in run.rows],
             color=f"C{i % 10}",
             # Each narrower than the one before: where they coincide, all show.
             lw=max(1.2, 3.4 - 0.9 * i),

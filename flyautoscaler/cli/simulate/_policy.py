@@ -30,7 +30,11 @@ from flyautoscaler._reconciler import Reconciler
 from flyautoscaler.cli.simulate._report import CSV_COLUMNS
 from flyautoscaler.cli.simulate._run import DEFAULT_TICK, GATE_METRIC, Policy
 from flyautoscaler.config import Config, load_config
-from flyautoscaler.config._model import SECRET_VARIABLES, TOP_SETTINGS
+from flyautoscaler.config._model import (
+    _EXPRESSION_FIELDS,  # the six count expressions' settings
+    SECRET_VARIABLES,
+    TOP_SETTINGS,
+)
 
 __all__ = [
     "COUNT_VARIABLES",
@@ -54,19 +58,11 @@ DEFAULT_MAX_CREATED: Final = "max(10, ceil(queue_depth / 10) + 5)"
 #: The name of the seeded app when the configured one is a wildcard.
 WILDCARD_APP: Final = "sim-app"
 
-_COUNT_ATTRIBUTES: Final = (
-    "created_machine_count",
-    "min_created_machine_count",
-    "max_created_machine_count",
-    "started_machine_count",
-    "min_started_machine_count",
-    "max_started_machine_count",
-)
 #: The variables that make the ``FAS_*`` variables a policy (without ``--config``).
 COUNT_VARIABLES: Final = tuple(
     variable
     for setting in TOP_SETTINGS
-    if setting.attribute in _COUNT_ATTRIBUTES
+    if setting.attribute in _EXPRESSION_FIELDS
     for variable in setting.env
 )
 _PREFIX: Final = "FAS_"
