@@ -1,13 +1,15 @@
 """``flyautoscaler simulate``: try a policy on a fake fleet before deploying it.
 
-The options (:func:`add_arguments`), the policy (the built-in one, or the
-``--config`` file and ``FAS_*`` variables ``serve`` reads), the metric values
-(a synthetic load or a ``--metrics`` recording), the live view and the files
-written (:func:`run`). The engine is in :mod:`flyautoscaler.cli.simulate._run`; the
-summary, the CSV and the chart in :mod:`flyautoscaler.cli.simulate._report`; the
-run's numbers (:class:`SimulationSummary`) in
-:mod:`flyautoscaler.cli.simulate._summary`. :func:`run_simulation` runs a policy
-in-process and returns them, for benchmarks.
+The options (:func:`add_arguments`), the metric values (a synthetic load or a
+``--metrics`` recording), the header and the files written (:func:`run`). Which
+policy runs, and why, is decided in :mod:`flyautoscaler.cli.simulate._policy`;
+``--compare`` in :mod:`~flyautoscaler.cli.simulate._compare`; the live view (the
+tick table and the progress line) in :mod:`~flyautoscaler.cli.simulate._console`.
+The engine is in :mod:`flyautoscaler.cli.simulate._run`; the summary and the CSV
+in :mod:`~flyautoscaler.cli.simulate._report`, the charts in
+:mod:`~flyautoscaler.cli.simulate._chart`; the run's numbers
+(:class:`SimulationSummary`) in :mod:`~flyautoscaler.cli.simulate._summary`.
+:func:`run_simulation` runs a policy in-process and returns them, for benchmarks.
 """
 
 from __future__ import annotations
