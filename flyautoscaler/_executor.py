@@ -28,7 +28,6 @@ as the actions finish, on the thread that runs the step.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from typing import Final
 from attrs import define, field, frozen
 
 from flyautoscaler._errors import FlapsError, FlapsNotSentError, describe
+from flyautoscaler._log import get_logger
 from flyautoscaler._models import (
     LaunchMachineInput,
     Machine,
@@ -53,7 +53,7 @@ from flyautoscaler._stats import ReconcilerStats
 
 __all__ = ["ActionThreads", "StepOutcome", "Steps", "run_step"]
 
-logger = logging.getLogger("flyautoscaler.reconciler")
+logger = get_logger("flyautoscaler.reconciler")
 
 #: Seconds an idle action thread waits for work before it ends.
 IDLE_TIMEOUT: Final = 60.0

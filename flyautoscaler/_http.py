@@ -23,7 +23,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import json
-import logging
 import math
 import os
 import random
@@ -42,6 +41,7 @@ from attrs import define, field, frozen
 
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, Scrubber
+from flyautoscaler._log import get_logger
 from flyautoscaler._ratelimit import RateLimiter
 from flyautoscaler._scope import Scope, current_scope, pause
 from flyautoscaler._validation import check_header_value, header_value_problem
@@ -74,7 +74,7 @@ __all__ = [
     "token_header_problem",
 ]
 
-logger = logging.getLogger("flyautoscaler.fly")
+logger = get_logger("flyautoscaler.fly")
 
 #: Seconds allowed to open a TCP (and TLS) connection.
 DEFAULT_CONNECT_TIMEOUT = 5.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import logging
 import re
 import threading
 import time
@@ -21,6 +20,7 @@ from flyautoscaler._errors import (
     error_kind,
 )
 from flyautoscaler._executor import ActionThreads
+from flyautoscaler._log import get_logger
 from flyautoscaler._metrics import register_prom_metrics
 from flyautoscaler._names import format_wildcard_as_regexp
 from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
@@ -62,7 +62,7 @@ __all__ = [
 #: Called with each pass's report (see :meth:`ReconcilerPool.subscribe`).
 Subscriber = Callable[[PassReport], object]
 
-logger = logging.getLogger("flyautoscaler.pool")
+logger = get_logger("flyautoscaler.pool")
 
 DEFAULT_RECONCILE_TIMEOUT: Final = 30.0
 DEFAULT_RECONCILE_INTERVAL: Final = 15.0
@@ -763,7 +763,7 @@ class ReconcilerPool:
                 },
             )
             return None
-        logger.info("pool.release_running", extra={"app": app.name})
+        logger.debug("pool.release_running", extra={"app": app.name})
         return _Outcome("skipped")
 
 

@@ -34,6 +34,7 @@ from flyautoscaler._errors import (
 )
 from flyautoscaler._executor import ActionThreads, StepOutcome, Steps, run_step
 from flyautoscaler._expr import compile_expression
+from flyautoscaler._log import get_logger
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
 from flyautoscaler._plan import (
     Behaviour,
@@ -71,7 +72,7 @@ from flyautoscaler._validation import (
 
 __all__ = ["FLEET_NAMES", "Reconciler", "check_can_suspend", "share_action_threads"]
 
-logger = logging.getLogger("flyautoscaler.reconciler")
+logger = get_logger("flyautoscaler.reconciler")
 
 #: How many launches in a row may fail before a pass stops creating.
 DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
@@ -704,7 +705,16 @@ class Reconciler:
                     "reconcile.min_above_max",
                     extra={"app": self.app_name, "kind": kind, "min": low, "max": high},
                 )
-        logger.info(
+
+    def _log_pass(self, the_plan: Plan, result: ReconcileResult) -> None:
+        """Log ``reconcile.pass``: at INFO when the pass acted or failed, else DEBUG.
+
+        A wildcard over many apps then logs a line a pass only for the apps
+        that changed (or could not).
+        """
+        acted = result.scaled or not result.ok or result.fallback
+        logger.log(
+            logging.INFO if acted else logging.DEBUG,
             "reconcile.pass",
             extra={
                 "app": self.app_name,
@@ -712,10 +722,17 @@ class Reconciler:
                     "created": the_plan.created_count,
                     "started": the_plan.started_count,
                 },
-                "target": targets.as_dict(),
-                "raw_target": raw.as_dict(),
+                "target": the_plan.targets.as_dict(),
+                "raw_target": the_plan.raw.as_dict(),
+                "actions": {
+                    "created": len(result.created),
+                    "destroyed": len(result.destroyed),
+                    "started": len(result.started),
+                    "stopped": len(result.stopped),
+                    "failed": len(result.failures),
+                },
                 "reasons": [r.text for r in the_plan.reasons],
-                "rules": list(dict.fromkeys(r.rule for r in the_plan.reasons)),
+                "rules": list(result.rules),
                 "fallback": the_plan.fallback,
             },
         )
@@ -747,6 +764,7 @@ class Reconciler:
             raw_targets=the_plan.raw,
             fallback_error=fallback,
         )
+        self._log_pass(the_plan, result)
         if not result.ok:
             logger.warning(
                 "reconcile.incomplete",

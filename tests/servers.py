@@ -14,6 +14,8 @@ from types import ModuleType
 
 import pytest
 
+from flyautoscaler._extras import install_hint
+
 
 def free_port() -> int:
     """Return a loopback TCP port that was free a moment ago."""
@@ -61,7 +63,7 @@ def import_or_skip(name: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        message = f"{name} missing; install with: pip install 'flyautoscaler[{extra}]'"
+        message = f"{name} missing; install with: {install_hint(extra)}"
         if os.environ.get("CI") and not os.environ.get("FAS_MINIMAL_TESTS"):
             pytest.fail(message)
         pytest.skip(message, allow_module_level=True)

@@ -207,7 +207,7 @@ def test_several_series_take_the_first_and_warn(prometheus, caplog):
     value = collector(prometheus, "sort(queue_depth)").collect_metric("app-a")
     assert value == 3.0
     [record] = [
-        r for r in caplog.records if r.message == "collector.prometheus.multiple_series"
+        r for r in caplog.records if r.msg == "collector.prometheus.multiple_series"
     ]
     extra = vars(record)
     assert (extra["app"], extra["collector"]) == ("app-a", "queue_depth")
@@ -311,9 +311,7 @@ def test_machine_values_nan_inf_dropped_and_duplicates_keep_the_max(prometheus, 
     c = machines(prometheus, 'machine_load{app="$APP_NAME"}')
     assert c.collect_machine_metrics("app-c") == {"5683d5e3": 6.0}
     [record] = [
-        r
-        for r in caplog.records
-        if r.message == "collector.prometheus.duplicate_instances"
+        r for r in caplog.records if r.msg == "collector.prometheus.duplicate_instances"
     ]
     extra = vars(record)
     assert (extra["app"], extra["collector"]) == ("app-c", "load")
@@ -338,9 +336,7 @@ def test_machine_values_ignore_series_without_instance(prometheus, caplog):
     )
     assert c.collect_machine_metrics("app-b") == {"1781973f": 7.0}
     [record] = [
-        r
-        for r in caplog.records
-        if r.message == "collector.prometheus.unlabelled_series"
+        r for r in caplog.records if r.msg == "collector.prometheus.unlabelled_series"
     ]
     assert (vars(record)["series"], vars(record)["label"]) == (2, "instance")
 
@@ -503,9 +499,7 @@ def test_server_warnings_are_logged(caplog):
     with responses.RequestsMock() as mock:
         mock.post(URL, json=vector("2", warnings=["partial response"]))
         assert collector(ADDRESS, "up").collect_metric("app-a") == 2.0
-    [record] = [
-        r for r in caplog.records if r.message == "collector.prometheus.warnings"
-    ]
+    [record] = [r for r in caplog.records if r.msg == "collector.prometheus.warnings"]
     assert record.levelno == logging.WARNING
     extra = vars(record)
     assert extra["warnings"] == ["partial response"]

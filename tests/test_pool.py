@@ -40,7 +40,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
 
 def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
     """The captured records of the log event *name*."""
-    return [r for r in caplog.records if r.getMessage() == name]
+    return [r for r in caplog.records if r.msg == name]
 
 
 def settle(pool: fas.ReconcilerPool, passes: int = 3) -> None:
@@ -295,7 +295,7 @@ def test_failing_collector_does_not_affect_other_apps(pools, caplog):
     assert wait_until(lambda: clients["my-app-b"].count("started") == 1)
     assert wait_until(lambda: pool.app_status()["my-app-a"].errors["collect"] >= 2)
     assert clients["my-app-a"].count("started") == 0
-    failed = [r for r in caplog.records if r.getMessage() == "pool.pass_failed"]
+    failed = [r for r in caplog.records if r.msg == "pool.pass_failed"]
     assert failed
     assert {r.app for r in failed} == {"my-app-a"}  # type: ignore[attr-defined]
     assert all(r.kind == "collect" for r in failed)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import flyautoscaler as fas
+from flyautoscaler._extras import install_hint
 from flyautoscaler.cli.simulate import (
     SimulationSummary,
     add_arguments,
@@ -198,7 +199,7 @@ def test_without_matplotlib_the_csv_is_written_and_the_extra_named(
     assert code == 0
     assert (out / "timeseries.csv").is_file()
     assert not (out / "chart.png").exists()
-    assert "pip install 'flyautoscaler[plot]'" in stdout
+    assert install_hint("plot") in stdout
 
 
 # --- replaying a recording --------------------------------------------------------

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import functools
 import json
-import logging
 import select
 import signal
 import socket
@@ -19,6 +18,7 @@ from attrs import define, field
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from flyautoscaler._log import get_logger
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler.cli._common import EXIT_OK, close_quietly, load
@@ -27,7 +27,7 @@ from flyautoscaler.cli._logging import configure_logging, secrets_of
 
 __all__ = ["parse_listen_address", "serve"]
 
-logger = logging.getLogger("flyautoscaler.cli")
+logger = get_logger("flyautoscaler.cli")
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -157,7 +157,11 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     )
 
     config = load(args, environ)
-    configure_logging(verbose=config.verbose, secrets=secrets_of(config))
+    configure_logging(
+        verbose=config.verbose,
+        secrets=secrets_of(config),
+        level=getattr(args, "log_level", None),
+    )
     config.validate(require_token=True)
     host, port = parse_listen_address(config.metrics_address)
     collectors: list[MetricCollector] = config.build_collectors(environ)

@@ -32,6 +32,7 @@ from flyautoscaler._errors import (
     redact,
 )
 from flyautoscaler._http import GivenSession, RetryPolicy, Sender
+from flyautoscaler._log import get_logger
 from flyautoscaler._names import check_query_variables, expand_metric_query
 from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import check_header_value, require, timeout_pair
@@ -44,7 +45,7 @@ __all__ = [
     "PrometheusQueryError",
 ]
 
-logger = logging.getLogger("flyautoscaler.collectors")
+logger = get_logger("flyautoscaler.collectors")
 
 #: Default (connect, read) timeout of a query, in seconds.
 DEFAULT_PROMETHEUS_TIMEOUT: Final = (5.0, 15.0)

@@ -17,6 +17,7 @@ from attrs import define, field
 
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
+from flyautoscaler._extras import install_hint
 from flyautoscaler._names import check_query_variables, expand_metric_query
 from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import positive_seconds, require
@@ -30,7 +31,7 @@ __all__ = ["DEFAULT_REDIS_TIMEOUT", "REDIS", "RedisListLengthCollector"]
 DEFAULT_REDIS_TIMEOUT: Final = 5.0
 
 _SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
-_INSTALL_REDIS: Final = "pip install 'flyautoscaler[redis]'"
+_INSTALL_REDIS: Final = install_hint("redis")
 
 
 def import_redis() -> ModuleType:
@@ -66,7 +67,7 @@ class RedisListLengthCollector(Closing):
     :func:`~flyautoscaler.expand_metric_query`); a key that does not exist
     counts as an empty list. All keys are read in one round trip.
 
-    Needs the ``redis`` extra: ``pip install 'flyautoscaler[redis]'``.
+    Needs the ``redis`` extra (from a checkout: ``pip install '.[redis]'``).
 
     The client is created on first use and reused (it is thread-safe); call
     :meth:`close`, or use the collector as a context manager, to close its

@@ -17,7 +17,6 @@ import base64
 import binascii
 import contextlib
 import json
-import logging
 import math
 import re
 import socket
@@ -41,6 +40,7 @@ from flyautoscaler._errors import (
     FlapsTransportError,
     Scrubber,
 )
+from flyautoscaler._log import get_logger
 from flyautoscaler._models import (
     LaunchMachineInput,
     Machine,
@@ -53,7 +53,7 @@ from flyautoscaler.testing._fakes import FakeFlapsClient, FakeFlyClient, Lease
 
 __all__ = ["FakeMachinesServer", "RequestRecord"]
 
-_log = logging.getLogger("flyautoscaler.testing")
+_log = get_logger("flyautoscaler.testing")
 
 _WAIT_CAP: Final = 60.0
 _DEFAULT_LEASE_TTL: Final = 30.0

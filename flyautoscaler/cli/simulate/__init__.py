@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from flyautoscaler._errors import FlyAutoscalerError, redact
+from flyautoscaler._extras import install_hint
 from flyautoscaler.cli.simulate._api import run_simulation
 from flyautoscaler.cli.simulate._chart import (
     ChartRun,
@@ -533,8 +534,7 @@ def _wrote(paths: Sequence[Path], out: Path, stdout: TextIO, *, ignored: bool) -
 
 def _no_chart(stdout: TextIO) -> None:
     print(
-        "No chart: matplotlib is not installed; get it with "
-        "pip install 'flyautoscaler[plot]'.",
+        f"No chart: matplotlib is not installed; get it with {install_hint('plot')}.",
         file=stdout,
     )
 
