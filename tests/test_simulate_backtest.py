@@ -609,7 +609,7 @@ def test_wildcard_app_needs_app(prometheus: str, tmp_path: Path) -> None:
     stdout, _, rows = replay(
         tmp_path, *argv[1:], "--app", "my-app", environ=environ, now=T0 + 86400
     )
-    assert "flyautoscaler simulate: app my-app, policy from the FAS_* variables" in (
+    assert "flyautoscaler simulate: app my-app, policy from FAS_* variables" in (
         stdout
     )
     assert 'query queue_depth: queue_depth{app="my-app"}' in stdout
