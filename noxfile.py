@@ -80,7 +80,8 @@ def bench(session: nox.Session) -> None:
 
     ``benchmarks/expressions.py`` times the expression compiler;
     ``benchmarks/policy.py`` compares scaling policies on four synthetic loads
-    in the simulator (about a minute and a half);
+    in the simulator (about a minute and a half); ``benchmarks/leases.py``
+    measures what Fly Machine leases cost a pass;
     ``benchmarks/scaling.py`` times reconcile passes against the fake Machines
     API (about three minutes) and exits 1 if a target is missed. Extra
     arguments go to ``scaling.py`` (``-- --full`` also creates 200 Machines).
@@ -88,4 +89,5 @@ def bench(session: nox.Session) -> None:
     session.install(".")
     session.run("python", "benchmarks/expressions.py")
     session.run("python", "benchmarks/policy.py")
+    session.run("python", "benchmarks/leases.py")
     session.run("python", "benchmarks/scaling.py", *session.posargs)
