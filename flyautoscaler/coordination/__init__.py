@@ -77,10 +77,11 @@ Key                   Type       Holds
                                  server's ``TIME``; no TTL)
 ====================  =========  ==============================================
 
-A token is the larger of the app's last token plus one and the server's
-time in microseconds (``INCR``, seeded from ``TIME``, in the same Lua
-script as the ``SET``, so no token is spent on a lease not granted): tokens
-keep increasing when the fence key is lost with the rest.
+A token is the larger of the app's last token plus one (what ``INCR``
+gives) and the server's ``TIME`` in microseconds, taken in the same Lua
+script as the lease's ``SET``, so no token is spent on a lease not granted.
+Seeded so from the clock, tokens keep increasing when the fence key is lost
+with the rest.
 
 Two implementations:
 

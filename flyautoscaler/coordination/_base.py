@@ -222,7 +222,7 @@ def check_ttl(ttl: float) -> int:
         ConfigError: *ttl* is not a positive duration of at most 24 hours.
     """
     check_duration(ttl, "lease ttl", field="ttl")
-    return math.ceil(ttl * 1000)
+    return math.ceil(round(ttl * 1000, 6))  # 2.007 s is 2007 ms, not 2008
 
 
 def check_seconds(_instance: object, attribute: object, value: float) -> None:
