@@ -152,6 +152,22 @@ class RedisBackend:
 Backend = MemoryBackend | RedisBackend
 
 
+def acquire_after(
+    backend: Backend, coordinator: Coordinator, ttl: float, seconds: float
+) -> AppLease:
+    """Let about *seconds* pass until *coordinator* acquires APP; return the lease."""
+    taken: list[AppLease] = []
+
+    def acquired() -> bool:
+        lease = coordinator.acquire(APP, ttl)
+        if lease is not None:
+            taken.append(lease)
+        return bool(taken)
+
+    backend.elapse(seconds, until=acquired)
+    return taken[0]
+
+
 def client_of(server: RedisServer):
     """A plain redis-py client of *server*, to look at the keys."""
     redis = import_or_skip("redis", "redis")
@@ -258,16 +274,7 @@ def test_an_expired_lease_is_taken_over(backend):
     old = a.acquire(APP, SHORT)
     assert old is not None
     assert b.acquire(APP, LONG) is None
-    taken: list[AppLease] = []
-
-    def b_acquires() -> bool:
-        lease = b.acquire(APP, LONG)
-        if lease is not None:
-            taken.append(lease)
-        return bool(taken)
-
-    backend.elapse(SHORT + 0.01, until=b_acquires)
-    new = taken[0]
+    new = acquire_after(backend, b, LONG, SHORT + 0.01)
     assert new.token > old.token
     assert not a.holds(old, 0.0)
     assert a.renew(old, LONG) is None
@@ -374,16 +381,7 @@ def test_a_store_that_lost_its_data(own_backend):
     assert a.renew(old, LONG) is None
     assert a.replicas() == []
     assert b.acquire(APP, SHORT) is None  # a may still be finishing an action
-    taken: list[AppLease] = []
-
-    def b_acquires() -> bool:
-        lease = b.acquire(APP, SHORT)
-        if lease is not None:
-            taken.append(lease)
-        return bool(taken)
-
-    own_backend.elapse(SHORT + 0.01, until=b_acquires)
-    assert taken[0].token > old.token
+    assert acquire_after(own_backend, b, SHORT, SHORT + 0.01).token > old.token
 
 
 # --- Membership ---
@@ -792,20 +790,7 @@ def test_bad_urls_are_refused(url, match):
     assert "pw-secret" not in str(info.value)
 
 
-# --- Without redis-py ---
-
-
-def test_import_does_not_load_redis():
-    """Importing flyautoscaler.coordination does not import redis-py."""
-    code = "import sys, flyautoscaler.coordination\nprint('redis' in sys.modules)"
-    result = subprocess.run(  # noqa: S603 - this interpreter, fixed code
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert result.stdout.strip() == "False"
+# --- Without redis-py (importing the module: tests/test_collectors_extras.py) ---
 
 
 def test_redis_missing_names_the_install_command(monkeypatch):
