@@ -681,14 +681,21 @@ def test_tokens_keep_growing_without_the_fence_key(redis_backend):
     assert second.token > first.token
 
 
-def test_a_new_redis_grants_no_lease_for_one_ttl(redis_backend):
-    """A store never seen before may have just lost its data: it waits one TTL."""
+@pytest.mark.parametrize("epoch", [None, "future"])
+def test_a_new_redis_grants_no_lease_for_one_ttl(redis_backend, epoch):
+    """A store never seen (or seen in its future) may have lost data: it waits a TTL."""
     with client_of(redis_backend.server) as client:
-        client.delete("fas:epoch")
+        if epoch is None:
+            client.delete("fas:epoch")
+        else:  # the server's clock went back an hour since
+            seconds, micros = client.time()
+            client.set("fas:epoch", (seconds + 3600) * 1_000_000 + micros)
     a = redis_backend.coordinator("a")
     a.heartbeat()  # the first sight of the store starts the wait
     assert a.acquire(APP, SHORT) is None
+    started = time.monotonic()
     eventually(lambda: a.acquire(APP, SHORT) is not None)
+    assert time.monotonic() - started < SHORT + 5
 
 
 def test_dead_heartbeats_are_deleted(redis_backend):

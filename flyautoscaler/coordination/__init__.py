@@ -49,6 +49,9 @@ the same time as another replica. Because:
   replaced), the lease a holder was relying on is gone, so no lease for any
   app is granted for one TTL after the store is first seen empty (the
   *epoch* key records when), which is how long that holder may still act.
+  A brand-new Redis looks the same, so the first start of a deployment
+  waits one TTL too; where no replica can have acted yet, setting the
+  epoch key to ``0`` skips that wait.
 
 What is not guaranteed: the actions of a replica that ignores ``holds``, or
 whose action outlasts its margin (an HTTP request cannot be recalled); Redis

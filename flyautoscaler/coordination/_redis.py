@@ -54,12 +54,14 @@ _GRAIN: Final = 0.001
 # are microseconds of the server's clock (below 2^53, exact in Lua's doubles).
 
 # KEYS: lease, fence, epoch. ARGV: replica id, ttl (ms). Returns the token (a
-# string), 0 when the lease is held, -1 while the store is newly emptied.
+# string), 0 when the lease is held, -1 while the store is newly emptied. An
+# epoch in the future (the server's clock went back) starts the wait again,
+# so that it stays one TTL long.
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local epoch = tonumber(redis.call('GET', KEYS[3]))
-if epoch == nil then
+if epoch == nil or epoch > now then
   epoch = now
   redis.call('SET', KEYS[3], string.format('%.0f', now))
 end
@@ -212,7 +214,7 @@ class RedisCoordinator(Closing):
             [live_ms, live_ms * _TRIM_WINDOWS],
         )
         return sorted(
-            item.decode() if isinstance(item, bytes) else str(item)
+            item.decode(errors="replace") if isinstance(item, bytes) else str(item)
             for item in (reply if isinstance(reply, list) else [])
         )
 
