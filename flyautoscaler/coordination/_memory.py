@@ -155,6 +155,10 @@ class InMemoryStore:
         )
 
 
+def _store(store: InMemoryStore | None) -> InMemoryStore:
+    return InMemoryStore() if store is None else store
+
+
 @define
 class InMemoryCoordinator(Closing):
     """A :class:`Coordinator` whose store is an :class:`InMemoryStore`.
@@ -180,7 +184,7 @@ class InMemoryCoordinator(Closing):
         ConfigError: The replica id or the liveness is not valid.
     """
 
-    store: InMemoryStore = field(factory=InMemoryStore)
+    store: InMemoryStore = field(default=None, converter=_store)
     replica_id: str = field(default=None, converter=check_replica_id, kw_only=True)
     liveness: float = field(
         default=DEFAULT_LIVENESS, converter=float, validator=check_seconds, kw_only=True
