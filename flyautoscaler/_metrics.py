@@ -94,6 +94,15 @@ class PoolCollector(Collector):
                     family.add_metric([status], float(stats[counter]))
             yield family
 
+        leased = CounterMetricFamily(
+            "fas_machine_lease_skipped",
+            "Machine actions not made because someone else held the Machine's "
+            "lease (a deploy, say).",
+        )
+        if with_samples:
+            leased.add_metric([], float(stats["machine_lease_skipped"]))
+        yield leased
+
         managed = GaugeMetricFamily("fas_apps", "Apps under management.")
         if with_samples:
             managed.add_metric([], float(len(apps)))

@@ -26,7 +26,7 @@ from flyautoscaler._names import format_wildcard_as_regexp
 from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
 from flyautoscaler._reconciler import (
     Reconciler,
-    check_can_suspend,
+    check_client,
     share_action_threads,
 )
 from flyautoscaler._results import ReconcileResult
@@ -441,8 +441,7 @@ class ReconcilerPool:
     def _new_app_reconciler(self, name: str, client: FlapsClient) -> Reconciler:
         """Return a reconciler of *name*, set up for this pool."""
         reconciler = self.new_reconciler()
-        if reconciler.stop_mode == "suspend":
-            check_can_suspend(client)  # before any pass, not at the first stop
+        check_client(client, reconciler)  # before any pass, not at the first stop
         if self._actions is not None:
             share_action_threads(reconciler, self._actions)
         reconciler.app_name = name

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from flyautoscaler._errors import ConfigError, Scrubber
+from flyautoscaler._extras import install_hint
 
 if TYPE_CHECKING:
     import redis
 
 __all__ = [
-    "INSTALL_REDIS",
     "check_redis_url",
     "display_url",
     "import_redis",
@@ -30,9 +30,6 @@ __all__ = [
     "redis_server",
     "url_scrubber",
 ]
-
-#: How to install redis-py, for the messages that need it.
-INSTALL_REDIS: Final = "pip install 'flyautoscaler[redis]'"
 
 _SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 
@@ -49,7 +46,7 @@ def import_redis(user: str) -> ModuleType:
     try:
         return importlib.import_module("redis")
     except ImportError as exc:
-        raise ImportError(f"{user} needs redis-py: {INSTALL_REDIS}") from exc
+        raise ImportError(f"{user} needs redis-py: {install_hint('redis')}") from exc
 
 
 def check_redis_url(url: str, setting: str, *, field: str) -> None:

@@ -8,11 +8,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from flyautoscaler._extras import install_hint
 
 
 def free_port() -> int:
@@ -61,7 +63,7 @@ def import_or_skip(name: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        message = f"{name} missing; install with: pip install 'flyautoscaler[{extra}]'"
+        message = f"{name} missing; install with: {install_hint(extra)}"
         if os.environ.get("CI") and not os.environ.get("FAS_MINIMAL_TESTS"):
             pytest.fail(message)
         pytest.skip(message, allow_module_level=True)
@@ -196,3 +198,70 @@ class RedisServer:
             deadline=self.STARTUP_DEADLINE,
             poll=0.1,
         )
+
+
+def run_prometheus(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    config: str,
+    ready: Callable[[str], bool],
+    prepare: Callable[[Path], None] | None = None,
+    args: Sequence[str] = (),
+    deadline: float = 90.0,
+) -> Iterator[str]:
+    """Run the ``prometheus`` binary on 127.0.0.1; yield its address, then stop it.
+
+    For a fixture: ``yield from run_prometheus(...)``. Without the binary the
+    test is skipped (locally) or fails (in CI).
+
+    Args:
+        tmp_path_factory: Where its working directories go.
+        config: Its configuration file's text.
+        ready: Given the address, whether it is ready for the tests.
+        prepare: Called with its data directory before it starts (to
+            backfill blocks there, for example).
+        args: More command-line flags.
+        deadline: Seconds it may take to become ready.
+    """
+    binary = require_binary("prometheus", "prometheus")
+    for attempt in range(3):  # the free port may be taken before Prometheus binds
+        workdir = tmp_path_factory.mktemp(f"prometheus{attempt}")
+        (workdir / "prometheus.yml").write_text(config, encoding="utf-8")
+        if prepare is not None:
+            prepare(workdir / "data")
+        port = free_port()
+        address = f"http://127.0.0.1:{port}"
+        log = workdir / "prometheus.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+                [
+                    binary,
+                    f"--config.file={workdir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                    *args,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                cwd=workdir,
+            )
+        try:
+            wait_ready(
+                proc,
+                lambda: ready(address),  # noqa: B023 - called before the next turn
+                name="prometheus",
+                log=log,
+                deadline=deadline,
+                poll=0.25,
+            )
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield address
+        finally:
+            stop(proc)
+        return

@@ -950,6 +950,7 @@ BEHAVIOUR = {
     "FAS_FALLBACK_AFTER": "3",
     "FAS_FALLBACK_STARTED_MACHINE_COUNT": "1",
     "FAS_STOP_MODE": "suspend",
+    "FAS_MACHINE_LEASES": "scale-down",
     "FAS_RELEASE_TIMEOUT": "90",
     "FAS_STOP_METRIC_PROMETHEUS_QUERY": 'sum by (instance) (c{app="$APP_NAME"})',
 }
@@ -978,6 +979,7 @@ def test_serve_runs_with_the_scaling_behaviour(fly, prom):
         "fallback_after": 3,
         "fallback_started_machine_n": 1,
         "stop_mode": "suspend",
+        "machine_leases": "scale-down",
         "stop_metric": "stop_metric",
         "release_timeout": 90.0,
     }
@@ -986,7 +988,11 @@ def test_serve_runs_with_the_scaling_behaviour(fly, prom):
 
 
 def test_serve_default_behaviour_is_the_go_originals(fly, prom):
-    """Without the new settings, serve runs as the Go original does."""
+    """Without the new settings, serve runs as the Go original does.
+
+    But for one choice: scale-downs are taken under a Fly lease (a deploy's
+    Machines are left alone), which costs a scale-down a round trip a Machine.
+    """
     started, _ = started_line(serve_env(fly, prom))
     assert started["behaviour"] == {
         "scale_down_stabilization": 0.0,
@@ -996,6 +1002,7 @@ def test_serve_default_behaviour_is_the_go_originals(fly, prom):
         "fallback_after": 0,
         "fallback_started_machine_n": None,
         "stop_mode": "stop",
+        "machine_leases": "scale-down",
         "stop_metric": None,
         "release_timeout": 0.0,
     }

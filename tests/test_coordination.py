@@ -24,6 +24,7 @@ import pytest
 
 import flyautoscaler as fas
 from clock import FakeTime
+from flyautoscaler._extras import install_hint
 from flyautoscaler.coordination import (
     AppLease,
     CoordinationError,
@@ -803,5 +804,5 @@ def test_bad_urls_are_refused(url, match):
 def test_redis_missing_names_the_install_command(monkeypatch):
     """Without redis-py, building a RedisCoordinator says how to install it."""
     monkeypatch.setitem(sys.modules, "redis", None)
-    with pytest.raises(ImportError, match=r"pip install 'flyautoscaler\[redis\]'"):
+    with pytest.raises(ImportError, match=re.escape(install_hint("redis"))):
         RedisCoordinator("redis://localhost")

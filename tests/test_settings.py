@@ -49,6 +49,7 @@ def test_top_level_keys_and_variables():
             "integer",
         ),
         "stop-mode": ("stop_mode", "string"),
+        "machine-leases": ("machine_leases", "string"),
         "release-timeout": ("release_timeout", "seconds"),
         "metric-query-variables": ("metric_query_variables", "name_list"),
         "metrics-address": ("metrics_address", "string"),

@@ -249,6 +249,7 @@ _BEHAVIOUR_FIELDS: Final = (
     "fallback_after",
     "fallback_started_machine_n",
     "stop_mode",
+    "machine_leases",
 )
 
 

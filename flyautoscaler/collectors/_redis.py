@@ -64,7 +64,7 @@ class RedisListLengthCollector(Closing):
     :func:`~flyautoscaler.expand_metric_query`); a key that does not exist
     counts as an empty list. All keys are read in one round trip.
 
-    Needs the ``redis`` extra: ``pip install 'flyautoscaler[redis]'``.
+    Needs the ``redis`` extra (from a checkout: ``pip install '.[redis]'``).
 
     The client is created on first use and reused (it is thread-safe); call
     :meth:`close`, or use the collector as a context manager, to close its

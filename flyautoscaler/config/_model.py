@@ -35,6 +35,7 @@ from flyautoscaler._validation import (
     check_fallback,
     check_header_value,
     check_initial_machine_state,
+    check_machine_leases,
     check_range,
     check_stop_mode,
     check_wildcard_org,
@@ -68,6 +69,12 @@ __all__ = [
 
 #: Where ``serve`` answers ``/metrics`` and ``/healthz`` unless told otherwise.
 DEFAULT_METRICS_ADDRESS: Final = ":9090"
+#: ``machine-leases`` of the command: scale-down actions under a lease. It
+#: costs scale-downs about one round trip each and scale-ups nothing
+#: (``benchmarks/leases.py``), and keeps a deploy's Machines from being
+#: stopped under it. (The library's default is off: a client of the user's own
+#: need not lease.)
+COMMAND_MACHINE_LEASES: Final = "scale-down"
 #: The most failed passes in a row ``unhealthy-after`` may wait for.
 MAX_UNHEALTHY_AFTER: Final = 1000
 #: The variable that sets the stop metric's query; the rest of the
@@ -162,6 +169,9 @@ class Config:
             ``None``: unset.
         stop_mode: ``"stop"`` or ``"suspend"``: how started Machines are
             brought down.
+        machine_leases: ``"off"``, ``"scale-down"`` (the default) or
+            ``"all"``: which Machine actions are taken under a Fly lease on
+            the Machine.
         release_timeout: Seconds a release may stay ``running`` and still
             hold its app's passes; 0 waits however long it runs.
         metric_collectors: Where the metrics come from.
@@ -277,6 +287,10 @@ class Config:
     )
     stop_mode: str = field(
         default="stop", metadata=_setting("stop-mode", "FAS_STOP_MODE")
+    )
+    machine_leases: str = field(
+        default=COMMAND_MACHINE_LEASES,
+        metadata=_setting("machine-leases", "FAS_MACHINE_LEASES"),
     )
     release_timeout: float = field(
         default=0.0,
@@ -461,6 +475,7 @@ class Config:
             count_field="fallback_started_machine_count",
         )
         check_stop_mode(self.stop_mode, self.setting("stop_mode"))
+        check_machine_leases(self.machine_leases, self.setting("machine_leases"))
 
     def _check_stop_metric(self) -> CollectorConfig | None:
         """Check the ``stop-metric-collector`` entry; return it (``None``: unset).
@@ -619,6 +634,7 @@ class Config:
             fallback_after=self.fallback_after,
             fallback_started_machine_n=self.fallback_started_machine_count,
             stop_mode=self.stop_mode,
+            machine_leases=self.machine_leases,
             stop_metric_collector=stop_metric_collector,
         )
 

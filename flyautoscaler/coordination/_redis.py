@@ -138,7 +138,7 @@ class RedisCoordinator(Closing):
     ``EVALSHA``, loaded again when the server has lost them) that compare a
     lease's value before they extend, check or delete it. Needs Redis 5 or
     later, a single server or primary (not Cluster), and the ``redis``
-    extra: ``pip install 'flyautoscaler[redis]'``. See
+    extra (from a checkout: ``pip install '.[redis]'``). See
     :mod:`flyautoscaler.coordination` for the keys and what is guaranteed.
 
     The client is created when needed and reused (it is thread-safe); every

@@ -197,6 +197,12 @@ regional_prometheus: fas.MetricCollector = PrometheusCollector(
     "up{region='$REGION'}",
     variables={"REGION": "iad"},
 )
+history: list[tuple[float, float]] = PrometheusCollector(
+    "queue_depth", "http://127.0.0.1:9090", "up"
+).query_range("my-app", 1_700_000_000, 1_700_003_600, 15, timeout=(5.0, 60.0))
+shown_address: str = PrometheusCollector(
+    "queue_depth", "http://127.0.0.1:9090", "up"
+).shown_address
 machine_load: fas.MachineMetricCollector = PrometheusMachineCollector(
     "load",
     "http://127.0.0.1:9090",

@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_TRANSITION_DELAY",
     "GATE_METRIC",
     "TICK_TIMEOUT",
+    "NoValue",
     "Outcome",
     "Plan",
     "Policy",
@@ -121,6 +122,21 @@ class Policy:
 
 
 @frozen
+class NoValue:
+    """A metric without a value at a tick: its collector fails that tick's pass.
+
+    The pass then holds the fleet or falls back, as it does when a real
+    collector fails; the tick's row has no value for the metric.
+
+    Attributes:
+        reason: The collector's error message, such as ``no data at
+            2026-11-23T03:15:00Z``.
+    """
+
+    reason: str
+
+
+@frozen
 class Plan:
     """A validated run: the policy, the ticks and each tick's metric values.
 
@@ -128,7 +144,7 @@ class Plan:
         policy: What to simulate.
         times: Simulated seconds of each tick.
         tick: Simulated seconds between two ticks.
-        values: Each metric's value at each tick.
+        values: Each metric's value at each tick (:class:`NoValue`: none).
         load: Where the values come from, in words.
         machines: Machines seeded.
         started: How many of them are started.
@@ -142,7 +158,7 @@ class Plan:
     policy: Policy
     times: tuple[float, ...]
     tick: float
-    values: Mapping[str, Sequence[float]]
+    values: Mapping[str, Sequence[float | NoValue]]
     load: str
     machines: int
     started: int
@@ -260,18 +276,18 @@ class TickGate:
 
     _cond: threading.Condition = field(init=False, factory=threading.Condition)
     _released: int = field(init=False, default=0)
-    _values: dict[str, float] = field(init=False, factory=dict)
+    _values: dict[str, float | NoValue] = field(init=False, factory=dict)
     _seen: dict[str, int] = field(init=False, factory=dict)
     _closed: bool = field(init=False, default=False)
 
-    def release(self, values: Mapping[str, float]) -> None:
+    def release(self, values: Mapping[str, float | NoValue]) -> None:
         """Let the next pass run with *values*."""
         with self._cond:
             self._values = dict(values)
             self._released += 1
             self._cond.notify_all()
 
-    def value(self, name: str) -> float:
+    def value(self, name: str) -> float | NoValue:
         """Wait for a tick *name* has not had; return its value (worker side).
 
         Once the gate is closed, a pass still waiting gets the last tick's
@@ -309,9 +325,16 @@ class _TickCollector:
     gate: TickGate
 
     def collect_metric(self, app_name: str) -> float:
-        """Return this metric's value at the pass's tick, once released."""
+        """Return this metric's value at the pass's tick, once released.
+
+        Raises:
+            MetricCollectionError: The tick has no value for it (:class:`NoValue`).
+        """
         del app_name
-        return self.gate.value(self.name)
+        value = self.gate.value(self.name)
+        if isinstance(value, NoValue):
+            raise MetricCollectionError(self.name, value.reason)
+        return value
 
 
 # --- the run ----------------------------------------------------------------------
@@ -426,8 +449,9 @@ def _drive(rig: _Rig, on_row: Callable[[TickRow], None]) -> list[TickRow]:
     for k, t in enumerate(plan.times):
         rig.clock.advance_to(t)
         rig.server.tick()
-        metrics = {n: float(plan.values[n][k]) for n in plan.policy.metric_names}
-        gate.release({**metrics, GATE_METRIC: t})
+        given = {n: plan.values[n][k] for n in plan.policy.metric_names}
+        metrics = {n: float(v) for n, v in given.items() if not isinstance(v, NoValue)}
+        gate.release({**given, **metrics, GATE_METRIC: t})
         notes: list[str] = []
         errors = 0
         deadline = time.monotonic() + TICK_TIMEOUT
