@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from flyautoscaler._errors import (
     ConfigError,
+    CoordinationError,
     ExpressionError,
     ExprInfError,
     ExprNaNError,
@@ -72,6 +73,7 @@ __all__ = [
     "App",
     "AppStatus",
     "ConfigError",
+    "CoordinationError",
     "ExprInfError",
     "ExprNaNError",
     "ExprRequiredError",

@@ -97,6 +97,109 @@ def wait_ready(
     pytest.fail(f"{name} did not become ready in {deadline} s")
 
 
+#: The password of every test redis-server.
+REDIS_PASSWORD = "correct-horse-battery"  # noqa: S105 - the test servers' password
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1 (no persistence, a password).
+
+    Skips the test (fails in CI) without the binary; redis-py must be
+    installed. :meth:`kill` and :meth:`start` again on the same port make a
+    Redis that restarts without its data.
+    """
+
+    STARTUP_DEADLINE = 60.0
+
+    def __init__(self, workdir: Path, *, password: str = REDIS_PASSWORD) -> None:
+        self.binary = require_binary("redis-server", "redis-server")
+        self.workdir = workdir
+        self.password = password
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, password: str | None = None) -> str:
+        """Return the server's URL, with its password unless another is given."""
+        secret = self.password if password is None else password
+        return f"redis://:{secret}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start the server: on its port again if it had one, else on a free port."""
+        attempts = 1 if self.port else 3  # a free port may be taken before Redis binds
+        for attempt in range(attempts):
+            port = self.port or free_port()
+            try:
+                self._start(port)
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self.port = port
+            return self
+        raise AssertionError("unreachable")
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL) and reap it; its data is lost."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+            self.proc = None
+
+    def stop(self) -> None:
+        """Terminate the server, if it runs."""
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+    def _start(self, port: int) -> None:
+        log_path = self.workdir / "redis.log"
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed arguments
+                [
+                    self.binary,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                    "--requirepass",
+                    self.password,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self.workdir,
+            )
+        redis = importlib.import_module("redis")
+
+        def answers() -> bool:
+            try:
+                with redis.Redis(
+                    host="127.0.0.1",
+                    port=port,
+                    password=self.password,
+                    socket_timeout=2,
+                ) as client:
+                    client.ping()
+            except redis.RedisError:
+                return False
+            return True
+
+        wait_ready(
+            self.proc,
+            answers,
+            name="redis-server",
+            log=log_path,
+            deadline=self.STARTUP_DEADLINE,
+            poll=0.1,
+        )
+
+
 def run_prometheus(
     tmp_path_factory: pytest.TempPathFactory,
     *,

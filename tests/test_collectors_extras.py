@@ -1,4 +1,4 @@
-"""The collectors module without its optional extras (redis-py, temporalio)."""
+"""The collectors (and the coordinators) without their extras (redis-py, temporalio)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from flyautoscaler._extras import install_hint
 from flyautoscaler.collectors import RedisListLengthCollector, TemporalCollector
 
 
-@pytest.mark.parametrize("module", ["flyautoscaler.collectors", "flyautoscaler.config"])
+@pytest.mark.parametrize(
+    "module",
+    ["flyautoscaler.collectors", "flyautoscaler.config", "flyautoscaler.coordination"],
+)
 def test_import_does_not_load_the_extras(module):
-    """Importing the collectors (or the config) imports neither redis nor temporalio."""
+    """Importing these modules loads neither redis-py nor temporalio."""
     code = (
         f"import sys, {module}\n"
         "print(sorted(m for m in ('redis', 'temporalio') if m in sys.modules))"
