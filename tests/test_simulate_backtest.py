@@ -609,9 +609,7 @@ def test_wildcard_app_needs_app(prometheus: str, tmp_path: Path) -> None:
     stdout, _, rows = replay(
         tmp_path, *argv[1:], "--app", "my-app", environ=environ, now=T0 + 86400
     )
-    assert "flyautoscaler simulate: app my-app, policy from FAS_* variables" in (
-        stdout
-    )
+    assert "flyautoscaler simulate: app my-app, policy from FAS_* variables" in (stdout)
     assert 'query queue_depth: queue_depth{app="my-app"}' in stdout
     assert [float(r["queue_depth"]) for r in rows] == [
         expected(QUEUE, T0 + 4 * 3600 + 15 * k) for k in range(20)
