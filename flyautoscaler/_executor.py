@@ -54,7 +54,7 @@ from flyautoscaler._models import (
 from flyautoscaler._plan import Create, Destroy, Start, Stop
 from flyautoscaler._protocols import FlapsClient, LeasingClient
 from flyautoscaler._results import Action, ActionFailure
-from flyautoscaler._scope import Scope
+from flyautoscaler._scope import ACTION_SECONDS, Scope
 from flyautoscaler._stats import ReconcilerStats
 
 __all__ = ["ActionThreads", "StepOutcome", "Steps", "run_step"]
@@ -579,7 +579,12 @@ def run_step(step: Create | Destroy | Start | Stop, steps: Steps) -> StepOutcome
             job = run.next_job(len(running))
             if job is None:
                 break
-            if steps.scope.remaining() <= 0 or steps.scope.cancelled:
+            scope = steps.scope
+            if (
+                scope.remaining() <= 0
+                or scope.cancelled
+                or not scope.permitted(ACTION_SECONDS)
+            ):
                 run.timed_out = True
                 break
             call = _in_scope(steps.scope, job.call)

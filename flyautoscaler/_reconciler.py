@@ -427,6 +427,7 @@ class Reconciler:
         deadline: float | None = None,
         cancel: threading.Event | None = None,
         metrics: Mapping[str, float] | Collection | None = None,
+        permit: Callable[[float], bool] | None = None,
     ) -> ReconcileResult:
         """Run one pass: evaluate the targets, list the Machines, plan, act.
 
@@ -454,6 +455,10 @@ class Reconciler:
                 a failed-metrics pass); ``None`` uses the stored ones
                 (:meth:`collect_metrics`, :meth:`set_value`), and a failure of
                 the last :meth:`collect_metrics`.
+            permit: Asked before each request that changes a Machine, with
+                the seconds the request may take; when it says ``False`` the
+                request is not sent and the pass ends as ``timed_out`` (the
+                pool passes the app's lease when replicas coordinate).
 
         Returns:
             What the pass saw, decided and did.
@@ -470,7 +475,7 @@ class Reconciler:
         """
         values, error = self._values(metrics)
         client = self._require_client()
-        scope = Scope(deadline, self.clock, cancel)
+        scope = Scope(deadline, self.clock, cancel, permit)
         behaviour = self._behaviour()
         now = self.clock()
         fleet = self._list(client, scope) if self.uses_machine_counts else None

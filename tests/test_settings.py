@@ -37,6 +37,7 @@ def test_top_level_keys_and_variables():
         "timeout": ("timeout", "duration"),
         "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
         "api-token": ("api_token", "secret"),
+        "coordination-url": ("coordination_url", "secret"),
         "verbose": ("verbose", "boolean"),
         "unhealthy-after": ("unhealthy_after", "integer"),
         "scale-down-stabilization": ("scale_down_stabilization", "seconds"),
@@ -85,6 +86,7 @@ def test_secret_variables_are_derived_from_the_declarations():
         frozenset(
             {
                 "FAS_API_TOKEN",
+                "FAS_COORDINATION_URL",
                 "FAS_PROMETHEUS_TOKEN",
                 "FAS_REDIS_URL",
                 "FAS_TEMPORAL_API_KEY",

@@ -81,15 +81,23 @@ def _health(pool: ReconcilerPool) -> tuple[int, bytes]:
             "ok": status.last_ok,
             "error": status.last_error or None,
             "consecutive_failures": status.consecutive_failures,
+            **(
+                {}
+                if pool.coordinator is None
+                else {"owner": status.owner, "owned": status.owned}
+            ),
         }
         for name, status in pool.app_status().items()
     }
-    body = {
+    body: dict[str, object] = {
         "status": "ok",
         "state": health.state.value,
         "passes": pool.pass_count,
         "apps": apps,
     }
+    if pool.coordinator is not None:
+        body["replica"] = pool.replica_id
+        body["replicas"] = pool.replicas
     return HTTPStatus.OK, _json_line(body)
 
 
@@ -168,6 +176,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     stop_metric = config.build_stop_metric_collector(environ)
     fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
     flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
+    coordinator = config.build_coordinator()
     pool = ReconcilerPool(
         fly_client,
         concurrency=config.concurrency,
@@ -183,6 +192,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         ),
         unhealthy_after=config.unhealthy_after,
         release_timeout=config.release_timeout,
+        coordinator=coordinator,
     )
     registry = CollectorRegistry()
     pool.register_prom_metrics(registry)
@@ -225,6 +235,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                         "max": config.max_started_expr() or None,
                     },
                     "behaviour": _behaviour(pool),
+                    "replica": pool.replica_id,
                 },
             )
             signals.wait()
@@ -234,7 +245,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         pool.close()
         if server is not None:
             server.close()
-        for thing in (flaps, fly_client, *collectors, stop_metric):
+        for thing in (flaps, fly_client, *collectors, stop_metric, coordinator):
             close_quietly(thing)
     logger.info("serve.stopped")
     return EXIT_OK

@@ -27,6 +27,7 @@ from flyautoscaler._pool import (
 )
 from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
 from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._redis import check_redis_url
 from flyautoscaler._settings import Kind, Setting
 from flyautoscaler._validation import (
     MAX_CONCURRENCY,
@@ -53,6 +54,7 @@ from flyautoscaler.config._check import (
     check_query_variable_names,
 )
 from flyautoscaler.config._entry import CREDENTIALS, CollectorConfig
+from flyautoscaler.coordination import Coordinator
 from flyautoscaler.fly import DEFAULT_API_BASE_URL, DEFAULT_FLAPS_BASE_URL
 
 __all__ = [
@@ -107,7 +109,7 @@ def secrets(config: Config) -> list[str]:
     The API token and each collector's credentials (tokens, keys, Redis
     URLs), as the collector types declare them.
     """
-    values = [config.api_token]
+    values = [config.api_token, config.coordination_url]
     for _, entry in config.collector_entries():
         values += [entry.text(attribute) for attribute in CREDENTIALS]
     return [value for value in values if value]
@@ -149,6 +151,10 @@ class Config:
         app_list_refresh_interval: Seconds between two refreshes of a
             wildcard's app list (at most a day).
         api_token: The Fly API token; never shown.
+        coordination_url: ``redis://...`` (or ``rediss://``, ``unix://``) of
+            the Redis that replicas of ``serve`` coordinate through; empty
+            (the default): this process reconciles every app alone. Never
+            shown.
         verbose: Log at debug level.
         unhealthy_after: Failed passes in a row after which ``serve``'s
             ``/healthz`` reports an app unhealthy (503).
@@ -246,6 +252,13 @@ class Config:
         default="",
         repr=False,
         metadata=_setting("api-token", "FAS_API_TOKEN", "secret", credential=True),
+    )
+    coordination_url: str = field(
+        default="",
+        repr=False,
+        metadata=_setting(
+            "coordination-url", "FAS_COORDINATION_URL", "secret", credential=True
+        ),
     )
     verbose: bool = field(
         default=False, metadata=_setting("verbose", "FAS_VERBOSE", "boolean")
@@ -430,6 +443,12 @@ class Config:
     def _validate_settings(self) -> None:
         """Check the settings the Go original leaves unchecked, one by one."""
         check_wildcard_org(self.app_name, self.org, field="org")
+        if self.coordination_url:
+            check_redis_url(
+                self.coordination_url,
+                self.setting("coordination_url"),
+                field="coordination_url",
+            )
         check_app_name(self.app_name, self.setting("app_name"), field="app_name")
         check_range(
             self.concurrency,
@@ -532,11 +551,26 @@ class Config:
     def _credentials(self) -> list[tuple[str, str]]:
         """Return (setting, piece) for every configured credential."""
         found = credential_pieces(self.setting("api_token"), self.api_token)
+        found += credential_pieces(
+            self.setting("coordination_url"), self.coordination_url, in_url=True
+        )
         for where, entry in self.collector_entries():
             for attribute in CREDENTIALS:
                 holder = f"{where} {entry.setting(attribute)}"
                 found += credential_pieces(holder, entry.text(attribute), in_url=True)
         return found
+
+    def build_coordinator(self) -> Coordinator | None:
+        """Return the coordinator of :attr:`coordination_url` (``None``: unset).
+
+        Raises:
+            ImportError: redis-py (the ``redis`` extra) is not installed.
+        """
+        if not self.coordination_url:
+            return None
+        from flyautoscaler.coordination import RedisCoordinator  # noqa: PLC0415
+
+        return RedisCoordinator(self.coordination_url)
 
     def build_collectors(
         self, environ: Mapping[str, str] | None = None
