@@ -54,6 +54,7 @@ from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
     FlyClient,
+    LeasingClient,
     MachineMetricCollector,
     MetricCollector,
     NewFlapsClientFunc,
@@ -92,6 +93,7 @@ __all__ = [
     "FlyClient",
     "ImageRef",
     "LaunchMachineInput",
+    "LeasingClient",
     "Machine",
     "MachineConfig",
     "MachineLease",

@@ -254,3 +254,10 @@ for coordinator in (in_memory, redis_coordinator):
 store.reachable = False
 store.restart()
 replica: str = in_memory.replica_id
+
+# --- Machine leases ---
+
+leasing_fake: fas.LeasingClient = FakeFlapsClient()
+leasing_http: fas.LeasingClient = FlapsHTTPClient("my-app", "token")
+machine_lease: fas.MachineLease = leasing_http.acquire_lease("1", 30)
+leasing_http.release_lease("1", machine_lease.nonce)
