@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import nox
 
-PYTHON = "3.11"
+#: The Pythons flyautoscaler supports (pyproject.toml's classifiers): the tests run
+#: on each; the other sessions, whose result does not depend on it, on the oldest.
+PYTHONS = ["3.11", "3.12", "3.13"]
+PYTHON = PYTHONS[0]
 
 nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "venv"
@@ -19,13 +22,15 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "tests_minimal", "lint", "typecheck", "docs"]
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite; extra arguments go to pytest (``-- -k reconcile``).
 
-    The optional extras are installed, so every collector is tested. The
-    Prometheus and Redis tests start the ``prometheus`` and ``redis-server``
-    binaries: without them they skip, or fail when ``CI`` is set.
+    Runs once per supported Python (``-s tests-3.12`` for one); each must be on
+    ``PATH`` as ``python3.X``. The optional extras are installed, so every
+    collector is tested. The Prometheus and Redis tests start the ``prometheus``
+    and ``redis-server`` binaries: without them they skip, or fail when ``CI``
+    is set.
     """
     session.install(".[tests,redis,temporal,plot]")
     # pytest exits 5 when it collects no test: that is a failure here too.
@@ -37,7 +42,8 @@ def tests_minimal(session: nox.Session) -> None:
     """Run the test suite without the optional extras (redis-py, temporalio).
 
     The package must import and work without them; their collectors' tests
-    skip, even in CI (``FAS_MINIMAL_TESTS``).
+    skip, even in CI (``FAS_MINIMAL_TESTS``). On the oldest Python only: what
+    it checks (imports guarded by extras) does not vary between them.
     """
     session.install(".[tests]")
     session.run("pytest", *session.posargs, env={"FAS_MINIMAL_TESTS": "1"})
@@ -74,7 +80,8 @@ def bench(session: nox.Session) -> None:
 
     ``benchmarks/expressions.py`` times the expression compiler;
     ``benchmarks/policy.py`` compares scaling policies on four synthetic loads
-    in the simulator (about a minute and a half);
+    in the simulator (about a minute and a half); ``benchmarks/leases.py``
+    measures what Fly Machine leases cost a pass;
     ``benchmarks/scaling.py`` times reconcile passes against the fake Machines
     API (about three minutes) and exits 1 if a target is missed;
     ``benchmarks/simulate.py`` reports the simulator's passes per second for an
@@ -85,5 +92,6 @@ def bench(session: nox.Session) -> None:
     session.install(".")
     session.run("python", "benchmarks/expressions.py")
     session.run("python", "benchmarks/policy.py")
+    session.run("python", "benchmarks/leases.py")
     session.run("python", "benchmarks/scaling.py", *session.posargs)
     session.run("python", "benchmarks/simulate.py")

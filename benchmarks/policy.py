@@ -18,7 +18,7 @@ expressions with a scale-down stabilization window, with and without a
 scale-down step limit. One started Machine serves 5 jobs (``--capacity 5``), so
 the ideal fleet is ``ceil(jobs / 5)`` at every tick. For each run the table
 gives flaps per hour, Machine-hours against the ideal, and under-provisioned
-Machine-hours (needed but not started). It then checks the issue's goal on the
+Machine-hours (needed but not started). It then checks the project's goal on the
 noisy loads: a 5-minute window removes at least 80 % of the flaps for at most
 15 % more Machine-seconds and no more under-provisioning than the Go behaviour,
 and prints whether each load meets it (the exit status is 0 either way: the
@@ -92,7 +92,7 @@ LOADS: dict[str, Callable[[], tuple[float, list[float]]]] = {
     "spikes": spikes,
     "sawtooth": sawtooth,
 }
-#: The loads the issue's goal is about.
+#: The loads the goal is about.
 NOISY = ("plateau, 5 % noise", "plateau, 10 % noise", "diurnal")
 
 

@@ -13,9 +13,10 @@ limits on (``rate_limits=True``) and an injected latency per request, and prints
 - the requests each pass made, and how many were answered 429;
 - one round of a pool over 1,000 apps against one reconcile interval.
 
-It then checks the targets of issue 7 and exits 1 if one is missed. Creating
-200 Machines at Fly's create limit takes over three minutes per run, so those
-rows are skipped unless ``--full`` is given. The docs quote a run of this script.
+It then checks the targets docs/performance.md sets and exits 1 if one is
+missed. Creating 200 Machines at Fly's create limit takes over three minutes
+per run, so those rows are skipped unless ``--full`` is given. The docs quote a
+run of this script.
 """
 
 from __future__ import annotations

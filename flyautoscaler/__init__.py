@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from flyautoscaler._errors import (
     ConfigError,
+    CoordinationError,
     ExpressionError,
     ExprInfError,
     ExprNaNError,
@@ -39,6 +40,7 @@ from flyautoscaler._models import (
     LaunchMachineInput,
     Machine,
     MachineConfig,
+    MachineLease,
     MachineStartResponse,
     MachineState,
     Organization,
@@ -52,6 +54,7 @@ from flyautoscaler._pool import ReconcilerPool
 from flyautoscaler._protocols import (
     FlapsClient,
     FlyClient,
+    LeasingClient,
     MachineMetricCollector,
     MetricCollector,
     NewFlapsClientFunc,
@@ -71,6 +74,7 @@ __all__ = [
     "App",
     "AppStatus",
     "ConfigError",
+    "CoordinationError",
     "ExprInfError",
     "ExprNaNError",
     "ExprRequiredError",
@@ -89,8 +93,10 @@ __all__ = [
     "FlyClient",
     "ImageRef",
     "LaunchMachineInput",
+    "LeasingClient",
     "Machine",
     "MachineConfig",
+    "MachineLease",
     "MachineMetricCollector",
     "MachineStartResponse",
     "MachineState",

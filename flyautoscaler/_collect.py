@@ -8,7 +8,6 @@ the values it is handed.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,11 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from attrs import define, field, frozen
 
 from flyautoscaler._errors import MetricCollectionError
+from flyautoscaler._log import get_logger
 from flyautoscaler._protocols import MetricCollector
 
 __all__ = ["Collection", "Gatherer", "InstantCollector", "collect_one"]
 
-logger = logging.getLogger("flyautoscaler.reconciler")
+logger = get_logger("flyautoscaler.reconciler")
 
 
 @frozen

@@ -11,6 +11,7 @@ The tree::
     ├── MetricCollectionError             a collector failed; names the collector
     ├── ReconcileError                    a pass could not act at all
     │   └── NoMachineToCloneError         scale-up with no Machine to clone
+    ├── CoordinationError                 the coordination store (Redis) failed
     ├── FlapsError                        the Machines API answered with an error
     │   ├── FlapsNotFoundError            404
     │   ├── FlapsConflictError            409 and 412 (leases, state, versions)
@@ -37,6 +38,7 @@ from typing import Final
 __all__ = [
     "REDACTED",
     "ConfigError",
+    "CoordinationError",
     "ExprInfError",
     "ExprNaNError",
     "ExprRequiredError",
@@ -284,6 +286,25 @@ class NoMachineToCloneError(ReconcileError):
         self, message: str = "no machine available to clone for scale up"
     ) -> None:
         super().__init__(message)
+
+
+class CoordinationError(FlyAutoscalerError):
+    """The store that coordinates replicas (Redis) failed, or could not be reached.
+
+    Args:
+        store: Which store, as its URL shows without credentials
+            (``redis://10.0.0.5:6379/0``).
+        message: What failed (``acquire the lease of app 'my-app'``) and why.
+        transient: Whether a later call may succeed: true unless the store
+            refused the credentials or the command.
+    """
+
+    transient = True
+
+    def __init__(self, store: str, message: str, *, transient: bool = True) -> None:
+        super().__init__(f"coordination store {store}: {message}")
+        self.store = store
+        self.transient = transient
 
 
 class FlapsError(FlyAutoscalerError):

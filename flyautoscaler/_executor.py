@@ -28,17 +28,23 @@ as the actions finish, on the thread that runs the step.
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Final
+from typing import Final, cast
 
 from attrs import define, field, frozen
 
-from flyautoscaler._errors import FlapsError, FlapsNotSentError, describe
+from flyautoscaler._errors import (
+    FlapsConflictError,
+    FlapsError,
+    FlapsNotSentError,
+    describe,
+)
+from flyautoscaler._log import get_logger
 from flyautoscaler._models import (
     LaunchMachineInput,
     Machine,
@@ -46,17 +52,21 @@ from flyautoscaler._models import (
     StopMachineInput,
 )
 from flyautoscaler._plan import Create, Destroy, Start, Stop
-from flyautoscaler._protocols import FlapsClient
+from flyautoscaler._protocols import FlapsClient, LeasingClient
 from flyautoscaler._results import Action, ActionFailure
-from flyautoscaler._scope import Scope
+from flyautoscaler._scope import ACTION_SECONDS, Scope
 from flyautoscaler._stats import ReconcilerStats
 
 __all__ = ["ActionThreads", "StepOutcome", "Steps", "run_step"]
 
-logger = logging.getLogger("flyautoscaler.reconciler")
+logger = get_logger("flyautoscaler.reconciler")
 
 #: Seconds an idle action thread waits for work before it ends.
 IDLE_TIMEOUT: Final = 60.0
+#: Seconds a lease taken for one Machine action lasts (it is released after).
+DEFAULT_LEASE_TTL: Final = 30.0
+#: What a lease says it is for, to whoever else looks at the Machine.
+LEASE_DESCRIPTION: Final = "flyautoscaler: scaling"
 
 _DONE_COUNTERS: Final[dict[Action, str]] = {
     "create": "machine_created",
@@ -197,6 +207,8 @@ class StepOutcome:
         failures: The failed actions, in the order issued.
         timed_out: The deadline or a cancel stopped the step early.
         gave_up: (create) Too many launches failed in a row.
+        skipped: Machines left alone because someone else holds a lease on
+            them (a deploy in progress, say), in the order tried.
     """
 
     action: Action
@@ -204,6 +216,7 @@ class StepOutcome:
     failures: tuple[ActionFailure, ...] = ()
     timed_out: bool = False
     gave_up: bool = False
+    skipped: tuple[Machine, ...] = ()
 
 
 @define
@@ -220,6 +233,10 @@ class Steps:
         app_name: For the log events.
         next_region: Gives each launch its region (``""``: the source's).
         max_attempts: Failed launches in a row after which creating stops.
+        leases: The actions (``"destroy"``, ``"stop"``, ``"start"``) taken
+            under a Fly lease on the Machine: a Machine someone else leased is
+            skipped, not fought over.
+        lease_ttl: Seconds each such lease lasts (released after the action).
     """
 
     client: FlapsClient
@@ -230,6 +247,8 @@ class Steps:
     app_name: str
     next_region: Callable[[], str]
     max_attempts: int
+    leases: frozenset[str] = frozenset()
+    lease_ttl: float = DEFAULT_LEASE_TTL
     _seq: int = field(default=0, init=False)
 
     def next_seq(self) -> int:
@@ -256,6 +275,7 @@ class _Run:
     steps: Steps
     done: list[tuple[int, Machine]] = field(factory=list)
     failures: list[tuple[int, ActionFailure]] = field(factory=list)
+    skipped: list[tuple[int, Machine]] = field(factory=list)
     timed_out: bool = False
     gave_up: bool = False
     # create
@@ -289,9 +309,8 @@ class _Run:
             machine = self.pending.popleft()
             remove = RemoveMachineInput(machine.id, kill=True)
             client = self.steps.client
-            return _Job(
-                self.steps.next_seq(), lambda: client.destroy(remove, ""), machine
-            )
+            call = self._leased(machine, lambda nonce: client.destroy(remove, nonce))
+            return _Job(self.steps.next_seq(), call, machine)
         # Start and stop: never more in flight than still needed.
         if self.succeeded + in_flight >= step.n or not self.pending:
             return None
@@ -318,11 +337,29 @@ class _Run:
     def _switch_call(self, machine: Machine) -> Callable[[], object]:
         client = self.steps.client
         step = self.step
+        act: Callable[[str], object]
         if isinstance(step, Start):
-            return lambda: client.start(machine.id, "")
-        if isinstance(step, Stop) and step.suspend:
-            return lambda: client.suspend(machine.id, "")
-        return lambda: client.stop(StopMachineInput(machine.id), "")
+            act = lambda nonce: client.start(machine.id, nonce)  # noqa: E731
+        elif isinstance(step, Stop) and step.suspend:
+            act = lambda nonce: client.suspend(machine.id, nonce)  # noqa: E731
+        else:
+            act = lambda nonce: client.stop(StopMachineInput(machine.id), nonce)  # noqa: E731
+        return self._leased(machine, act)
+
+    def _leased(
+        self, machine: Machine, act: Callable[[str], object]
+    ) -> Callable[[], object]:
+        """Return the call of *act*, under a Fly lease when the step takes one."""
+        if self.step.action not in self.steps.leases:
+            return lambda: act("")
+        return functools.partial(
+            _under_lease,
+            self.steps,
+            machine.id,
+            act,
+            self.steps.lease_ttl,
+            gone=isinstance(self.step, Destroy),
+        )
 
     def _event(self, *, succeeded: bool) -> str:
         """Return the log event of one action's outcome."""
@@ -388,10 +425,30 @@ class _Run:
         if isinstance(error, FlapsNotSentError):
             self.timed_out = True
             return 1
+        if isinstance(error, MachineLeasedError):
+            self.skipped_with(job, error)
+            return bound
         if isinstance(error, Exception):
             self.failed_with(job, error)
             return 1
         raise error  # KeyboardInterrupt and the like: not an action failure
+
+    def skipped_with(self, job: _Job, error: MachineLeasedError) -> None:
+        """Record a Machine left alone: someone else holds its lease."""
+        assert job.machine is not None  # noqa: S101 - only Machines are leased
+        self.skipped.append((job.seq, job.machine))
+        if isinstance(self.step, Destroy):
+            self.todo += 1  # not a failure: the next candidate takes its turn
+        self.steps.stats.incr("machine_lease_skipped")
+        logger.warning(
+            "machine.lease_held",
+            extra={
+                "app": self.steps.app_name,
+                "machine_id": job.machine.id,
+                "action": self.step.action,
+                "error": error.detail,
+            },
+        )
 
     def outcome(self) -> StepOutcome:
         """Return what the step did, in the order the actions were issued."""
@@ -401,6 +458,61 @@ class _Run:
             failures=tuple(f for _, f in sorted(self.failures, key=_first)),
             timed_out=self.timed_out,
             gave_up=self.gave_up,
+            skipped=tuple(m for _, m in sorted(self.skipped, key=_first)),
+        )
+
+
+class MachineLeasedError(Exception):
+    """Someone else holds a lease on the Machine: the action was not sent."""
+
+    def __init__(self, machine_id: str, detail: str) -> None:
+        super().__init__(f"machine {machine_id} is leased by someone else: {detail}")
+        self.machine_id = machine_id
+        self.detail = detail
+
+
+def _under_lease(
+    steps: Steps,
+    machine_id: str,
+    act: Callable[[str], object],
+    ttl: float,
+    *,
+    gone: bool = False,
+) -> object:
+    """Lease the Machine, *act* with the lease's nonce, then release the lease.
+
+    A Machine *gone* after the action (destroyed) has no lease to release.
+
+    Raises:
+        MachineLeasedError: Someone else holds the lease (Fly answered 409).
+    """
+    client = cast("LeasingClient", steps.client)
+    try:
+        lease = client.acquire_lease(machine_id, ttl, description=LEASE_DESCRIPTION)
+    except FlapsConflictError as exc:
+        raise MachineLeasedError(machine_id, describe(exc)) from exc
+    done = False
+    try:
+        result = act(lease.nonce)
+        done = True
+        return result
+    finally:
+        if not (done and gone):  # a destroyed Machine's lease went with it
+            _release(steps, client, machine_id, lease.nonce)
+
+
+def _release(steps: Steps, client: LeasingClient, machine_id: str, nonce: str) -> None:
+    """Release a lease taken for an action; a failure is logged (it expires)."""
+    try:
+        client.release_lease(machine_id, nonce)
+    except Exception as exc:  # noqa: BLE001 - it expires on its own
+        logger.warning(
+            "machine.lease_release_failed",
+            extra={
+                "app": steps.app_name,
+                "machine_id": machine_id,
+                "error": describe(exc),
+            },
         )
 
 
@@ -467,7 +579,12 @@ def run_step(step: Create | Destroy | Start | Stop, steps: Steps) -> StepOutcome
             job = run.next_job(len(running))
             if job is None:
                 break
-            if steps.scope.remaining() <= 0 or steps.scope.cancelled:
+            scope = steps.scope
+            if (
+                scope.remaining() <= 0
+                or scope.cancelled
+                or not scope.permitted(ACTION_SECONDS)
+            ):
                 run.timed_out = True
                 break
             call = _in_scope(steps.scope, job.call)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,7 @@ from flyautoscaler._http import (
 from flyautoscaler._models import (
     LaunchMachineInput,
     Machine,
+    MachineLease,
     MachineStartResponse,
     RemoveMachineInput,
     StopMachineInput,
@@ -268,6 +270,62 @@ class FlapsHTTPClient(Lifecycle, HTTPOptions):
             "POST",
             self._machine_path(machine_id, "/suspend"),
             action="suspend",
+            key=machine_id,
+            nonce=nonce,
+        )
+
+    def acquire_lease(
+        self,
+        machine_id: str,
+        ttl: float = 30.0,
+        *,
+        description: str = "",
+        nonce: str = "",
+    ) -> MachineLease:
+        """Take a lease on a Machine (``POST .../{id}/lease?ttl=N``).
+
+        While it lasts, nobody else may start, stop, suspend or destroy the
+        Machine; pass its ``nonce`` to those calls, then :meth:`release_lease`.
+        The request is not resent once it may have reached Fly (a lease taken
+        twice would be held against this client).
+
+        Args:
+            machine_id: The Machine to lease.
+            ttl: How long the lease lasts, in whole seconds (at least 1).
+            description: What the lease is for, shown to other clients.
+            nonce: The nonce of a lease held, to refresh it.
+
+        Raises:
+            FlapsConflictError: Someone else holds the lease (``409``).
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        body = {"description": description} if description else None
+        response = self._send(
+            "POST",
+            self._machine_path(machine_id, "/lease"),
+            action="acquire_lease",
+            key=machine_id,
+            query={"ttl": str(max(1, math.ceil(ttl)))},
+            body=body,
+            nonce=nonce,
+            idempotent=False,
+        )
+        payload = self._decode(response)
+        data = payload.get("data") if isinstance(payload, Mapping) else None
+        if not isinstance(data, Mapping) or not data.get("nonce"):
+            raise self._bad_response(response, "lease answer without a nonce")
+        return MachineLease.from_api(data)
+
+    def release_lease(self, machine_id: str, nonce: str) -> None:
+        """Release a lease held on a Machine (``DELETE .../{id}/lease``).
+
+        Raises:
+            FlapsError: The API refused or failed, or did not answer.
+        """
+        self._send(
+            "DELETE",
+            self._machine_path(machine_id, "/lease"),
+            action="release_lease",
             key=machine_id,
             nonce=nonce,
         )

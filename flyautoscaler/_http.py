@@ -23,7 +23,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import json
-import logging
 import math
 import os
 import random
@@ -42,6 +41,7 @@ from attrs import define, field, frozen
 
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, Scrubber
+from flyautoscaler._log import get_logger
 from flyautoscaler._ratelimit import RateLimiter
 from flyautoscaler._scope import Scope, current_scope, pause
 from flyautoscaler._validation import check_header_value, header_value_problem
@@ -74,7 +74,7 @@ __all__ = [
     "token_header_problem",
 ]
 
-logger = logging.getLogger("flyautoscaler.fly")
+logger = get_logger("flyautoscaler.fly")
 
 #: Seconds allowed to open a TCP (and TLS) connection.
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -413,10 +413,13 @@ class Sender:
         start = self.clock()
         attempt = 0
         maybe_acted = False  # an earlier attempt may have reached the server
+        error: Exception | None = None
+        cause: BaseException | None = None
         while True:  # bounded: at most retry.max_attempts turns
             attempt += 1
             if attempt > 1:
                 self._count_retry(key)
+            self._check_permit(scope, method, (what, not_sent_error), (error, cause))
             outcome = self._attempt(request, maybe_acted=maybe_acted)
             if isinstance(outcome, requests.Response):
                 if outcome.status_code == 404:
@@ -447,6 +450,33 @@ class Sender:
             if not pause(delay, self.sleep):
                 error.add_note("not retried: the pass was cancelled")
                 raise error from cause
+
+    def _check_permit(
+        self,
+        scope: Scope | None,
+        method: str,
+        request: tuple[str, NotSentError | None],
+        last: tuple[Exception | None, BaseException | None],
+    ) -> None:
+        """Raise unless the pass may send this attempt.
+
+        Reads are always allowed. A write needs the scope's permit (the app's
+        lease, when replicas coordinate) to hold for as long as the request
+        can take: its connect and read timeouts. A first attempt refused is
+        not sent (*request*: what it is, and its not-sent error); a retry
+        refused raises the *last* failure, with a note.
+        """
+        if scope is None or method in {"GET", "HEAD"}:
+            return
+        if scope.permitted(sum(self.timeout)):
+            return
+        reason = "the pass cannot prove it still holds the app's lease"
+        error, cause = last
+        if error is None:
+            what, not_sent_error = request
+            raise self._not_sent(not_sent_error, "not permitted", f"{what}: {reason}")
+        error.add_note(f"not retried: {reason}")
+        raise error from cause
 
     def _attempt(
         self, request: _Request, *, maybe_acted: bool

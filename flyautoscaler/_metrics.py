@@ -6,7 +6,7 @@ registers one custom collector that reads the pool's counters when scraped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final, Protocol
 
 from prometheus_client.core import (
@@ -93,6 +93,8 @@ class PoolCollector(Collector):
                 if with_samples:
                     family.add_metric([status], float(stats[counter]))
             yield family
+
+        yield from _lease_families(stats, apps, with_samples=with_samples)
 
         managed = GaugeMetricFamily("fas_apps", "Apps under management.")
         if with_samples:
@@ -188,3 +190,30 @@ def register_prom_metrics(pool: PoolView, registry: CollectorRegistry) -> PoolCo
     collector = PoolCollector(pool)
     registry.register(collector)
     return collector
+
+
+def _lease_families(
+    stats: Mapping[str, int],
+    apps: Mapping[str, AppStatus],
+    *,
+    with_samples: bool,
+) -> Iterator[Metric]:
+    """Yield the series of Machine leases and of replicas' app ownership."""
+    leased = CounterMetricFamily(
+        "fas_machine_lease_skipped",
+        "Machine actions not made because someone else held the Machine's "
+        "lease (a deploy, say).",
+    )
+    if with_samples:
+        leased.add_metric([], float(stats["machine_lease_skipped"]))
+    yield leased
+    owned = GaugeMetricFamily(
+        "fas_app_owned",
+        "With replicas coordinating: 1 for each app this replica owns, 0 for "
+        "the others'.",
+        labels=["app"],
+    )
+    for name in sorted(apps):
+        if (mine := apps[name].owned) is not None:
+            owned.add_metric([name], float(mine))
+    yield owned

@@ -21,6 +21,7 @@ __all__ = [
     "LaunchMachineInput",
     "Machine",
     "MachineConfig",
+    "MachineLease",
     "MachineStartResponse",
     "MachineState",
     "Organization",
@@ -548,4 +549,49 @@ class Release:
             "imageRef": self.image_ref,
             "stable": self.stable,
             "createdAt": self.created_at,
+        }
+
+
+@frozen
+class MachineLease:
+    """A lease on a Machine (Machines API ``/lease``): proof of who may act on it.
+
+    While a lease lasts, Fly refuses to start, stop, suspend or destroy the
+    Machine without its nonce (``409``).
+
+    Attributes:
+        nonce: The secret that proves the holder; sent as the
+            ``fly-machine-lease-nonce`` header (the ``nonce`` argument).
+        expires_at: When the lease ends, in Unix seconds.
+        owner: Who holds it (the token's identity).
+        description: What the holder said it was for.
+        version: The lease's version.
+    """
+
+    nonce: str = field(repr=False)
+    expires_at: int = 0
+    owner: str = ""
+    description: str = ""
+    version: str = ""
+
+    @classmethod
+    def from_api(cls, payload: Mapping[str, Any]) -> MachineLease:
+        """Build from the ``data`` object of the lease endpoints."""
+        expires = payload.get("expires_at")
+        return cls(
+            nonce=_str(payload.get("nonce")),
+            expires_at=expires if isinstance(expires, int) else 0,
+            owner=_str(payload.get("owner")),
+            description=_str(payload.get("description")),
+            version=_str(payload.get("version")),
+        )
+
+    def to_api(self) -> JSON:
+        """Return the ``data`` object of the lease endpoints."""
+        return {
+            "nonce": self.nonce,
+            "expires_at": self.expires_at,
+            "owner": self.owner,
+            "description": self.description,
+            "version": self.version,
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import logging
 import re
 import threading
 import time
@@ -13,6 +12,12 @@ from typing import Final, Self
 from attrs import define, field, frozen
 from prometheus_client.registry import CollectorRegistry
 
+from flyautoscaler._coordinating import (
+    HEARTBEAT_INTERVAL,
+    Claim,
+    Membership,
+    lease_ttl,
+)
 from flyautoscaler._errors import (
     ConfigError,
     ExpressionError,
@@ -21,12 +26,13 @@ from flyautoscaler._errors import (
     error_kind,
 )
 from flyautoscaler._executor import ActionThreads
+from flyautoscaler._log import get_logger
 from flyautoscaler._metrics import register_prom_metrics
 from flyautoscaler._names import format_wildcard_as_regexp
 from flyautoscaler._protocols import FlapsClient, FlyClient, NewFlapsClientFunc
 from flyautoscaler._reconciler import (
     Reconciler,
-    check_can_suspend,
+    check_client,
     share_action_threads,
 )
 from flyautoscaler._results import ReconcileResult
@@ -49,6 +55,7 @@ from flyautoscaler._validation import (
     check_window,
     require,
 )
+from flyautoscaler.coordination import Coordinator
 
 __all__ = [
     "ERROR_KINDS",
@@ -62,7 +69,7 @@ __all__ = [
 #: Called with each pass's report (see :meth:`ReconcilerPool.subscribe`).
 Subscriber = Callable[[PassReport], object]
 
-logger = logging.getLogger("flyautoscaler.pool")
+logger = get_logger("flyautoscaler.pool")
 
 DEFAULT_RECONCILE_TIMEOUT: Final = 30.0
 DEFAULT_RECONCILE_INTERVAL: Final = 15.0
@@ -145,6 +152,13 @@ class ReconcilerPool:
             threads are daemon threads) and send no new Machine action.
         unhealthy_after: Failed passes in a row after which :meth:`health`
             reports an app unhealthy.
+        coordinator: Shares the apps among replicas of the autoscaler and lets
+            one replica at a time act on an app (see
+            :mod:`flyautoscaler.coordination`); ``None`` (the default): this
+            pool reconciles every app it manages, alone.
+        heartbeat_interval: Seconds between two heartbeats of this replica
+            (each also lists the live replicas), with a coordinator; keep it
+            well below the coordinator's liveness window (15 s by default).
         release_timeout: Seconds a release may stay ``running`` and still
             skip its app's passes; after it the app is scaled again (logged as
             ``pool.release_stuck``). 0 (the default) waits for the release
@@ -167,6 +181,8 @@ class ReconcilerPool:
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     unhealthy_after: int = DEFAULT_UNHEALTHY_AFTER
     release_timeout: float = 0.0
+    coordinator: Coordinator | None = None
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     _state: PoolState = field(init=False, default=PoolState.NEW)
@@ -183,6 +199,7 @@ class ReconcilerPool:
     _actions: ActionThreads | None = field(init=False, default=None, repr=False)
     _board: StatusBoard = field(init=False, factory=StatusBoard, repr=False)
     _subscribers: list[Subscriber] = field(init=False, factory=list, repr=False)
+    _membership: Membership | None = field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._cond = threading.Condition(self._lock)
@@ -194,6 +211,20 @@ class ReconcilerPool:
     def state(self) -> PoolState:
         """The pool's lifecycle state."""
         return self._state
+
+    @property
+    def replica_id(self) -> str | None:
+        """This replica's id, with a :attr:`coordinator`; ``None`` without one."""
+        return None if self.coordinator is None else self.coordinator.replica_id
+
+    @property
+    def replicas(self) -> list[str] | None:
+        """The live replicas as last listed (with a :attr:`coordinator`).
+
+        ``None`` without a coordinator, before the pool opened, and while the
+        store does not answer (then no pass acts).
+        """
+        return None if self._membership is None else self._membership.replicas
 
     @property
     def is_wildcard(self) -> bool:
@@ -235,6 +266,8 @@ class ReconcilerPool:
 
     def _validate_durations(self) -> None:
         names = ["reconcile_interval", "reconcile_timeout", "close_timeout"]
+        if self.coordinator is not None:
+            names.append("heartbeat_interval")
         if self.is_wildcard:
             names.append("app_list_refresh_interval")
         for name in names:
@@ -273,6 +306,10 @@ class ReconcilerPool:
                     self.app_name, self._new_app_reconciler(self.app_name, client)
                 )
             self._state = PoolState.RUNNING
+        if self.coordinator is not None:
+            self._membership = Membership(self.coordinator)
+            self._membership.refresh()  # the first passes know who owns what
+            self._spawn(self._membership_loop, "flyautoscaler-coordination")
         for i in range(workers):
             self._spawn(self._work, f"flyautoscaler-worker-{i}")
         if self.is_wildcard:
@@ -335,6 +372,10 @@ class ReconcilerPool:
             logger.warning(
                 "pool.close_timeout", extra={"app": self.app_name, "threads": alive}
             )
+        if self._membership is not None:
+            # Best effort: the others take this replica's apps at once instead
+            # of after the liveness window.
+            self._membership.coordinator.leave()
         logger.info("pool.close", extra={"app": self.app_name})
 
     def __enter__(self) -> Self:
@@ -441,8 +482,7 @@ class ReconcilerPool:
     def _new_app_reconciler(self, name: str, client: FlapsClient) -> Reconciler:
         """Return a reconciler of *name*, set up for this pool."""
         reconciler = self.new_reconciler()
-        if reconciler.stop_mode == "suspend":
-            check_can_suspend(client)  # before any pass, not at the first stop
+        check_client(client, reconciler)  # before any pass, not at the first stop
         if self._actions is not None:
             share_action_threads(reconciler, self._actions)
         reconciler.app_name = name
@@ -654,6 +694,51 @@ class ReconcilerPool:
         them; the release gate may skip the pass first.
         """
         deadline = self.clock() + self.reconcile_timeout
+        if self._membership is None:
+            return self._checked_pass(app, lag, deadline, None)
+        ttl = lease_ttl(self.reconcile_timeout)
+        claim = self._membership.claim(app.name, ttl)
+        self._board.owned(app.name, claim.owner, self._membership.replica_id)
+        if claim.lease is None:
+            return self._unclaimed(app, claim)
+        keeper = self._membership.keeper(claim.lease, ttl)
+        try:
+            return self._checked_pass(app, lag, deadline, keeper.permit)
+        finally:
+            self._membership.release(keeper.final())
+
+    def _unclaimed(self, app: _App, claim: Claim) -> _Outcome:
+        """The outcome of a pass this replica may not run (another acts, or none)."""
+        if claim.outcome == "unreachable":
+            logger.error(
+                "pool.pass_failed",
+                extra={"app": app.name, "kind": "coordination", "error": claim.error},
+            )
+            return _Outcome.failed(
+                f"coordination: the store does not answer ({claim.error}): no "
+                "replica acts without it",
+                "coordination",
+            )
+        logger.debug(
+            "pool.not_claimed",
+            extra={"app": app.name, "outcome": claim.outcome, "owner": claim.owner},
+        )
+        return _Outcome("skipped")
+
+    def _membership_loop(self) -> None:
+        """Heartbeat and list the replicas every heartbeat interval, until close()."""
+        assert self._membership is not None  # noqa: S101 - started only with one
+        while not self._stop.wait(self.heartbeat_interval):
+            self._membership.refresh()
+
+    def _checked_pass(
+        self,
+        app: _App,
+        lag: float,
+        deadline: float,
+        permit: Callable[[float], bool] | None,
+    ) -> _Outcome:
+        """The release gate, then collect and reconcile (with *permit*)."""
         skip = self._release_check(app)
         if skip is not None:
             return skip
@@ -675,7 +760,10 @@ class ReconcilerPool:
             # Failed metrics are the reconciler's to judge: it holds the fleet
             # (raising the error) or falls back, as its settings say.
             result = reconciler.reconcile(
-                deadline=deadline, cancel=self._stop, metrics=collection
+                deadline=deadline,
+                cancel=self._stop,
+                metrics=collection,
+                permit=permit,
             )
         except Exception as exc:  # noqa: BLE001 - never kill a worker
             return self._pass_failed(app, exc, metrics)
@@ -763,7 +851,7 @@ class ReconcilerPool:
                 },
             )
             return None
-        logger.info("pool.release_running", extra={"app": app.name})
+        logger.debug("pool.release_running", extra={"app": app.name})
         return _Outcome("skipped")
 
 

@@ -14,6 +14,7 @@ from flyautoscaler._models import (
     App,
     LaunchMachineInput,
     Machine,
+    MachineLease,
     MachineStartResponse,
     Organization,
     Release,
@@ -24,6 +25,7 @@ from flyautoscaler._models import (
 __all__ = [
     "FlapsClient",
     "FlyClient",
+    "LeasingClient",
     "MachineMetricCollector",
     "MetricCollector",
     "NewFlapsClientFunc",
@@ -63,6 +65,29 @@ class FlapsClient(Protocol):
         Only called when a reconciler's ``stop_mode`` is ``"suspend"``; a
         client that never runs in that mode need not have it at run time.
         """
+        ...
+
+
+class LeasingClient(FlapsClient, Protocol):
+    """A :class:`FlapsClient` that can lease Machines (Fly's ``/lease``).
+
+    A reconciler with ``machine_leases`` on needs one: it leases a Machine
+    before acting on it, and skips the Machine when someone else holds it.
+    """
+
+    def acquire_lease(
+        self,
+        machine_id: str,
+        ttl: float = 30.0,
+        *,
+        description: str = "",
+        nonce: str = "",
+    ) -> MachineLease:
+        """Lease the Machine; raise ``FlapsConflictError`` if someone else has."""
+        ...
+
+    def release_lease(self, machine_id: str, nonce: str) -> None:
+        """Release a lease this client holds."""
         ...
 
 

@@ -34,6 +34,7 @@ from flyautoscaler._errors import (
 )
 from flyautoscaler._executor import ActionThreads, StepOutcome, Steps, run_step
 from flyautoscaler._expr import compile_expression
+from flyautoscaler._log import get_logger
 from flyautoscaler._models import DEFAULT_PROCESS_GROUP, MachineState
 from flyautoscaler._plan import (
     Behaviour,
@@ -63,20 +64,38 @@ from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._validation import (
     check_fallback,
     check_initial_machine_state,
+    check_machine_leases,
     check_range,
     check_stop_mode,
     check_window,
     parse_step,
 )
 
-__all__ = ["FLEET_NAMES", "Reconciler", "check_can_suspend", "share_action_threads"]
+__all__ = [
+    "DEFAULT_MACHINE_LEASES",
+    "FLEET_NAMES",
+    "MACHINE_LEASE_MODES",
+    "Reconciler",
+    "check_client",
+    "share_action_threads",
+]
 
-logger = logging.getLogger("flyautoscaler.reconciler")
+logger = get_logger("flyautoscaler.reconciler")
 
 #: How many launches in a row may fail before a pass stops creating.
 DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
 #: How many Machine actions of one bulk step run at the same time.
 DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
+
+#: Which Machine actions a pass takes under a Fly lease, by ``machine_leases``.
+MACHINE_LEASE_MODES: Final = {
+    "off": frozenset[str](),
+    "scale-down": frozenset({"destroy", "stop"}),
+    "all": frozenset({"destroy", "stop", "start"}),
+}
+#: The default ``machine_leases``: off, as the Go original (and a client of the
+#: user's own need not lease); see docs/scaling.md for what leases cost.
+DEFAULT_MACHINE_LEASES: Final = "off"
 
 #: Names every count expression may use besides the metrics: the watched
 #: group's created and started counts as listed at the start of the pass.
@@ -149,6 +168,12 @@ class Reconciler:
         stop_metric_collector: Ranks the Machines to stop (and started ones to
             destroy) by a per-Machine metric, lowest first; ``None`` keeps the
             default order (lowest id first).
+        machine_leases: Which Machine actions are taken under a short Fly
+            lease on the Machine, so that a Machine someone else has leased
+            (a deploy in progress, say) is skipped for the pass instead of
+            fought over: ``"off"`` (the default), ``"scale-down"`` (destroy,
+            stop, suspend) or ``"all"`` (starts too). The client needs
+            ``acquire_lease`` and ``release_lease`` unless ``"off"``.
         clock: Monotonic clock for deadlines and stabilization windows
             (injectable for tests).
     """
@@ -174,6 +199,7 @@ class Reconciler:
     fallback_started_machine_n: int | None = None
     stop_mode: str = "stop"
     stop_metric_collector: MachineMetricCollector | None = None
+    machine_leases: str = DEFAULT_MACHINE_LEASES
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _metrics: dict[str, float] = field(init=False, factory=dict, repr=False)
     _metrics_error: FlyAutoscalerError | None = field(
@@ -389,8 +415,9 @@ class Reconciler:
             )
         check_fallback(self.fallback_after, count)
         check_stop_mode(self.stop_mode)
-        if self.stop_mode == "suspend" and self.client is not None:
-            check_can_suspend(self.client)
+        check_machine_leases(self.machine_leases)
+        if self.client is not None:
+            check_client(self.client, self)
 
     # --- the pass --------------------------------------------------------------
 
@@ -400,6 +427,7 @@ class Reconciler:
         deadline: float | None = None,
         cancel: threading.Event | None = None,
         metrics: Mapping[str, float] | Collection | None = None,
+        permit: Callable[[float], bool] | None = None,
     ) -> ReconcileResult:
         """Run one pass: evaluate the targets, list the Machines, plan, act.
 
@@ -427,6 +455,10 @@ class Reconciler:
                 a failed-metrics pass); ``None`` uses the stored ones
                 (:meth:`collect_metrics`, :meth:`set_value`), and a failure of
                 the last :meth:`collect_metrics`.
+            permit: Asked before each request that changes a Machine, with
+                the seconds the request may take; when it says ``False`` the
+                request is not sent and the pass ends as ``timed_out`` (the
+                pool passes the app's lease when replicas coordinate).
 
         Returns:
             What the pass saw, decided and did.
@@ -443,7 +475,7 @@ class Reconciler:
         """
         values, error = self._values(metrics)
         client = self._require_client()
-        scope = Scope(deadline, self.clock, cancel)
+        scope = Scope(deadline, self.clock, cancel, permit)
         behaviour = self._behaviour()
         now = self.clock()
         fleet = self._list(client, scope) if self.uses_machine_counts else None
@@ -475,6 +507,7 @@ class Reconciler:
             app_name=self.app_name,
             next_region=self.next_region,
             max_attempts=max(1, self.max_create_attempts),
+            leases=MACHINE_LEASE_MODES.get(self.machine_leases, frozenset()),
         )
         outcomes: list[StepOutcome] = []
         if the_plan.created_step is not None:
@@ -704,7 +737,16 @@ class Reconciler:
                     "reconcile.min_above_max",
                     extra={"app": self.app_name, "kind": kind, "min": low, "max": high},
                 )
-        logger.info(
+
+    def _log_pass(self, the_plan: Plan, result: ReconcileResult) -> None:
+        """Log ``reconcile.pass``: at INFO when the pass acted or failed, else DEBUG.
+
+        A wildcard over many apps then logs a line a pass only for the apps
+        that changed (or could not).
+        """
+        acted = result.scaled or not result.ok or result.fallback
+        logger.log(
+            logging.INFO if acted else logging.DEBUG,
             "reconcile.pass",
             extra={
                 "app": self.app_name,
@@ -712,10 +754,17 @@ class Reconciler:
                     "created": the_plan.created_count,
                     "started": the_plan.started_count,
                 },
-                "target": targets.as_dict(),
-                "raw_target": raw.as_dict(),
+                "target": the_plan.targets.as_dict(),
+                "raw_target": the_plan.raw.as_dict(),
+                "actions": {
+                    "created": len(result.created),
+                    "destroyed": len(result.destroyed),
+                    "started": len(result.started),
+                    "stopped": len(result.stopped),
+                    "failed": len(result.failures),
+                },
                 "reasons": [r.text for r in the_plan.reasons],
-                "rules": list(dict.fromkeys(r.rule for r in the_plan.reasons)),
+                "rules": list(result.rules),
                 "fallback": the_plan.fallback,
             },
         )
@@ -744,9 +793,11 @@ class Reconciler:
             gave_up_creating=any(o.gave_up for o in outcomes),
             timed_out=any(o.timed_out for o in outcomes),
             reasons=the_plan.reasons,
+            skipped=tuple(m.id for o in outcomes for m in o.skipped),
             raw_targets=the_plan.raw,
             fallback_error=fallback,
         )
+        self._log_pass(the_plan, result)
         if not result.ok:
             logger.warning(
                 "reconcile.incomplete",
@@ -797,14 +848,28 @@ class Reconciler:
         self.close()
 
 
-def check_can_suspend(client: object) -> None:
-    """Raise :class:`ConfigError` unless *client* has a callable ``suspend``."""
-    if not callable(getattr(client, "suspend", None)):
-        raise ConfigError(
-            f"stop_mode is 'suspend' but the client ({type(client).__name__}) "
-            "has no suspend(machine_id, nonce) method",
-            field="stop_mode",
-        )
+def check_client(client: object, reconciler: Reconciler) -> None:
+    """Raise :class:`ConfigError` unless *client* can do what *reconciler* asks.
+
+    ``suspend`` with ``stop_mode="suspend"``; ``acquire_lease`` and
+    ``release_lease`` unless ``machine_leases`` is ``"off"``.
+    """
+    needed: list[tuple[str, str, str]] = []
+    if reconciler.stop_mode == "suspend":
+        needed.append(("suspend", "stop_mode is 'suspend'", "stop_mode"))
+    if MACHINE_LEASE_MODES.get(reconciler.machine_leases):
+        why = f"machine_leases is {reconciler.machine_leases!r}"
+        needed += [
+            ("acquire_lease", why, "machine_leases"),
+            ("release_lease", why, "machine_leases"),
+        ]
+    for method, why, field_name in needed:
+        if not callable(getattr(client, method, None)):
+            raise ConfigError(
+                f"{why} but the client ({type(client).__name__}) has no "
+                f"{method}() method",
+                field=field_name,
+            )
 
 
 def share_action_threads(reconciler: Reconciler, threads: ActionThreads) -> None:

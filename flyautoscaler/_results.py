@@ -57,6 +57,8 @@ class ReconcileResult:
         timed_out: The deadline passed before every planned action started.
         reasons: Each rule that changed a target or limited a step: its name
             (``rule``) and what it did in words (``text``, also its ``str()``).
+        skipped: Ids of the Machines left alone because someone else held a
+            lease on them (with ``machine_leases`` on), in the order tried.
         raw_targets: The four counts straight from the expressions, before
             any rule (all ``None`` on a fallback pass); the applied ones are
             :attr:`targets`.
@@ -79,6 +81,7 @@ class ReconcileResult:
     gave_up_creating: bool = False
     timed_out: bool = False
     reasons: tuple[Reason, ...] = ()
+    skipped: tuple[str, ...] = ()
     raw_targets: Targets = field(factory=Targets)
     fallback_error: Exception | None = field(
         default=None, repr=lambda e: redact(repr(e))
@@ -123,6 +126,8 @@ class ReconcileResult:
         ]
         lines.append("actions: " + ("; ".join(done) if done else "none"))
         lines += [f"failed: {failure}" for failure in self.failures]
+        if self.skipped:
+            lines.append(f"skipped (leased by someone else): {', '.join(self.skipped)}")
         return "\n".join(lines)
 
     @property

@@ -22,10 +22,13 @@ from typing import Final
 
 from attrs import frozen
 
-__all__ = ["Scope", "current_scope", "pause"]
+__all__ = ["ACTION_SECONDS", "Scope", "current_scope", "pause"]
 
 #: Longest single sleep of :func:`pause`: how soon a cancel is noticed.
 PAUSE_SLICE: Final = 0.05
+#: Seconds one Machine action may take, as a permit asks before it starts:
+#: the Machines API client's default connect and read timeouts.
+ACTION_SECONDS: Final = 35.0
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "flyautoscaler_scope", default=None
@@ -41,11 +44,16 @@ class Scope:
             or ``None`` for no deadline.
         clock: The clock the deadline is on.
         cancel: Set when the pass must stop starting things, or ``None``.
+        permit: Asked before each request that changes something, with the
+            seconds that request may take: ``True`` when the pass may still
+            act for that long (when replicas coordinate, the app's lease
+            holds). ``None`` always permits.
     """
 
     deadline: float | None
     clock: Callable[[], float]
     cancel: threading.Event | None = None
+    permit: Callable[[float], bool] | None = None
 
     def remaining(self) -> float:
         """Return the seconds left before the deadline (``inf`` without one)."""
@@ -57,6 +65,10 @@ class Scope:
     def cancelled(self) -> bool:
         """Whether the cancel event is set."""
         return self.cancel is not None and self.cancel.is_set()
+
+    def permitted(self, seconds: float) -> bool:
+        """Whether a change that may take *seconds* may be sent now."""
+        return self.permit is None or self.permit(seconds)
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[Scope]:

@@ -21,6 +21,7 @@ _FIELDS: Final = (
     "machine_start_failed",
     "machine_stopped",
     "machine_stop_failed",
+    "machine_lease_skipped",
 )
 
 
@@ -44,6 +45,8 @@ class ReconcilerStats:
         machine_start_failed: Failed start calls.
         machine_stopped: Machines stopped.
         machine_stop_failed: Failed stop calls.
+        machine_lease_skipped: Machine actions not made because someone else
+            held a lease on the Machine (with ``machine_leases`` on).
     """
 
     FIELDS: Final = _FIELDS
@@ -61,6 +64,7 @@ class ReconcilerStats:
     machine_start_failed: int
     machine_stopped: int
     machine_stop_failed: int
+    machine_lease_skipped: int
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -38,6 +38,7 @@ ERROR_KINDS: Final = (
     "timeout",
     "reconcile",
     "internal",
+    "coordination",
 )
 
 
@@ -99,7 +100,8 @@ class AppStatus:
     Attributes:
         name: The app.
         passes: Passes completed (skipped ones included).
-        skipped: Passes skipped because a deploy was running.
+        skipped: Passes skipped: a deploy was running, or (with a
+            coordinator) another replica owns the app or holds its lease.
         errors: Errors by kind: ``release`` (the release look-up failed),
             ``collect``, ``expression``, ``api`` (listing Machines or another
             API call failed), ``action`` (a pass with failed Machine actions),
@@ -117,6 +119,11 @@ class AppStatus:
             leave it as it is).
         running_since: When the pass in progress started (on the pool's
             clock), or ``None`` when no pass runs.
+        owner: With a coordinator: the replica that owns the app (by
+            rendezvous hashing over the live replicas), ``None`` while unknown
+            (or without a coordinator).
+        owned: With a coordinator: whether this replica owns the app;
+            ``None`` without one.
     """
 
     name: str
@@ -132,6 +139,8 @@ class AppStatus:
     last_error: str = ""
     consecutive_failures: int = 0
     running_since: float | None = None
+    owner: str | None = None
+    owned: bool | None = None
 
     def record(self, report: PassReport) -> None:
         """Count *report* in this status."""
@@ -199,6 +208,13 @@ class StatusBoard:
         with self._lock:
             if (status := self._apps.get(name)) is not None:
                 status.running_since = when
+
+    def owned(self, name: str, owner: str | None, replica: str) -> None:
+        """Note which replica owns *name* (``None``: unknown) as seen by *replica*."""
+        with self._lock:
+            if (status := self._apps.get(name)) is not None:
+                status.owner = owner
+                status.owned = owner == replica
 
     def collected(self, name: str, metrics: Mapping[str, float]) -> None:
         """Note the values a pass of *name* just collected (before it acts)."""

@@ -28,6 +28,7 @@ from flyautoscaler._plan import StepLimit
 __all__ = [
     "APP_NAME_RULE",
     "HEADER_VALUE_RULE",
+    "MACHINE_LEASE_VALUES",
     "MAX_APP_NAME_LENGTH",
     "MAX_CONCURRENCY",
     "MAX_DURATION",
@@ -37,6 +38,7 @@ __all__ = [
     "check_fallback",
     "check_header_value",
     "check_initial_machine_state",
+    "check_machine_leases",
     "check_range",
     "check_stop_mode",
     "check_wildcard_org",
@@ -265,6 +267,19 @@ def check_fallback(  # noqa: PLR0913 - the pair, and how each is named
 
 #: What ``stop_mode`` may be: how a pass scales the started count down.
 STOP_MODES: Final = ("stop", "suspend")
+
+
+#: What ``machine_leases`` may be: which Machine actions are taken under a lease.
+MACHINE_LEASE_VALUES: Final = ("off", "scale-down", "all")
+
+
+def check_machine_leases(value: str, setting: str = "machine_leases") -> None:
+    """Raise :class:`ConfigError` unless *value* is off, scale-down or all."""
+    if value not in MACHINE_LEASE_VALUES:
+        raise ConfigError(
+            f"{setting} must be 'off', 'scale-down' or 'all', got {value!r}",
+            field="machine_leases",
+        )
 
 
 def check_stop_mode(value: str, setting: str = "stop_mode") -> None:

@@ -384,9 +384,9 @@ def test_eval_missing_config_file(tmp_path):
 class Process:
     """A running ``serve`` whose stderr lines are read as they come."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flyautoscaler", "serve"],
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - our module, our arguments
+            [sys.executable, "-m", "flyautoscaler", "serve", *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -950,6 +950,7 @@ BEHAVIOUR = {
     "FAS_FALLBACK_AFTER": "3",
     "FAS_FALLBACK_STARTED_MACHINE_COUNT": "1",
     "FAS_STOP_MODE": "suspend",
+    "FAS_MACHINE_LEASES": "scale-down",
     "FAS_RELEASE_TIMEOUT": "90",
     "FAS_STOP_METRIC_PROMETHEUS_QUERY": 'sum by (instance) (c{app="$APP_NAME"})',
 }
@@ -978,6 +979,7 @@ def test_serve_runs_with_the_scaling_behaviour(fly, prom):
         "fallback_after": 3,
         "fallback_started_machine_n": 1,
         "stop_mode": "suspend",
+        "machine_leases": "scale-down",
         "stop_metric": "stop_metric",
         "release_timeout": 90.0,
     }
@@ -986,7 +988,11 @@ def test_serve_runs_with_the_scaling_behaviour(fly, prom):
 
 
 def test_serve_default_behaviour_is_the_go_originals(fly, prom):
-    """Without the new settings, serve runs as the Go original does."""
+    """Without the new settings, serve runs as the Go original does.
+
+    But for one choice: scale-downs are taken under a Fly lease (a deploy's
+    Machines are left alone), which costs a scale-down a round trip a Machine.
+    """
     started, _ = started_line(serve_env(fly, prom))
     assert started["behaviour"] == {
         "scale_down_stabilization": 0.0,
@@ -996,6 +1002,7 @@ def test_serve_default_behaviour_is_the_go_originals(fly, prom):
         "fallback_after": 0,
         "fallback_started_machine_n": None,
         "stop_mode": "stop",
+        "machine_leases": "scale-down",
         "stop_metric": None,
         "release_timeout": 0.0,
     }
@@ -1121,3 +1128,50 @@ def test_eval_with_machine_counts_needs_a_token(prom):
     done = run_cli("eval", env=env)
     assert done.returncode == 1
     assert "set FAS_API_TOKEN so eval can list" in done.stderr
+
+
+# --- command-line conventions -----------------------------------------------------
+
+
+def test_version_option():
+    """--version prints the program and its version, as 'version' does."""
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"flyautoscaler {fas.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "verbose", "debug_logged", "info_logged"),
+    [
+        (("--log-level", "debug"), "false", True, True),
+        (("--log-level", "ERROR"), "true", False, False),
+        ((), "true", True, True),
+        ((), "false", False, True),
+    ],
+)
+def test_log_level_overrides_fas_verbose(
+    fly, prom, args, verbose, debug_logged, info_logged
+):
+    """serve --log-level sets flyautoscaler's level, whatever FAS_VERBOSE says."""
+    process = Process(serve_env(fly, prom, FAS_VERBOSE=verbose), *args)
+    try:
+        fly_started = lambda: sum(  # noqa: E731 - a one-line predicate
+            m.state == "started" for m in fly.machines("my-app")
+        )
+        process.wait_for(lambda: fly_started() == 3)
+        process.wait_for(
+            lambda: bool(process.events("reconcile.pass")) or not info_logged
+        )
+        assert process.stop(signal.SIGTERM) == 0
+    finally:
+        process.kill()
+    levels = {json.loads(line)["level"] for line in process.lines}
+    assert ("DEBUG" in levels) is debug_logged
+    assert ("INFO" in levels) is info_logged
+
+
+def test_log_level_refuses_an_unknown_level():
+    """A level that is not one of the four is a usage error naming them."""
+    done = run_cli("serve", "--log-level", "loud")
+    assert done.returncode == 2
+    assert "must be one of debug, info, warning, error, got 'loud'" in done.stderr

@@ -12,11 +12,9 @@ import json
 import logging
 import math
 import socket
-import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +29,7 @@ from flyautoscaler.collectors import (
     PrometheusMachineCollector,
     PrometheusQueryError,
 )
-from servers import free_port, require_binary, stop, wait_ready
+from servers import free_port, run_prometheus
 
 # Generous: other test runs share this machine's two cores.
 STARTUP_DEADLINE = 90.0
@@ -86,67 +84,24 @@ def _scraped(address: str) -> bool:
     return bool(sample["value"][1] == str(len(APPS)))
 
 
-def _start_prometheus(
-    binary: str, workdir: Path, target: int
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start Prometheus on a free port; return it once it has scraped."""
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n"
+@pytest.fixture(scope="module")
+def prometheus(
+    exporter: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Run a real Prometheus on 127.0.0.1 that has scraped the exporter."""
+    yield from run_prometheus(
+        tmp_path_factory,
+        config="global:\n"
         "  scrape_interval: 1s\n"
         "  evaluation_interval: 1s\n"
         "scrape_configs:\n"
         "  - job_name: exporter\n"
         "    honor_labels: true\n"  # machine_load's instance, not the target's
         "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target}']\n"
-    )
-    port = free_port()
-    address = f"http://127.0.0.1:{port}"
-    with (workdir / "prometheus.log").open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd=workdir,
-        )
-    wait_ready(
-        proc,
-        lambda: _scraped(address),
-        name="prometheus",
-        log=workdir / "prometheus.log",
+        f"      - targets: ['127.0.0.1:{exporter}']\n",
+        ready=_scraped,
         deadline=STARTUP_DEADLINE,
-        poll=0.25,
     )
-    return proc, address
-
-
-@pytest.fixture(scope="module")
-def prometheus(
-    exporter: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Run a real Prometheus on 127.0.0.1 that has scraped the exporter."""
-    binary = require_binary("prometheus", "prometheus")
-    for attempt in range(3):  # the free port may be taken before Prometheus binds
-        workdir = tmp_path_factory.mktemp(f"prometheus{attempt}")
-        try:
-            proc, address = _start_prometheus(binary, workdir, exporter)
-        except RuntimeError:
-            if attempt == 2:
-                raise
-            continue
-        try:
-            yield address
-        finally:
-            stop(proc)
-        return
 
 
 def collector(address: str, query: str, **kwargs: Any) -> PrometheusCollector:
@@ -207,7 +162,7 @@ def test_several_series_take_the_first_and_warn(prometheus, caplog):
     value = collector(prometheus, "sort(queue_depth)").collect_metric("app-a")
     assert value == 3.0
     [record] = [
-        r for r in caplog.records if r.message == "collector.prometheus.multiple_series"
+        r for r in caplog.records if r.msg == "collector.prometheus.multiple_series"
     ]
     extra = vars(record)
     assert (extra["app"], extra["collector"]) == ("app-a", "queue_depth")
@@ -311,9 +266,7 @@ def test_machine_values_nan_inf_dropped_and_duplicates_keep_the_max(prometheus, 
     c = machines(prometheus, 'machine_load{app="$APP_NAME"}')
     assert c.collect_machine_metrics("app-c") == {"5683d5e3": 6.0}
     [record] = [
-        r
-        for r in caplog.records
-        if r.message == "collector.prometheus.duplicate_instances"
+        r for r in caplog.records if r.msg == "collector.prometheus.duplicate_instances"
     ]
     extra = vars(record)
     assert (extra["app"], extra["collector"]) == ("app-c", "load")
@@ -338,9 +291,7 @@ def test_machine_values_ignore_series_without_instance(prometheus, caplog):
     )
     assert c.collect_machine_metrics("app-b") == {"1781973f": 7.0}
     [record] = [
-        r
-        for r in caplog.records
-        if r.message == "collector.prometheus.unlabelled_series"
+        r for r in caplog.records if r.msg == "collector.prometheus.unlabelled_series"
     ]
     assert (vars(record)["series"], vars(record)["label"]) == (2, "instance")
 
@@ -503,9 +454,7 @@ def test_server_warnings_are_logged(caplog):
     with responses.RequestsMock() as mock:
         mock.post(URL, json=vector("2", warnings=["partial response"]))
         assert collector(ADDRESS, "up").collect_metric("app-a") == 2.0
-    [record] = [
-        r for r in caplog.records if r.message == "collector.prometheus.warnings"
-    ]
+    [record] = [r for r in caplog.records if r.msg == "collector.prometheus.warnings"]
     assert record.levelno == logging.WARNING
     extra = vars(record)
     assert extra["warnings"] == ["partial response"]
@@ -844,3 +793,115 @@ def test_machine_collector_satisfies_the_protocol():
     c: fas.MachineMetricCollector = machines(ADDRESS, "up")
     assert c.name == "load"
     assert "PrometheusMachineCollector(name='load'" in repr(c)
+
+
+# --- range queries, on the wire -----------------------------------------------------
+
+RANGE_URL = f"{ADDRESS}/api/v1/query_range"
+
+
+def matrix(*series: list[list[object]]) -> dict[str, object]:
+    """A Prometheus matrix answer with one series per list of points."""
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {"metric": {"app": f"app-{i}"}, "values": values}
+                for i, values in enumerate(series)
+            ],
+        },
+    }
+
+
+def test_range_query_form_and_points():
+    """A range query POSTs query, start, end and step; its one series' points return."""
+    with responses.RequestsMock() as mock:
+        mock.post(RANGE_URL, json=matrix([[1700000000, "1"], [1700000015.5, "2.5"]]))
+        token = "plain-token"  # noqa: S105 - a test value
+        c = collector(ADDRESS, 'jobs{app="$APP_NAME"}', token=token)
+        points = c.query_range("my-app", 1700000000, 1700000030.25, 15.5, timeout=9)
+        request = mock.calls[0].request
+    assert points == [(1700000000.0, 1.0), (1700000015.5, 2.5)]
+    assert urllib.parse.parse_qs(request.body) == {
+        "query": ['jobs{app="my-app"}'],
+        "start": ["1700000000.000"],
+        "end": ["1700000030.250"],
+        "step": ["15.500"],
+    }
+    assert request.headers["Authorization"] == "Bearer plain-token"
+    assert request.req_kwargs["timeout"] == (9.0, 9.0)
+
+
+def test_range_query_get_fallback_and_empty_result():
+    """A 405 is asked again as a GET; a matrix without series has no points."""
+    with responses.RequestsMock() as mock:
+        mock.post(RANGE_URL, status=405)
+        mock.get(RANGE_URL, json=matrix())
+        assert collector(ADDRESS, "up").query_range("a", 0, 60, 15) == []
+        assert mock.calls[1].request.url.startswith(RANGE_URL + "?query=up&start=0.000")
+
+
+def test_range_query_several_series_is_an_error():
+    """Several series are refused, naming them and how to aggregate."""
+    points = [[1700000000, "1"]]
+    with responses.RequestsMock() as mock:
+        mock.post(RANGE_URL, json=matrix(points, points, points, points))
+        with pytest.raises(PrometheusQueryError) as info:
+            collector(ADDRESS, "jobs").query_range("a", 1700000000, 1700000060, 15)
+    assert info.value.error_type == "multiple_series"
+    assert not info.value.transient
+    assert str(info.value) == (
+        f"collect metric ('queue_depth'): prometheus query at {RANGE_URL}: the "
+        "query returned 4 series "
+        '({app="app-0"}, {app="app-1"}, {app="app-2"} and 1 more), want at most '
+        "one: aggregate it, for example with sum(...) or max(...) (an instant "
+        "query would take the first one and log collector.prometheus.multiple_series)"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        vector("1"),
+        {"status": "success", "data": {"resultType": "scalar", "result": [1, "1"]}},
+    ],
+    ids=["vector", "scalar"],
+)
+def test_range_query_needs_a_matrix(body):
+    """A result that is not a matrix is refused, and names the range endpoint."""
+    with responses.RequestsMock() as mock:
+        mock.post(RANGE_URL, json=body)
+        with pytest.raises(PrometheusQueryError, match="want a matrix") as info:
+            collector(ADDRESS, "up").query_range("a", 0, 60, 15)
+    assert info.value.error_type == "unexpected_result_type"
+    assert RANGE_URL in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, [[1, 2]], [["1", "2"]], [[1, "x"]], [[1, "2", 3]], ["1"]],
+    ids=["no-values", "number-value", "text-time", "not-a-number", "triple", "flat"],
+)
+def test_range_query_malformed_points(values):
+    """A series whose points are not [time, "value"] pairs is bad_response."""
+    body = matrix([])
+    body["data"]["result"][0]["values"] = values  # type: ignore[index]
+    with responses.RequestsMock() as mock:
+        mock.post(RANGE_URL, json=body)
+        with pytest.raises(PrometheusQueryError, match="malformed sample") as info:
+            collector(ADDRESS, "up").query_range("a", 0, 60, 15)
+    assert info.value.error_type == "bad_response"
+
+
+def test_range_query_api_error_names_the_endpoint():
+    """Prometheus' own error reaches the message, with the range endpoint."""
+    body = {"status": "error", "errorType": "bad_data", "error": "parse error"}
+    with responses.RequestsMock() as mock:
+        mock.post(RANGE_URL, json=body, status=400)
+        with pytest.raises(PrometheusQueryError) as info:
+            collector(ADDRESS, "up(").query_range("a", 0, 60, 15)
+    assert str(info.value) == (
+        f"collect metric ('queue_depth'): prometheus query at {RANGE_URL}: "
+        "HTTP 400: bad_data: parse error"
+    )

@@ -3,86 +3,28 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 import flyautoscaler as fas
 from flyautoscaler.collectors import RedisListLengthCollector
-from servers import free_port, import_or_skip, require_binary, stop, wait_ready
+from servers import REDIS_PASSWORD, RedisServer, free_port, import_or_skip
 
 redis = import_or_skip("redis", "redis")
 
-STARTUP_DEADLINE = 60.0
-PASSWORD = "correct-horse-battery"  # noqa: S105 - the test server's password
-
-
-def _start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with (workdir / "redis.log").open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-                "--requirepass",
-                PASSWORD,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd=workdir,
-        )
-
-    def answers() -> bool:
-        try:
-            with redis.Redis(
-                host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=2
-            ) as client:
-                client.ping()
-        except redis.RedisError:
-            return False
-        return True
-
-    wait_ready(
-        proc,
-        answers,
-        name="redis-server",
-        log=workdir / "redis.log",
-        deadline=STARTUP_DEADLINE,
-        poll=0.1,
-    )
-    return proc, port
+PASSWORD = REDIS_PASSWORD
 
 
 @pytest.fixture(scope="module")
 def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """Run a real redis-server on 127.0.0.1 (no persistence, a password)."""
-    binary = require_binary("redis-server", "redis-server")
-    for attempt in range(3):  # the free port may be taken before Redis binds
-        workdir = tmp_path_factory.mktemp(f"redis{attempt}")
-        try:
-            proc, port = _start_redis(binary, workdir)
-        except RuntimeError:
-            if attempt == 2:
-                raise
-            continue
-        try:
-            yield port
-        finally:
-            stop(proc)
-        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.port
+    finally:
+        server.stop()
 
 
 @pytest.fixture

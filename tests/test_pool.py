@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import socket
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 import flyautoscaler as fas
 from factories import machine
 from flyautoscaler.collectors import PrometheusCollector
+from flyautoscaler.coordination import InMemoryCoordinator, InMemoryStore
 from flyautoscaler.testing import (
     CallableCollector,
     FakeFlapsClient,
@@ -40,7 +42,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
 
 def events(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
     """The captured records of the log event *name*."""
-    return [r for r in caplog.records if r.getMessage() == name]
+    return [r for r in caplog.records if r.msg == name]
 
 
 def settle(pool: fas.ReconcilerPool, passes: int = 3) -> None:
@@ -295,7 +297,7 @@ def test_failing_collector_does_not_affect_other_apps(pools, caplog):
     assert wait_until(lambda: clients["my-app-b"].count("started") == 1)
     assert wait_until(lambda: pool.app_status()["my-app-a"].errors["collect"] >= 2)
     assert clients["my-app-a"].count("started") == 0
-    failed = [r for r in caplog.records if r.getMessage() == "pool.pass_failed"]
+    failed = [r for r in caplog.records if r.msg == "pool.pass_failed"]
     assert failed
     assert {r.app for r in failed} == {"my-app-a"}  # type: ignore[attr-defined]
     assert all(r.kind == "collect" for r in failed)  # type: ignore[attr-defined]
@@ -1094,3 +1096,140 @@ def test_suspend_mode_refuses_a_client_without_suspend(pools):
     pool.new_reconciler = lambda: fas.Reconciler(stop_mode="suspend")
     with pytest.raises(fas.ConfigError, match=r"OldClient.*suspend"):
         pool.open()
+
+
+# --- replicas coordinating ---------------------------------------------------------
+
+
+def coordinated_pools(
+    pools: list[fas.ReconcilerPool],
+    store: object,
+    clients: dict[str, FakeFlapsClient],
+    replicas: int,
+    **fields: object,
+) -> list[fas.ReconcilerPool]:
+    """*replicas* pools over the same apps, sharing the in-memory *store*."""
+
+    made = []
+    for i in range(replicas):
+        pool = make_pool(
+            pools,
+            org_with_apps(*clients),
+            clients,
+            target="1",
+            app_name="my-app-*",
+            organization_slug="myorg",
+            concurrency=2,
+            coordinator=InMemoryCoordinator(store, replica_id=f"replica-{i}"),  # type: ignore[arg-type]
+            heartbeat_interval=0.01,
+            **fields,
+        )
+        made.append(pool)
+    return made
+
+
+def test_replicas_share_the_apps_and_never_overlap(pools):
+    """Two replicas: each app is reconciled by its owner only, never at once."""
+
+    clients = {
+        f"my-app-{i}": FakeFlapsClient([machine(f"a{i}m1", "stopped")])
+        for i in range(8)
+    }
+    reports: list[tuple[str, fas.PassReport]] = []
+    lock = threading.Lock()
+    replicas = coordinated_pools(pools, InMemoryStore(), clients, 2)
+    for pool in replicas:
+        replica = pool.replica_id
+
+        def record(report: fas.PassReport, replica: str | None = replica) -> None:
+            with lock:
+                reports.append((str(replica), report))
+
+        pool.subscribe(record)
+    for pool in replicas:
+        pool.open()
+    assert wait_until(lambda: all(c.count("started") == 1 for c in clients.values()))
+    assert wait_until(
+        lambda: all(p.replicas == ["replica-0", "replica-1"] for p in replicas)
+    )
+    for pool in replicas:
+        settle(pool, 10)
+    with lock:
+        acted = [(r, rep) for r, rep in reports if rep.outcome in {"ok", "failed"}]
+    owners: dict[str, set[str]] = {}
+    for replica, report in acted:
+        owners.setdefault(report.app_name, set()).add(replica)
+    # Before both heartbeats were seen one replica may have owned everything;
+    # from then on each app has one owner, and every app has one.
+    status = {
+        name: s for p in replicas for name, s in p.app_status().items() if s.owned
+    }
+    assert set(status) == set(clients)
+    by_owner = {s.owner for s in status.values()}
+    assert by_owner == {"replica-0", "replica-1"}
+    # Never two passes of one app at once, across replicas.
+    for app in clients:
+        spans = sorted(
+            (rep.started, rep.started + rep.duration, r)
+            for r, rep in acted
+            if rep.app_name == app
+        )
+        for (_, end, _), (start, _, _) in itertools.pairwise(spans):
+            assert start >= end
+    assert all(
+        sum(c.call_count("start") for c in [client]) == 1 for client in clients.values()
+    )
+
+
+def test_an_unreachable_store_stops_every_action_until_it_returns(pools):
+    """No store, no pass acts (failed, kind coordination); back, they resume."""
+
+    store = InMemoryStore(reachable=False)
+    clients = {"my-app-1": FakeFlapsClient([machine("1", "stopped")])}
+    [pool] = coordinated_pools(pools, store, clients, 1)
+    pool.open()
+    assert wait_until(lambda: pool.app_status()["my-app-1"].errors["coordination"] >= 3)
+    assert clients["my-app-1"].call_count("list") == 0
+    assert not pool.health().healthy
+    store.reachable = True
+    assert wait_until(lambda: clients["my-app-1"].count("started") == 1)
+    assert wait_until(lambda: pool.health().healthy)
+
+
+def test_a_lost_lease_sends_no_machine_action(pools):
+    """When the lease cannot be proven, the pass sends nothing that changes."""
+
+    class Doubting(InMemoryCoordinator):
+        def holds(self, lease: object, margin: float) -> bool:  # type: ignore[override]
+            return False
+
+    clients = {"a": FakeFlapsClient([machine("1", "stopped")])}
+    pool = make_pool(
+        pools,
+        None,
+        clients,
+        target="1",
+        app_name="a",
+        coordinator=Doubting(InMemoryStore(), replica_id="only"),
+        heartbeat_interval=0.01,
+    )
+    reports: list[fas.PassReport] = []
+    pool.subscribe(reports.append)
+    pool.open()
+    settle(pool, 3)
+    assert clients["a"].call_count("list") >= 1
+    assert clients["a"].call_count("start") == 0
+    assert any(r.result is not None and r.result.timed_out for r in reports)
+
+
+def test_health_and_status_say_who_owns_what(pools):
+    """app_status and replicas name the owner; a single replica owns everything."""
+
+    clients = {"my-app-1": FakeFlapsClient([machine("1", "stopped")])}
+    [pool] = coordinated_pools(pools, InMemoryStore(), clients, 1)
+    pool.open()
+    assert wait_until(lambda: clients["my-app-1"].count("started") == 1)
+    status = pool.app_status()["my-app-1"]
+    assert (status.owner, status.owned) == ("replica-0", True)
+    assert pool.replicas == ["replica-0"]
+    assert pool.replica_id == "replica-0"

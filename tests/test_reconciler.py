@@ -686,7 +686,7 @@ def test_one_log_record_per_pass(caplog: pytest.LogCaptureFixture):
     client = FakeFlapsClient([machine("1", "started"), machine("2", "stopped")])
     r = reconciler(client, min_started_machine_n="2", max_started_machine_n="2")
     r.reconcile()
-    passes = [rec for rec in caplog.records if rec.getMessage() == "reconcile.pass"]
+    passes = [rec for rec in caplog.records if rec.msg == "reconcile.pass"]
     assert len(passes) == 1
     record = passes[0]
     assert record.app == "my-app"  # type: ignore[attr-defined]
@@ -701,9 +701,7 @@ def test_failure_log_names_machine_and_hides_tokens(caplog: pytest.LogCaptureFix
     client.fail("start", RuntimeError("auth failed for Bearer s3cr3t-token"))
     r = reconciler(client, min_started_machine_n="1")
     result = r.reconcile()
-    failed = [
-        rec for rec in caplog.records if rec.getMessage() == "machine.start_failed"
-    ]
+    failed = [rec for rec in caplog.records if rec.msg == "machine.start_failed"]
     assert len(failed) == 1
     assert failed[0].machine_id == "1"  # type: ignore[attr-defined]
     assert failed[0].app == "my-app"  # type: ignore[attr-defined]

@@ -247,9 +247,7 @@ def test_failed_metrics_hold_then_fall_back_then_recover(
     assert started_count(client) == 2
     assert run(r).fallback  # still falling back; logged once
     started_logs = [
-        rec
-        for rec in caplog.records
-        if rec.getMessage() == "reconcile.fallback_started"
+        rec for rec in caplog.records if rec.msg == "reconcile.fallback_started"
     ]
     assert len(started_logs) == 1
     assert started_logs[0].failed_passes == 3  # type: ignore[attr-defined]
@@ -257,7 +255,7 @@ def test_failed_metrics_hold_then_fall_back_then_recover(
     recovered = run(r)
     assert not recovered.fallback
     assert started_count(client) == 6
-    ended = [r for r in caplog.records if r.getMessage() == "reconcile.fallback_ended"]
+    ended = [r for r in caplog.records if r.msg == "reconcile.fallback_ended"]
     assert len(ended) == 1
 
 
@@ -385,7 +383,7 @@ def test_failed_stop_metric_keeps_the_default_order(caplog: pytest.LogCaptureFix
     result = run(r)
     assert result.stopped == ("01", "02")
     assert "stop_metric_unavailable" in result.rules
-    warned = [m for m in caplog.messages if m == "reconcile.stop_metric_failed"]
+    warned = [r.msg for r in caplog.records if r.msg == "reconcile.stop_metric_failed"]
     assert warned == ["reconcile.stop_metric_failed"]
 
 
@@ -394,7 +392,7 @@ def test_failed_stop_metric_keeps_the_default_order(caplog: pytest.LogCaptureFix
 
 def test_explain_says_what_and_why(caplog: pytest.LogCaptureFixture):
     """The result, its explain() text and the pass's log line carry the reasons."""
-    caplog.set_level(logging.INFO, logger="flyautoscaler")
+    caplog.set_level(logging.DEBUG, logger="flyautoscaler")
     client, load, clock = fleet_of(started=10), Load(50), Clock()
     r = reconciler(client, load, clock, scale_down_stabilization=300)
     run(r)
@@ -409,7 +407,7 @@ def test_explain_says_what_and_why(caplog: pytest.LogCaptureFixture):
         "- scale-down stabilization held max started at 10 (raw 4, 5m window)",
         "actions: none",
     ]
-    line = [rec for rec in caplog.records if rec.getMessage() == "reconcile.pass"][-1]
+    line = [rec for rec in caplog.records if rec.msg == "reconcile.pass"][-1]
     assert line.raw_target["started"] == {"min": 4, "max": 4}  # type: ignore[attr-defined]
     assert line.rules == ["scale_down_stabilization"]  # type: ignore[attr-defined]
     assert line.reasons == [  # type: ignore[attr-defined]

@@ -37,6 +37,7 @@ def test_top_level_keys_and_variables():
         "timeout": ("timeout", "duration"),
         "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
         "api-token": ("api_token", "secret"),
+        "coordination-url": ("coordination_url", "secret"),
         "verbose": ("verbose", "boolean"),
         "unhealthy-after": ("unhealthy_after", "integer"),
         "scale-down-stabilization": ("scale_down_stabilization", "seconds"),
@@ -49,6 +50,7 @@ def test_top_level_keys_and_variables():
             "integer",
         ),
         "stop-mode": ("stop_mode", "string"),
+        "machine-leases": ("machine_leases", "string"),
         "release-timeout": ("release_timeout", "seconds"),
         "metric-query-variables": ("metric_query_variables", "name_list"),
         "metrics-address": ("metrics_address", "string"),
@@ -84,6 +86,7 @@ def test_secret_variables_are_derived_from_the_declarations():
         frozenset(
             {
                 "FAS_API_TOKEN",
+                "FAS_COORDINATION_URL",
                 "FAS_PROMETHEUS_TOKEN",
                 "FAS_REDIS_URL",
                 "FAS_TEMPORAL_API_KEY",

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import flyautoscaler as fas
+from flyautoscaler._extras import install_hint
 from flyautoscaler.cli.simulate import (
     SimulationSummary,
     add_arguments,
@@ -116,16 +117,17 @@ def test_default_run_writes_csv_summary_and_chart(tmp_path: Path) -> None:
     check_png(out / "chart.png")
     summary = (out / "summary.txt").read_text(encoding="utf-8")
     for text in (
-        "time to reach",
+        "new started target",
         "Machine-seconds",
-        "actions:",
-        "direction changes",
+        "The autoscaler created",
+        "changed direction",
         "flaps per hour",
     ):
         assert text in stdout
         assert text in summary
     assert read_summary(out)["ticks"] == 40
-    assert f"results in {out}" in stdout
+    assert "Wrote timeseries.csv, summary.txt, summary.json" in stdout
+    assert f" in {out}{os.sep}." in stdout
 
 
 def test_started_machines_follow_the_targets_within_bounds(tmp_path: Path) -> None:
@@ -148,10 +150,13 @@ def test_started_machines_follow_the_targets_within_bounds(tmp_path: Path) -> No
     assert sum(int(r["stops"]) for r in rows) > 0
 
 
-def test_live_view_prints_one_line_per_tick(tmp_path: Path) -> None:
-    """One plain-text line per tick, none with --quiet."""
-    _, stdout, _ = simulate("--duration", "2m", "--out", str(tmp_path / "a"))
+def test_live_view_prints_one_line_per_tick_with_verbose(tmp_path: Path) -> None:
+    """--verbose: one plain-text line per tick; --quiet: none."""
+    _, stdout, _ = simulate(
+        "--duration", "2m", "--out", str(tmp_path / "a"), "--verbose"
+    )
     assert "\x1b" not in stdout  # no terminal control codes
+    assert "\r" not in stdout  # not a terminal: no progress line rewritten
     lines = [line for line in stdout.splitlines() if TICK_LINE.match(line)]
     assert len(lines) == 8
     assert lines[0].split()[:2] == ["0:00:00", "7"]
@@ -171,14 +176,16 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
 def test_default_out_is_a_new_dated_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --out, a new flyautoscaler-sim-* folder is made and printed."""
+    """Without --out, a new flyautoscaler-sim-* folder is made, git-ignored, printed."""
     monkeypatch.chdir(tmp_path)
     code, stdout, _ = simulate("--duration", "1m", "--quiet")
     assert code == 0
     (folder,) = tmp_path.glob("flyautoscaler-sim-*")
     assert re.fullmatch(r"flyautoscaler-sim-\d{8}-\d{6}", folder.name)
-    assert f"results in {folder.name}" in stdout
+    assert f" in {folder.name}{os.sep}." in stdout
+    assert f"Git ignores {folder.name}{os.sep}" in stdout
     assert (folder / "timeseries.csv").is_file()
+    assert (folder / ".gitignore").read_text(encoding="utf-8").splitlines()[-1] == "*"
 
 
 def test_without_matplotlib_the_csv_is_written_and_the_extra_named(
@@ -192,7 +199,7 @@ def test_without_matplotlib_the_csv_is_written_and_the_extra_named(
     assert code == 0
     assert (out / "timeseries.csv").is_file()
     assert not (out / "chart.png").exists()
-    assert "pip install 'flyautoscaler[plot]'" in stdout
+    assert install_hint("plot") in stdout
 
 
 # --- replaying a recording --------------------------------------------------------
@@ -334,7 +341,11 @@ def test_fas_variables_are_the_policy_without_a_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, stdout, _ = simulate("--duration", "1m", "--out", str(out), environ=environ)
     assert code == 0
-    assert "app env-app, policy from the FAS_* variables" in stdout
+    assert (
+        "app env-app, policy from FAS_* variables: FAS_APP_NAME, "
+        "FAS_STARTED_MACHINE_COUNT (no --config, and FAS_STARTED_MACHINE_COUNT "
+        "sets a count)"
+    ) in stdout
     header, rows = read_rows(out / "timeseries.csv")
     assert header == ["time", *CSV_COLUMNS]
     assert [int(r["started"]) + int(r["starting"]) for r in rows] == [3, 3, 3, 3]
@@ -342,11 +353,12 @@ def test_fas_variables_are_the_policy_without_a_file(tmp_path: Path) -> None:
 
 
 def test_invalid_fas_variables_say_why_they_were_read() -> None:
-    """A FAS_* variable makes simulate read the environment, and says so."""
-    code, _, stderr = simulate(environ={"FAS_API_TOKEN": "fo1_secret-token"})
+    """A count variable makes simulate read the environment, and the error says so."""
+    environ = {"FAS_STARTED_MACHINE_COUNT": "2", "FAS_API_TOKEN": "fo1_secret-token"}
+    code, _, stderr = simulate(environ=environ)
     assert code == 1
     assert stderr.startswith("error: app name required")
-    assert "FAS_API_TOKEN is set" in stderr
+    assert "because FAS_STARTED_MACHINE_COUNT sets a count" in stderr
     assert "fo1_secret-token" not in stderr
     assert stderr.count("\n") == 1
 
@@ -360,7 +372,10 @@ def test_fas_variables_the_configuration_ignores_keep_the_built_in_policy(
         "--duration", "30s", "--out", str(tmp_path / "o"), environ=environ
     )
     assert code == 0
-    assert "policy from the built-in policy" in stdout
+    assert (
+        "app sim-app, the built-in policy (no --config and no FAS_* count "
+        "expression set; FAS_MINIMAL_TESTS is ignored)"
+    ) in stdout
 
 
 def test_metric_named_like_a_csv_column_is_refused(tmp_path: Path) -> None:
@@ -401,7 +416,7 @@ def test_failing_passes_are_counted_and_explained(tmp_path: Path) -> None:
     _, rows = read_rows(out / "timeseries.csv")
     assert [(r["min_started"], r["errors"]) for r in rows] == [("", "1"), ("", "1")]
     assert "ExprInfError" in rows[0]["notes"]
-    assert "failed: 0 actions, 2 passes" in stdout
+    assert "no action failed and 2 passes failed before acting" in stdout
 
 
 # --- rules and capacity -----------------------------------------------------------
@@ -472,12 +487,17 @@ def test_capacity_constant_load_meets_the_ideal(tmp_path: Path) -> None:
     # The third Machine is still starting after the first pass: one tick short.
     assert summary["under_provisioned_machine_seconds"] == 15
     assert summary["flaps"] == summary["flaps_per_hour"] == 0
-    assert "capacity: one started Machine serves 5 jobs, so the ideal" in stdout
-    assert "is ceil(jobs / 5) Machines at every tick" in stdout
-    assert "Machine-seconds used: 360, ideal: 360 (1.00 times the ideal)" in stdout
-    assert "under-provisioned: 15 Machine-seconds needed but not started" in stdout
+    assert (
+        "One started Machine serves 5 jobs (the capacity), so the ideal fleet is "
+        "ceil(jobs / 5) Machines at every tick."
+    ) in stdout
+    assert (
+        "The run used 360 Machine-seconds against an ideal of 360: 1.00 times "
+        "the ideal."
+    ) in stdout
+    assert "The fleet was under-provisioned for 15 Machine-seconds:" in stdout
     text = (out / "summary.txt").read_text(encoding="utf-8")
-    assert "Machine-seconds used: 360, ideal: 360" in text
+    assert "The run used 360 Machine-seconds against an ideal of 360" in text
 
 
 def test_capacity_below_the_policy_is_under_provisioned(tmp_path: Path) -> None:
@@ -497,7 +517,7 @@ def test_capacity_below_the_policy_is_under_provisioned(tmp_path: Path) -> None:
     assert (
         summary["under_provisioned_machine_seconds"] == (6 - 2) * 15 + (6 - 3) * 7 * 15
     )
-    assert "(0.50 times the ideal)" in stdout
+    assert "against an ideal of 720: 0.50 times the ideal." in stdout
 
 
 @pytest.mark.parametrize(("delay", "short"), [("5s", 2 * 2 * 15), ("0", 0)])
@@ -524,7 +544,7 @@ def test_capacity_square_wave_counts_starts_as_under_provisioned(
     # each a minute after the move before: 3 flaps in 4 minutes.
     assert summary["flaps"] == 3
     assert summary["flaps_per_hour"] == 45
-    assert "flaps per hour: 45.0 (the started Machines flapped 3 times in 4m)" in stdout
+    assert "The started Machines flapped 3 times in 4m: 45.0 flaps per hour." in stdout
 
 
 def test_without_capacity_flaps_per_hour_only(tmp_path: Path) -> None:
@@ -536,10 +556,10 @@ def test_without_capacity_flaps_per_hour_only(tmp_path: Path) -> None:
         environ=JOBS,
     )  # fmt: skip
     assert code == 0
-    assert "flaps per hour: 45.0" in stdout
-    assert "capacity:" not in stdout
+    assert "45.0 flaps per hour" in stdout
+    assert "(the capacity)" not in stdout
     assert "under-provisioned" not in stdout
-    assert f"wrote {out / 'summary.json'}" in stdout
+    assert "Wrote timeseries.csv, summary.txt, summary.json" in stdout
     summary = read_summary(out)
     assert summary["flaps"] == 3
     assert summary["machine_seconds"] == 480
@@ -656,7 +676,9 @@ def test_run_simulation_without_capacity_and_with_its_own_fleet() -> None:
     assert summary.machine_seconds == 3 * 4 * 30
     assert summary.ideal_machine_seconds is None
     assert summary.under_provisioned_machine_seconds is None
-    assert summary.lines()[0].startswith("  flaps per hour: 0.0")
+    assert summary.lines() == [
+        "  The started Machines never flapped in 2m: 0.0 flaps per hour."
+    ]
 
 
 @pytest.mark.parametrize(
@@ -790,10 +812,15 @@ def test_target_changes_fold_moves_and_time_the_catch_up() -> None:
         (15, (2, 2), (5, 6), 2, 30),
         (75, (5, 7), (9, 9), 1, None),
     ]
-    assert " ".join(changes[0].describe("started").split()) == (
-        "0:00:15 started 2 -> 5..6 (2 moves): reached in 30s"
+    assert changes[0].describe("started") == (
+        "At 0:00:15 the started target went from 2 to 5..6 (after 2 moves); "
+        "the fleet was inside it 30s later."
     )
-    assert "not reached by the end" in changes[1].describe("started")
+    assert (
+        changes[1]
+        .describe("started")
+        .endswith("the fleet had not reached it by the end.")
+    )
 
 
 def test_direction_changes_count_reversals_and_quick_ones_as_flaps() -> None:
@@ -858,7 +885,7 @@ def test_python_m_flyautoscaler_simulate_end_to_end(tmp_path: Path) -> None:
     assert done.stderr == ""
     assert len(read_rows(out / "timeseries.csv")[1]) == 20
     check_png(out / "chart.png")
-    assert f"results in {out}" in done.stdout
+    assert f" in {out}{os.sep}." in done.stdout
 
 
 # --- the scaling behaviour, on the simulated clock ------------------------------------

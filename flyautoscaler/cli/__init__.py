@@ -27,7 +27,7 @@ from flyautoscaler.cli._common import (
     CommandError,
 )
 from flyautoscaler.cli._eval import evaluate
-from flyautoscaler.cli._logging import JSONFormatter, configure_logging
+from flyautoscaler.cli._logging import LOG_LEVELS, JSONFormatter, configure_logging
 from flyautoscaler.cli._serve import parse_listen_address, serve
 
 __all__ = ["JSONFormatter", "build_parser", "main", "parse_listen_address"]
@@ -82,7 +82,9 @@ def _simulate_command(module: ModuleType) -> _Command:
     def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         # The summary and the CSV say what each pass did; only errors are logged
         # (as JSON lines on stderr), not each pass's warnings.
-        configure_logging(verbose=False, quiet=True)
+        configure_logging(
+            verbose=False, quiet=True, level=getattr(args, "log_level", None)
+        )
         code: int = module.run(
             args, environ=environ, stdout=sys.stdout, stderr=sys.stderr
         )
@@ -92,6 +94,28 @@ def _simulate_command(module: ModuleType) -> _Command:
 
 
 # --- the parser -----------------------------------------------------------------
+
+
+def _log_level(text: str) -> str:
+    level = text.lower()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(LOG_LEVELS)}, got {text!r}"
+        )
+    return level
+
+
+def _add_log_level_option(
+    parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS
+) -> None:
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        metavar="LEVEL",
+        default=default,
+        help="flyautoscaler's log level: debug, info, warning or error "
+        "(overrides FAS_VERBOSE)",
+    )
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'flyautoscaler COMMAND --help' for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--version", action="version", version=f"{PROG} {_package_version()}"
+    )
+    _add_log_level_option(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve_parser = commands.add_parser(
@@ -120,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr. SIGINT or SIGTERM stops it gracefully.",
     )
     _add_config_option(serve_parser)
+    _add_log_level_option(serve_parser)
     serve_parser.set_defaults(handler=serve)
 
     eval_parser = commands.add_parser(
@@ -132,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a pass would take.",
     )
     _add_config_option(eval_parser)
+    _add_log_level_option(eval_parser)
     eval_parser.add_argument(
         "--app",
         metavar="NAME",
@@ -163,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         simulate.set_defaults(handler=_simulate_unavailable(reason))
     else:
         module.add_arguments(simulate)
+        _add_log_level_option(simulate)
         simulate.set_defaults(handler=_simulate_command(module))
     return parser
 

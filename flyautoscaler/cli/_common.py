@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Mapping
 from typing import Final
 
+from flyautoscaler._log import get_logger
 from flyautoscaler.config import Config, load_config
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "load",
 ]
 
-logger = logging.getLogger("flyautoscaler.cli")
+logger = get_logger("flyautoscaler.cli")
 
 PROG: Final = "flyautoscaler"
 EXIT_OK: Final = 0

@@ -23,7 +23,12 @@ __all__ = ["evaluate"]
 
 def evaluate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = load(args, environ)
-    configure_logging(verbose=config.verbose, secrets=secrets_of(config), quiet=True)
+    configure_logging(
+        verbose=config.verbose,
+        secrets=secrets_of(config),
+        quiet=True,
+        level=getattr(args, "log_level", None),
+    )
     config.validate()
     if args.app:
         check_app_name(args.app, "--app", field="app_name", wildcard=False)

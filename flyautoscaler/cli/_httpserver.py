@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import logging
 import math
 import queue
 import socket
@@ -49,6 +48,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from flyautoscaler._log import get_logger
+
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -62,7 +63,7 @@ __all__ = [
     "metrics_app",
 ]
 
-logger = logging.getLogger("flyautoscaler.cli")
+logger = get_logger("flyautoscaler.cli")
 
 #: Connections served at once; more wait in the listen backlog.
 DEFAULT_MAX_CONNECTIONS: Final = 16

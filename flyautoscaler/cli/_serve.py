@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import functools
 import json
-import logging
 import select
 import signal
 import socket
@@ -19,6 +18,7 @@ from attrs import define, field
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from flyautoscaler._log import get_logger
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
 from flyautoscaler.cli._common import EXIT_OK, close_quietly, load
@@ -27,7 +27,7 @@ from flyautoscaler.cli._logging import configure_logging, secrets_of
 
 __all__ = ["parse_listen_address", "serve"]
 
-logger = logging.getLogger("flyautoscaler.cli")
+logger = get_logger("flyautoscaler.cli")
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -81,15 +81,23 @@ def _health(pool: ReconcilerPool) -> tuple[int, bytes]:
             "ok": status.last_ok,
             "error": status.last_error or None,
             "consecutive_failures": status.consecutive_failures,
+            **(
+                {}
+                if pool.coordinator is None
+                else {"owner": status.owner, "owned": status.owned}
+            ),
         }
         for name, status in pool.app_status().items()
     }
-    body = {
+    body: dict[str, object] = {
         "status": "ok",
         "state": health.state.value,
         "passes": pool.pass_count,
         "apps": apps,
     }
+    if pool.coordinator is not None:
+        body["replica"] = pool.replica_id
+        body["replicas"] = pool.replicas
     return HTTPStatus.OK, _json_line(body)
 
 
@@ -157,13 +165,18 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     )
 
     config = load(args, environ)
-    configure_logging(verbose=config.verbose, secrets=secrets_of(config))
+    configure_logging(
+        verbose=config.verbose,
+        secrets=secrets_of(config),
+        level=getattr(args, "log_level", None),
+    )
     config.validate(require_token=True)
     host, port = parse_listen_address(config.metrics_address)
     collectors: list[MetricCollector] = config.build_collectors(environ)
     stop_metric = config.build_stop_metric_collector(environ)
     fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
     flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
+    coordinator = config.build_coordinator()
     pool = ReconcilerPool(
         fly_client,
         concurrency=config.concurrency,
@@ -179,6 +192,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         ),
         unhealthy_after=config.unhealthy_after,
         release_timeout=config.release_timeout,
+        coordinator=coordinator,
     )
     registry = CollectorRegistry()
     pool.register_prom_metrics(registry)
@@ -221,6 +235,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                         "max": config.max_started_expr() or None,
                     },
                     "behaviour": _behaviour(pool),
+                    "replica": pool.replica_id,
                 },
             )
             signals.wait()
@@ -230,7 +245,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         pool.close()
         if server is not None:
             server.close()
-        for thing in (flaps, fly_client, *collectors, stop_metric):
+        for thing in (flaps, fly_client, *collectors, stop_metric, coordinator):
             close_quietly(thing)
     logger.info("serve.stopped")
     return EXIT_OK
@@ -245,6 +260,7 @@ _BEHAVIOUR_FIELDS: Final = (
     "fallback_after",
     "fallback_started_machine_n",
     "stop_mode",
+    "machine_leases",
 )
 
 

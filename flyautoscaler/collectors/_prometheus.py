@@ -14,6 +14,8 @@ declaration tells the command's configuration its keys and variables.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -32,6 +34,7 @@ from flyautoscaler._errors import (
     redact,
 )
 from flyautoscaler._http import GivenSession, RetryPolicy, Sender
+from flyautoscaler._log import get_logger
 from flyautoscaler._names import check_query_variables, expand_metric_query
 from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import check_header_value, require, timeout_pair
@@ -44,7 +47,7 @@ __all__ = [
     "PrometheusQueryError",
 ]
 
-logger = logging.getLogger("flyautoscaler.collectors")
+logger = get_logger("flyautoscaler.collectors")
 
 #: Default (connect, read) timeout of a query, in seconds.
 DEFAULT_PROMETHEUS_TIMEOUT: Final = (5.0, 15.0)
@@ -56,6 +59,8 @@ _TRANSIENT_TYPES: Final = frozenset(
     {"timeout", "canceled", "unavailable", "server_error", "connection", "internal"}
 )
 _MAX_TEXT: Final = 300
+# Series a "several series" error names.
+_SHOWN_SERIES: Final = 3
 # One attempt: see the module's docstring.
 _NO_RETRY: Final = RetryPolicy(max_attempts=1)
 # Notes a successful answer may carry: body key, log level, log event.
@@ -115,11 +120,15 @@ def _display_address(address: str) -> str:
 
 @frozen
 class _Result:
-    """A successful answer's ``data``: its result type, its result, its status."""
+    """A successful answer's ``data``: its result type, its result, its status.
+
+    ``url`` is the endpoint that answered, for messages.
+    """
 
     result_type: object
     result: object
     status: int
+    url: str
 
 
 @frozen
@@ -159,23 +168,67 @@ class _InstantQuery:
     @property
     def url(self) -> str:
         """The query endpoint, ``{address}/api/v1/query``."""
-        return self.address.rstrip("/") + "/api/v1/query"
+        return self._endpoint("query")
+
+    @property
+    def shown_address(self) -> str:
+        """The address as messages show it: without credentials or query string."""
+        return _display_address(self.address)
+
+    def _endpoint(self, name: str) -> str:
+        """Return the API endpoint *name* (``query``, ``query_range``)."""
+        return f"{self.address.rstrip('/')}/api/v1/{name}"
 
     def _ask_for(self, app_name: str) -> _Result:
-        """Run the query for *app_name*; return the answer's data.
+        """Run the query for *app_name* now; return the answer's data.
+
+        Raises:
+            PrometheusQueryError: No answer in time, an error answer, or one
+                without data.
+        """
+        return self._run(
+            app_name, self.url, {"time": f"{self.clock():.3f}"}, self.timeout
+        )
+
+    def _run(
+        self,
+        app_name: str,
+        url: str,
+        params: Mapping[str, str],
+        timeout: tuple[float, float],
+    ) -> _Result:
+        """Send the query, expanded for *app_name*, with *params* to *url*.
+
+        A form ``POST``; on 405 or 501 the same as a ``GET``.
+
+        Returns:
+            The answer's data.
 
         Raises:
             PrometheusQueryError: No answer in time, an error answer, or one
                 without data.
         """
         query = expand_metric_query(self.query, app_name, variables=self.variables)
-        params = {"query": query, "time": f"{self.clock():.3f}"}
-        if self.session is not None:
-            response = self._ask(GivenSession(self.session), params)
-        else:
-            with requests.Session() as session:
-                response = self._ask(GivenSession(session), params)
-        return self._read(response, app_name)
+        body = urlencode({"query": query, **params})
+        headers = self._request_headers()
+        form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        with contextlib.ExitStack() as stack:
+            session = (
+                self.session
+                if self.session is not None
+                else stack.enter_context(requests.Session())
+            )
+            sender = Sender(
+                sessions=GivenSession(session),
+                timeout=timeout,
+                retry=_NO_RETRY,
+                sleep=time.sleep,
+                clock=time.monotonic,
+            )
+            response = self._send(sender, "POST", url, form, body)
+            if response.status_code in _GET_FALLBACK:
+                response = self._send(sender, "GET", f"{url}?{body}", headers, None)
+        return self._read(response, app_name, url)
 
     def _vector(self, result: _Result, wanted: str) -> list[object]:
         """Return the samples of a vector *result*.
@@ -184,19 +237,30 @@ class _InstantQuery:
             PrometheusQueryError: The result is not a vector (*wanted* says
                 what is), or not a list.
         """
-        if result.result_type != "vector":
+        return self._series(result, "vector", wanted)
+
+    def _series(self, result: _Result, result_type: str, wanted: str) -> list[object]:
+        """Return the list a *result_type* (vector or matrix) *result* holds.
+
+        Raises:
+            PrometheusQueryError: The result is of another type (*wanted* says
+                what is), or not a list.
+        """
+        if result.result_type != result_type:
             raise self._error(
                 f"unexpected prometheus result type {result.result_type!r} "
                 f"(want {wanted})",
                 error_type="unexpected_result_type",
                 status_code=result.status,
                 transient=False,
+                url=result.url,
             )
         if not isinstance(result.result, list):
             raise self._error(
-                "vector result is not a list",
+                f"{result_type} result is not a list",
                 error_type="bad_response",
                 status_code=result.status,
+                url=result.url,
             )
         return result.result
 
@@ -209,23 +273,6 @@ class _InstantQuery:
         elif self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
-
-    def _ask(self, session: GivenSession, params: dict[str, str]) -> requests.Response:
-        """POST the query as a form; on 405 or 501 send it again as a GET."""
-        sender = Sender(
-            sessions=session,
-            timeout=self.timeout,
-            retry=_NO_RETRY,
-            sleep=time.sleep,
-            clock=time.monotonic,
-        )
-        headers = self._request_headers()
-        form = {"Content-Type": "application/x-www-form-urlencoded", **headers}
-        query = urlencode(params)
-        response = self._send(sender, "POST", self.url, form, query)
-        if response.status_code in _GET_FALLBACK:
-            response = self._send(sender, "GET", f"{self.url}?{query}", headers, None)
-        return response
 
     def _send(
         self,
@@ -245,7 +292,9 @@ class _InstantQuery:
                 idempotent=True,
                 follow_redirects=True,
                 response_error=_Answer,
-                transport_error=self._unanswered,
+                transport_error=functools.partial(
+                    self._unanswered, url=url, timeout=sender.timeout
+                ),
             )
         except _Answer as answer:  # not a 2xx: read like any other answer
             return answer.response
@@ -256,23 +305,28 @@ class _InstantQuery:
         self,
         exc: requests.RequestException,
         _sent: bool,  # noqa: FBT001 - the Sender's TransportError signature
+        *,
+        url: str,
+        timeout: tuple[float, float],
     ) -> PrometheusQueryError:
-        """Return the error for a request that got no answer."""
+        """Return the error for a request to *url* that got no answer."""
         if isinstance(exc, requests.Timeout):
             return self._error(
                 f"no answer from {_display_address(self.address)} within "
-                f"{self.timeout} s (connect, read): {type(exc).__name__}",
+                f"{timeout} s (connect, read): {type(exc).__name__}",
                 error_type="timeout",
+                url=url,
             )
         return self._error(
             f"cannot reach {_display_address(self.address)}: "
             f"{type(exc).__name__}: {self._shown(str(exc))}",
             error_type="connection",
+            url=url,
         )
 
     # --- response ---------------------------------------------------------------
 
-    def _read(self, response: requests.Response, app_name: str) -> _Result:
+    def _read(self, response: requests.Response, app_name: str, url: str) -> _Result:
         status = response.status_code
         text = response.text
         try:
@@ -286,12 +340,14 @@ class _InstantQuery:
                     f"HTTP {status}: {self._shown(text)}",
                     error_type=kind,
                     status_code=status,
+                    url=url,
                     transient=kind == "server_error" or status == 429,
                 )
             raise self._error(
                 f"HTTP {status}: not a Prometheus API answer: {self._shown(text)}",
                 error_type="bad_response",
                 status_code=status,
+                url=url,
             )
         self._log_warnings(body, app_name)
         if body.get("status") != "success":
@@ -302,6 +358,7 @@ class _InstantQuery:
                 error_type=error_type,
                 error=error,
                 status_code=status,
+                url=url,
                 transient=error_type in _TRANSIENT_TYPES
                 or status == 429
                 or status >= 500,
@@ -311,25 +368,34 @@ class _InstantQuery:
                 f"HTTP {status} with a success body",
                 error_type="bad_response",
                 status_code=status,
+                url=url,
             )
         data = body.get("data")
         if not isinstance(data, dict):
             raise self._error(
-                "answer without data", error_type="bad_response", status_code=status
+                "answer without data",
+                error_type="bad_response",
+                status_code=status,
+                url=url,
             )
-        return _Result(data.get("resultType"), data.get("result"), status)
+        return _Result(data.get("resultType"), data.get("result"), status, url)
 
-    def _sample(self, value: object, status: int) -> float:
-        """Parse a ``[timestamp, "value"]`` pair."""
+    def _sample(self, value: object, result: _Result) -> float:
+        """Parse a ``[timestamp, "value"]`` pair of *result*."""
         if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
             try:
                 return float(value[1])
             except ValueError:
                 pass
-        raise self._error(
+        raise self._malformed(value, result)
+
+    def _malformed(self, value: object, result: _Result) -> PrometheusQueryError:
+        """Return the error for a part of *result* that is not as documented."""
+        return self._error(
             f"malformed sample {self._shown(json.dumps(value))}",
             error_type="bad_response",
-            status_code=status,
+            status_code=result.status,
+            url=result.url,
         )
 
     def _log_warnings(self, body: dict[str, object], app_name: str) -> None:
@@ -362,7 +428,7 @@ class _InstantQuery:
             text = text[:_MAX_TEXT] + f"... ({len(text) - _MAX_TEXT} more characters)"
         return text
 
-    def _error(
+    def _error(  # noqa: PLR0913 - the error's fields
         self,
         message: str,
         *,
@@ -370,10 +436,13 @@ class _InstantQuery:
         error: str = "",
         status_code: int | None = None,
         transient: bool = True,
+        url: str | None = None,
     ) -> PrometheusQueryError:
+        """Return the error for *message* at *url* (default: the query's endpoint)."""
+        where = _display_address(self.url if url is None else url)
         return PrometheusQueryError(
             self.name,
-            f"prometheus query at {_display_address(self.url)}: {message}",
+            f"prometheus query at {where}: {message}",
             error_type=error_type,
             error=error,
             status_code=status_code,
@@ -439,7 +508,7 @@ class PrometheusCollector(_InstantQuery):
         """
         result = self._ask_for(app_name)
         if result.result_type == "scalar":
-            return self._sample(result.result, result.status)
+            return self._sample(result.result, result)
         samples = self._vector(result, "a vector or a scalar")
         if not samples:
             if self.default is not None:
@@ -448,6 +517,7 @@ class PrometheusCollector(_InstantQuery):
                 "empty prometheus result",
                 error_type="empty_result",
                 status_code=result.status,
+                url=result.url,
             )
         if len(samples) > 1:
             logger.warning(
@@ -460,8 +530,109 @@ class PrometheusCollector(_InstantQuery):
             )
         first = samples[0]
         return self._sample(
-            first.get("value") if isinstance(first, dict) else None, result.status
+            first.get("value") if isinstance(first, dict) else None, result
         )
+
+    def query_range(
+        self,
+        app_name: str,
+        start: float,
+        end: float,
+        step: float,
+        *,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> list[tuple[float, float]]:
+        """Run the query for *app_name* over a span of time; return its points.
+
+        The query is expanded and sent as :meth:`collect_metric` sends it (the
+        same form ``POST`` with the ``GET`` fallback, authorization and
+        errors), to ``{address}/api/v1/query_range`` with ``start``, ``end``
+        and ``step`` in seconds (to the millisecond). The server evaluates the
+        query at ``start``, ``start + step``, ... up to ``end``: each point is
+        what :meth:`collect_metric` would have got at that time, and a time
+        without a point is one where the query had no value. Prometheus
+        refuses more than 11,000 points per series in one query; asking for
+        fewer is the caller's job.
+
+        Args:
+            app_name: The app (replaces ``$APP_NAME``).
+            start: The first evaluation time, in Unix seconds.
+            end: The last one.
+            step: Seconds between two evaluations, more than 0.
+            timeout: (connect, read) timeout in seconds, or one number for
+                both; default: the collector's.
+
+        Returns:
+            The series' ``(time, value)`` points in the server's order (by
+            time); empty when the query has no series in the span.
+
+        Raises:
+            PrometheusQueryError: As :meth:`collect_metric`; the result is not
+                a matrix (``unexpected_result_type``), or it holds several
+                series (``multiple_series``): a replay cannot know which one
+                an instant query would have taken first at each time.
+                Neither is transient.
+            ConfigError: *timeout* is not positive seconds.
+        """
+        params = {
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step:.3f}",
+        }
+        pair = self.timeout if timeout is None else timeout_pair(timeout)
+        url = self._endpoint("query_range")
+        result = self._run(app_name, url, params, pair)
+        series = self._series(result, "matrix", "a matrix")
+        if len(series) > 1:
+            raise self._several(series, result)
+        if not series:
+            return []
+        first = series[0]
+        values = first.get("values") if isinstance(first, dict) else None
+        if not isinstance(values, list):
+            raise self._malformed(first, result)
+        points: list[tuple[float, float]] = []
+        for point in values:
+            if not (
+                isinstance(point, list)
+                and len(point) == 2
+                and isinstance(point[0], int | float)
+                and isinstance(point[1], str)
+            ):
+                raise self._malformed(point, result)
+            try:
+                points.append((float(point[0]), float(point[1])))
+            except ValueError:
+                raise self._malformed(point, result) from None
+        return points
+
+    def _several(self, series: list[object], result: _Result) -> PrometheusQueryError:
+        """Return the error for a range result with more than one series."""
+        shown = [
+            _labels(s.get("metric"))
+            for s in series[:_SHOWN_SERIES]
+            if isinstance(s, dict)
+        ]
+        extra = len(series) - len(shown)
+        more = f" and {extra} more" if extra > 0 else ""
+        return self._error(
+            f"the query returned {len(series)} series ({', '.join(shown)}{more}), "
+            "want at most one: aggregate it, for example with sum(...) or max(...) "
+            "(an instant query would take the first one and log "
+            "collector.prometheus.multiple_series)",
+            error_type="multiple_series",
+            status_code=result.status,
+            transient=False,
+            url=result.url,
+        )
+
+
+def _labels(metric: object) -> str:
+    """Return a series' labels as PromQL writes them: ``{app="a",job="x"}``."""
+    if not isinstance(metric, dict):
+        return "{}"
+    pairs = ",".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(metric.items()))
+    return "{" + pairs + "}"
 
 
 #: The label that names a sample's Machine (Fly's convention).
@@ -531,17 +702,13 @@ class PrometheusMachineCollector(_InstantQuery):
         duplicates: set[str] = set()
         for sample in samples:
             if not isinstance(sample, dict):
-                raise self._error(
-                    f"malformed sample {self._shown(json.dumps(sample))}",
-                    error_type="bad_response",
-                    status_code=result.status,
-                )
+                raise self._malformed(sample, result)
             labels = sample.get("metric")
             machine = labels.get(_MACHINE_LABEL) if isinstance(labels, dict) else None
             if not isinstance(machine, str) or not machine:
                 unlabelled += 1
                 continue
-            value = self._sample(sample.get("value"), result.status)
+            value = self._sample(sample.get("value"), result)
             if not math.isfinite(value):
                 continue
             if machine in values:

@@ -6,18 +6,24 @@ variables and credential, and how an entry builds it.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
 
 from attrs import define, field
 
 from flyautoscaler._closing import Closing
-from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
+from flyautoscaler._errors import ConfigError, MetricCollectionError
 from flyautoscaler._names import check_query_variables, expand_metric_query
+from flyautoscaler._redis import (
+    check_redis_url,
+    new_client,
+    redis_failure,
+    redis_server,
+    url_scrubber,
+)
+from flyautoscaler._redis import import_redis as _import_redis
 from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import positive_seconds, require
 
@@ -29,9 +35,6 @@ __all__ = ["DEFAULT_REDIS_TIMEOUT", "REDIS", "RedisListLengthCollector"]
 #: Default connect and read timeout of a Redis call, in seconds.
 DEFAULT_REDIS_TIMEOUT: Final = 5.0
 
-_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
-_INSTALL_REDIS: Final = "pip install 'flyautoscaler[redis]'"
-
 
 def import_redis() -> ModuleType:
     """Return the :mod:`redis` module, or say how to install it.
@@ -39,12 +42,7 @@ def import_redis() -> ModuleType:
     Raises:
         ImportError: redis-py is not installed; the message names the extra.
     """
-    try:
-        return importlib.import_module("redis")
-    except ImportError as exc:
-        raise ImportError(
-            f"RedisListLengthCollector needs redis-py: {_INSTALL_REDIS}"
-        ) from exc
+    return _import_redis("RedisListLengthCollector")
 
 
 def _keys(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -66,7 +64,7 @@ class RedisListLengthCollector(Closing):
     :func:`~flyautoscaler.expand_metric_query`); a key that does not exist
     counts as an empty list. All keys are read in one round trip.
 
-    Needs the ``redis`` extra: ``pip install 'flyautoscaler[redis]'``.
+    Needs the ``redis`` extra (from a checkout: ``pip install '.[redis]'``).
 
     The client is created on first use and reused (it is thread-safe); call
     :meth:`close`, or use the collector as a context manager, to close its
@@ -108,19 +106,12 @@ class RedisListLengthCollector(Closing):
     def __attrs_post_init__(self) -> None:
         import_redis()
         require(self.name, "collector name required", field="name")
-        if urlsplit(self.url).scheme not in _SCHEMES:
-            raise ConfigError(
-                "redis url must start with redis://, rediss:// or unix://",
-                field="url",
-            )
+        check_redis_url(self.url, "redis url", field="url")
 
     @property
     def server(self) -> str:
         """Where Redis is, ``host:port`` or the socket path (no credentials)."""
-        parts = urlsplit(self.url)
-        if parts.scheme == "unix":
-            return parts.path
-        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        return redis_server(self.url)
 
     def collect_metric(self, app_name: str) -> float:
         """Return the summed length of the lists for *app_name*.
@@ -146,24 +137,12 @@ class RedisListLengthCollector(Closing):
                 for key in keys:
                     pipe.llen(key)
                 lengths = pipe.execute()
-        except redis_module.ResponseError as exc:
-            raise MetricCollectionError(
-                self.name,
-                f"redis at {self.server}: {self._scrubber(str(exc))} (keys {keys!r})",
-                transient=False,
-            ) from None
-        except redis_module.AuthenticationError as exc:
-            raise MetricCollectionError(
-                self.name,
-                f"redis at {self.server} refused the credentials: "
-                f"{self._scrubber(str(exc))}",
-                transient=False,
-            ) from None
         except redis_module.RedisError as exc:
+            text, transient = redis_failure(exc, url_scrubber(self.url))
+            if isinstance(exc, redis_module.ResponseError):
+                text += f" (keys {keys!r})"
             raise MetricCollectionError(
-                self.name,
-                f"redis at {self.server}: {type(exc).__name__}: "
-                f"{self._scrubber(str(exc))}",
+                self.name, f"redis at {self.server}: {text}", transient=transient
             ) from None
         return float(sum(int(n) for n in lengths))
 
@@ -177,18 +156,12 @@ class RedisListLengthCollector(Closing):
     def _connect(self) -> redis.Redis:
         with self._lock:
             if self._client is None:
-                redis_module = import_redis()
-                self._client = redis_module.Redis.from_url(
+                self._client = new_client(
                     self.url,
-                    socket_connect_timeout=self.connect_timeout,
-                    socket_timeout=self.timeout,
+                    connect_timeout=self.connect_timeout,
+                    timeout=self.timeout,
                 )
             return self._client
-
-    @property
-    def _scrubber(self) -> Scrubber:
-        """Removes the password of :attr:`url` (whatever its length)."""
-        return Scrubber([urlsplit(self.url).password or ""])
 
 
 def _build(entry: Entry, variables: Mapping[str, str]) -> RedisListLengthCollector:

@@ -21,6 +21,7 @@ from attrs import define, field
 
 from flyautoscaler._closing import Closing
 from flyautoscaler._errors import ConfigError, MetricCollectionError, Scrubber
+from flyautoscaler._extras import install_hint
 from flyautoscaler._names import check_query_variables, expand_metric_query
 from flyautoscaler._settings import CollectorType, Entry, Setting
 from flyautoscaler._validation import positive_seconds, require
@@ -40,7 +41,7 @@ DEFAULT_TEMPORAL_TIMEOUT: Final = 10.0
 #: The visibility filter every count starts from, as in the Go original.
 RUNNING_FILTER: Final = 'ExecutionStatus="Running"'
 
-_INSTALL_TEMPORAL: Final = "pip install 'flyautoscaler[temporal]'"
+_INSTALL_TEMPORAL: Final = install_hint("temporal")
 # gRPC statuses after which a later call may succeed.
 _TRANSIENT_STATUSES: Final = frozenset(
     {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
@@ -79,7 +80,7 @@ class TemporalCollector(Closing):
     use ``$APP_NAME`` (see :func:`~flyautoscaler.expand_metric_query`), for
     example ``TaskQueue="$APP_NAME"``.
 
-    Needs the ``temporal`` extra: ``pip install 'flyautoscaler[temporal]'``.
+    Needs the ``temporal`` extra (from a checkout: ``pip install '.[temporal]'``).
 
     The SDK is asynchronous: the collector owns a private event loop, runs each
     collection in it (from a helper thread when the caller is itself inside a

@@ -27,6 +27,7 @@ from flyautoscaler._pool import (
 )
 from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
 from flyautoscaler._reconciler import Reconciler
+from flyautoscaler._redis import check_redis_url
 from flyautoscaler._settings import Kind, Setting
 from flyautoscaler._validation import (
     MAX_CONCURRENCY,
@@ -35,6 +36,7 @@ from flyautoscaler._validation import (
     check_fallback,
     check_header_value,
     check_initial_machine_state,
+    check_machine_leases,
     check_range,
     check_stop_mode,
     check_wildcard_org,
@@ -52,6 +54,7 @@ from flyautoscaler.config._check import (
     check_query_variable_names,
 )
 from flyautoscaler.config._entry import CREDENTIALS, CollectorConfig
+from flyautoscaler.coordination import Coordinator
 from flyautoscaler.fly import DEFAULT_API_BASE_URL, DEFAULT_FLAPS_BASE_URL
 
 __all__ = [
@@ -68,6 +71,12 @@ __all__ = [
 
 #: Where ``serve`` answers ``/metrics`` and ``/healthz`` unless told otherwise.
 DEFAULT_METRICS_ADDRESS: Final = ":9090"
+#: ``machine-leases`` of the command: scale-down actions under a lease. It
+#: costs scale-downs about one round trip each and scale-ups nothing
+#: (``benchmarks/leases.py``), and keeps a deploy's Machines from being
+#: stopped under it. (The library's default is off: a client of the user's own
+#: need not lease.)
+COMMAND_MACHINE_LEASES: Final = "scale-down"
 #: The most failed passes in a row ``unhealthy-after`` may wait for.
 MAX_UNHEALTHY_AFTER: Final = 1000
 #: The variable that sets the stop metric's query; the rest of the
@@ -100,7 +109,7 @@ def secrets(config: Config) -> list[str]:
     The API token and each collector's credentials (tokens, keys, Redis
     URLs), as the collector types declare them.
     """
-    values = [config.api_token]
+    values = [config.api_token, config.coordination_url]
     for _, entry in config.collector_entries():
         values += [entry.text(attribute) for attribute in CREDENTIALS]
     return [value for value in values if value]
@@ -142,6 +151,10 @@ class Config:
         app_list_refresh_interval: Seconds between two refreshes of a
             wildcard's app list (at most a day).
         api_token: The Fly API token; never shown.
+        coordination_url: ``redis://...`` (or ``rediss://``, ``unix://``) of
+            the Redis that replicas of ``serve`` coordinate through; empty
+            (the default): this process reconciles every app alone. Never
+            shown.
         verbose: Log at debug level.
         unhealthy_after: Failed passes in a row after which ``serve``'s
             ``/healthz`` reports an app unhealthy (503).
@@ -162,6 +175,9 @@ class Config:
             ``None``: unset.
         stop_mode: ``"stop"`` or ``"suspend"``: how started Machines are
             brought down.
+        machine_leases: ``"off"``, ``"scale-down"`` (the default) or
+            ``"all"``: which Machine actions are taken under a Fly lease on
+            the Machine.
         release_timeout: Seconds a release may stay ``running`` and still
             hold its app's passes; 0 waits however long it runs.
         metric_collectors: Where the metrics come from.
@@ -237,6 +253,13 @@ class Config:
         repr=False,
         metadata=_setting("api-token", "FAS_API_TOKEN", "secret", credential=True),
     )
+    coordination_url: str = field(
+        default="",
+        repr=False,
+        metadata=_setting(
+            "coordination-url", "FAS_COORDINATION_URL", "secret", credential=True
+        ),
+    )
     verbose: bool = field(
         default=False, metadata=_setting("verbose", "FAS_VERBOSE", "boolean")
     )
@@ -277,6 +300,10 @@ class Config:
     )
     stop_mode: str = field(
         default="stop", metadata=_setting("stop-mode", "FAS_STOP_MODE")
+    )
+    machine_leases: str = field(
+        default=COMMAND_MACHINE_LEASES,
+        metadata=_setting("machine-leases", "FAS_MACHINE_LEASES"),
     )
     release_timeout: float = field(
         default=0.0,
@@ -416,6 +443,12 @@ class Config:
     def _validate_settings(self) -> None:
         """Check the settings the Go original leaves unchecked, one by one."""
         check_wildcard_org(self.app_name, self.org, field="org")
+        if self.coordination_url:
+            check_redis_url(
+                self.coordination_url,
+                self.setting("coordination_url"),
+                field="coordination_url",
+            )
         check_app_name(self.app_name, self.setting("app_name"), field="app_name")
         check_range(
             self.concurrency,
@@ -461,6 +494,7 @@ class Config:
             count_field="fallback_started_machine_count",
         )
         check_stop_mode(self.stop_mode, self.setting("stop_mode"))
+        check_machine_leases(self.machine_leases, self.setting("machine_leases"))
 
     def _check_stop_metric(self) -> CollectorConfig | None:
         """Check the ``stop-metric-collector`` entry; return it (``None``: unset).
@@ -517,11 +551,26 @@ class Config:
     def _credentials(self) -> list[tuple[str, str]]:
         """Return (setting, piece) for every configured credential."""
         found = credential_pieces(self.setting("api_token"), self.api_token)
+        found += credential_pieces(
+            self.setting("coordination_url"), self.coordination_url, in_url=True
+        )
         for where, entry in self.collector_entries():
             for attribute in CREDENTIALS:
                 holder = f"{where} {entry.setting(attribute)}"
                 found += credential_pieces(holder, entry.text(attribute), in_url=True)
         return found
+
+    def build_coordinator(self) -> Coordinator | None:
+        """Return the coordinator of :attr:`coordination_url` (``None``: unset).
+
+        Raises:
+            ImportError: redis-py (the ``redis`` extra) is not installed.
+        """
+        if not self.coordination_url:
+            return None
+        from flyautoscaler.coordination import RedisCoordinator  # noqa: PLC0415
+
+        return RedisCoordinator(self.coordination_url)
 
     def build_collectors(
         self, environ: Mapping[str, str] | None = None
@@ -619,6 +668,7 @@ class Config:
             fallback_after=self.fallback_after,
             fallback_started_machine_n=self.fallback_started_machine_count,
             stop_mode=self.stop_mode,
+            machine_leases=self.machine_leases,
             stop_metric_collector=stop_metric_collector,
         )
 

@@ -30,6 +30,7 @@ from flyautoscaler._models import (
     ImageRef,
     LaunchMachineInput,
     Machine,
+    MachineLease,
     MachineStartResponse,
     MachineState,
     Organization,
@@ -245,34 +246,10 @@ _TRANSIENT: Final = frozenset(
 )
 
 
-@frozen
-class Lease:
-    """A lease on a Machine: who holds it and until when.
-
-    Attributes:
-        nonce: The secret that proves the holder; send it as the
-            ``fly-machine-lease-nonce`` header (or the ``nonce`` argument).
-        expires_at: When the lease ends, in Unix seconds.
-        owner: Who holds it.
-        description: What the holder said it was for.
-        version: The lease's version.
-    """
-
-    nonce: str = field(repr=False)
-    expires_at: int
-    owner: str = LEASE_OWNER
-    description: str = ""
-    version: str = ""
-
-    def to_api(self) -> dict[str, object]:
-        """Return the ``data`` object of the lease endpoints."""
-        return {
-            "nonce": self.nonce,
-            "expires_at": self.expires_at,
-            "owner": self.owner,
-            "description": self.description,
-            "version": self.version,
-        }
+#: A lease on a Machine, as the fakes hand it out: the library's
+#: :class:`~flyautoscaler.MachineLease` (the fakes' owner is
+#: :data:`LEASE_OWNER`).
+Lease = MachineLease
 
 
 @define
@@ -689,6 +666,7 @@ class FakeFlapsClient(_Fake):
             if current is not None and nonce != current.nonce:
                 raise self._conflict(machine, "POST", self._held_by(machine, current))
             lease = Lease(
+                owner=LEASE_OWNER,
                 nonce=current.nonce if current is not None else uuid.uuid4().hex,
                 expires_at=math.ceil(time.time() + ttl),
                 description=description,

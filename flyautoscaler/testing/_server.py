@@ -41,6 +41,7 @@ from flyautoscaler._errors import (
     FlapsTransportError,
     Scrubber,
 )
+from flyautoscaler._log import get_logger
 from flyautoscaler._models import (
     LaunchMachineInput,
     Machine,
@@ -58,7 +59,7 @@ from flyautoscaler.testing._fakes import (
 
 __all__ = ["FakeMachinesServer", "RequestRecord"]
 
-_log = logging.getLogger("flyautoscaler.testing")
+_log = get_logger("flyautoscaler.testing")
 
 _WAIT_CAP: Final = 60.0
 _DEFAULT_LEASE_TTL: Final = 30.0

@@ -7,6 +7,7 @@ signature drifting from its Protocol fails the type check (Go's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import flyautoscaler as fas
@@ -15,6 +16,14 @@ from flyautoscaler.collectors import (
     PrometheusMachineCollector,
     RedisListLengthCollector,
     TemporalCollector,
+)
+from flyautoscaler.coordination import (
+    AppLease,
+    CoordinationError,
+    Coordinator,
+    InMemoryCoordinator,
+    InMemoryStore,
+    RedisCoordinator,
 )
 from flyautoscaler.fly import FlapsHTTPClient, FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import (
@@ -188,6 +197,12 @@ regional_prometheus: fas.MetricCollector = PrometheusCollector(
     "up{region='$REGION'}",
     variables={"REGION": "iad"},
 )
+history: list[tuple[float, float]] = PrometheusCollector(
+    "queue_depth", "http://127.0.0.1:9090", "up"
+).query_range("my-app", 1_700_000_000, 1_700_003_600, 15, timeout=(5.0, 60.0))
+shown_address: str = PrometheusCollector(
+    "queue_depth", "http://127.0.0.1:9090", "up"
+).shown_address
 machine_load: fas.MachineMetricCollector = PrometheusMachineCollector(
     "load",
     "http://127.0.0.1:9090",
@@ -202,3 +217,47 @@ redis_jobs: fas.MetricCollector = RedisListLengthCollector(
     "jobs", "redis://localhost:6379/0", ["rq:queue:default"]
 )
 temporal: fas.MetricCollector = TemporalCollector("workflows", "localhost:7233")
+
+# --- Coordination ---
+
+store = InMemoryStore(clock=time.monotonic)
+in_memory: Coordinator = InMemoryCoordinator(store, replica_id="replica-1")
+solo: Coordinator = InMemoryCoordinator(liveness=15.0, clock=time.monotonic)
+redis_coordinator: Coordinator = RedisCoordinator(
+    "redis://localhost:6379/0",
+    replica_id=None,
+    key_prefix="fas:",
+    liveness=15.0,
+    socket_timeout=2.0,
+    clock=time.monotonic,
+)
+for coordinator in (in_memory, redis_coordinator):
+    try:
+        coordinator.heartbeat()
+        live: list[str] = coordinator.replicas()
+        mine: bool = coordinator.owns("my-app", live)
+        lease: AppLease | None = coordinator.acquire("my-app", 30.0)
+        if lease is not None:
+            token: int = lease.token
+            expires: float = lease.expires
+            renewed: AppLease | None = coordinator.renew(lease, 30.0)
+            proved: bool = coordinator.holds(lease, 5.0)
+            coordinator.release(lease)
+    except CoordinationError as exc:
+        store_shown: str = exc.store
+        coordination_transient: bool = exc.transient
+    except fas.CoordinationError:
+        pass
+    finally:
+        coordinator.leave()
+        coordinator.close()
+store.reachable = False
+store.restart()
+replica: str = in_memory.replica_id
+
+# --- Machine leases ---
+
+leasing_fake: fas.LeasingClient = FakeFlapsClient()
+leasing_http: fas.LeasingClient = FlapsHTTPClient("my-app", "token")
+machine_lease: fas.MachineLease = leasing_http.acquire_lease("1", 30)
+leasing_http.release_lease("1", machine_lease.nonce)

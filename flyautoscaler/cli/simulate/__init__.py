@@ -1,13 +1,15 @@
 """``flyautoscaler simulate``: try a policy on a fake fleet before deploying it.
 
-The options (:func:`add_arguments`), the policy (the built-in one, or the
-``--config`` file and ``FAS_*`` variables ``serve`` reads), the metric values
-(a synthetic load or a ``--metrics`` recording), the live view and the files
-written (:func:`run`). The engine is in :mod:`flyautoscaler.cli.simulate._run`; the
-summary, the CSV and the chart in :mod:`flyautoscaler.cli.simulate._report`; the
-run's numbers (:class:`SimulationSummary`) in
-:mod:`flyautoscaler.cli.simulate._summary`. :func:`run_simulation` runs a policy
-in-process and returns them, for benchmarks.
+The options (:func:`add_arguments`), the metric values (a synthetic load or a
+``--metrics`` recording), the header and the files written (:func:`run`). Which
+policy runs, and why, is decided in :mod:`flyautoscaler.cli.simulate._policy`;
+``--compare`` in :mod:`~flyautoscaler.cli.simulate._compare`; the live view (the
+tick table and the progress line) in :mod:`~flyautoscaler.cli.simulate._console`.
+The engine is in :mod:`flyautoscaler.cli.simulate._run`; the summary and the CSV
+in :mod:`~flyautoscaler.cli.simulate._report`, the charts in
+:mod:`~flyautoscaler.cli.simulate._chart`; the run's numbers
+(:class:`SimulationSummary`) in :mod:`~flyautoscaler.cli.simulate._summary`.
+:func:`run_simulation` runs a policy in-process and returns them, for benchmarks.
 """
 
 from __future__ import annotations
@@ -15,16 +17,34 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TextIO
 
-from flyautoscaler._errors import ConfigError, FlyAutoscalerError, redact
-from flyautoscaler._models import DEFAULT_PROCESS_GROUP
-from flyautoscaler._protocols import MetricCollector
-from flyautoscaler._reconciler import Reconciler
+from attrs import evolve
+
+from flyautoscaler._errors import FlyAutoscalerError, redact
+from flyautoscaler._extras import install_hint
 from flyautoscaler.cli.simulate._api import run_simulation
+from flyautoscaler.cli.simulate._backtest import load_history, refuse_range_options
+from flyautoscaler.cli.simulate._chart import (
+    ChartRun,
+    write_chart,
+    write_compare_chart,
+)
+from flyautoscaler.cli.simulate._compare import (
+    CompareEntry,
+    compare_data,
+    compare_lines,
+    compared_plans,
+    first_label,
+)
+from flyautoscaler.cli.simulate._console import LiveView
+from flyautoscaler.cli.simulate._policy import choose_policy
 from flyautoscaler.cli.simulate._profile import (
     DEFAULT_PEAK,
     Recording,
@@ -33,13 +53,11 @@ from flyautoscaler.cli.simulate._profile import (
     synthetic_series,
 )
 from flyautoscaler.cli.simulate._report import (
-    CSV_COLUMNS,
     TickRow,
     format_band,
     format_clock,
     format_seconds,
     summarize,
-    write_chart,
     write_csv,
 )
 from flyautoscaler.cli.simulate._run import (
@@ -48,9 +66,7 @@ from flyautoscaler.cli.simulate._run import (
     DEFAULT_RESUME_TIME,
     DEFAULT_START_TIME,
     DEFAULT_STARTED_MACHINES,
-    DEFAULT_TICK,
     DEFAULT_TRANSITION_DELAY,
-    GATE_METRIC,
     Outcome,
     Plan,
     Policy,
@@ -59,25 +75,17 @@ from flyautoscaler.cli.simulate._run import (
     simulate,
 )
 from flyautoscaler.cli.simulate._summary import SimulationSummary
-from flyautoscaler.config import Config, load_config
 
 __all__ = ["SimulationSummary", "add_arguments", "run", "run_simulation"]
 
-#: The built-in policy's metric and expressions (see docs/simulate.md).
-DEFAULT_METRIC: Final = "queue_depth"
-DEFAULT_MIN_STARTED: Final = "ceil(queue_depth / 10)"
-DEFAULT_MAX_STARTED: Final = "ceil(queue_depth / 8)"
-DEFAULT_MIN_CREATED: Final = "ceil(queue_depth / 10)"
-DEFAULT_MAX_CREATED: Final = "max(10, ceil(queue_depth / 10) + 5)"
 DEFAULT_DURATION: Final = 3600.0
-#: The name of the seeded app when the configured one is a wildcard.
-WILDCARD_APP: Final = "sim-app"
+#: The default output folder's name, before its date (``YYYYmmdd-HHMMSS``).
+OUT_PREFIX: Final = "flyautoscaler-sim-"
+# Written into the default output folder: git ignores it all, itself included.
+_GITIGNORE: Final = "# Written by flyautoscaler simulate: git ignores this folder.\n*\n"
 #: Most ticks one run may have.
 MAX_TICKS: Final = 10_000
 _USER_ERRORS: Final = (FlyAutoscalerError, ValueError, OSError)
-_CONFIG_HINT: Final = "FAS_"
-# Names a metric cannot have: the CSV's other columns.
-_RESERVED: Final = frozenset({"time", "time_s", *CSV_COLUMNS})
 
 
 # --- options ----------------------------------------------------------------------
@@ -126,7 +134,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help="YAML configuration, as for serve (default: the FAS_* variables "
-        "if any is set, else the built-in policy on queue_depth)",
+        "when one of the six count expressions, such as "
+        "FAS_STARTED_MACHINE_COUNT, is set, else the built-in policy on "
+        "queue_depth)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also run the policy of this YAML file on the same load, fleet "
+        "and seed, and compare: one table, one chart, a CSV per policy and "
+        "compare.json; repeat for more policies. Each must use the same "
+        "metrics as the first",
     )
     parser.add_argument(
         "--metrics",
@@ -135,6 +155,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "start) and one column per metric (default: a synthetic load with a "
         "ramp, a spike and a decay)",
     )
+    parser.add_argument(
+        "--from-prometheus",
+        action="store_true",
+        help="replay the configured Prometheus queries over --start .. --end "
+        "(range queries, one value per --step) instead of a synthetic load",
+    )
+    parser.add_argument(
+        "--start",
+        metavar="TIME",
+        help="with --from-prometheus: the first time replayed, RFC 3339 "
+        "(2026-11-23T00:00:00Z) or relative to now (-7d, -2h, -30m)",
+    )
+    parser.add_argument(
+        "--end",
+        metavar="TIME",
+        help="with --from-prometheus: where the replay ends, excluded, as "
+        "--start (default: now)",
+    )
+    parser.add_argument(
+        "--step",
+        type=_duration,
+        metavar="DURATION",
+        help="with --from-prometheus: time between two points, the tick "
+        "(default: the configured interval, 15s)",
+    )
+    parser.add_argument(
+        "--app",
+        metavar="NAME",
+        help="with --from-prometheus: the app whose history is replayed "
+        "($APP_NAME); needed when the configured app-name is a wildcard",
+    )
+    # Relative times count from this Unix time; None: the clock's. Tests set it.
+    parser.set_defaults(now=None)
+    # Take "-7d" (a dash, then a digit) as an option's value, not as an option,
+    # as argparse itself does from Python 3.13 on: --start -7d works everywhere.
+    parser._negative_number_matcher = re.compile(r"-\.?\d")  # noqa: SLF001
     parser.add_argument(
         "--duration",
         type=_duration,
@@ -222,106 +278,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where to write timeseries.csv, chart.png, summary.txt and "
         "summary.json "
-        "(default: a new ./flyautoscaler-sim-YYYYmmdd-HHMMSS)",
+        "(default: a new ./flyautoscaler-sim-YYYYmmdd-HHMMSS, which git "
+        "ignores)",
     )
-    parser.add_argument(
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
         "--quiet",
         action="store_true",
-        help="print no line per tick, only the summary",
+        help="print no tick and no progress, only the header and the summary",
+    )
+    output.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every tick, not only those where Machines were created, "
+        "destroyed, started or stopped or something failed",
     )
 
 
 # --- the policy -------------------------------------------------------------------
 
 
-def _default_policy() -> Policy:
-    def new_reconciler(collectors: list[MetricCollector]) -> Reconciler:
-        return Reconciler(
-            process_group=DEFAULT_PROCESS_GROUP,
-            min_created_machine_n=DEFAULT_MIN_CREATED,
-            max_created_machine_n=DEFAULT_MAX_CREATED,
-            min_started_machine_n=DEFAULT_MIN_STARTED,
-            max_started_machine_n=DEFAULT_MAX_STARTED,
-            collectors=list(collectors),
-        )
-
-    return Policy(
-        source="the built-in policy",
-        app_name=WILDCARD_APP,
-        org="personal",
-        process_group=DEFAULT_PROCESS_GROUP,
-        regions=(),
-        metric_names=(DEFAULT_METRIC,),
-        started=(DEFAULT_MIN_STARTED, DEFAULT_MAX_STARTED),
-        created=(DEFAULT_MIN_CREATED, DEFAULT_MAX_CREATED),
-        interval=DEFAULT_TICK,
-        new_reconciler=new_reconciler,
-    )
-
-
-def _explain_environment(exc: FlyAutoscalerError, names: Sequence[str]) -> None:
-    verb = "is" if len(names) == 1 else "are"
-    exc.add_note(
-        f"simulate reads its policy from the environment because "
-        f"{', '.join(names)} {verb} set; unset them to simulate the built-in policy"
-    )
-
-
 def _load_policy(path: str | None, environ: Mapping[str, str]) -> Policy:
-    """Return the policy of ``--config`` or the ``FAS_*`` variables, or the default.
+    """Return the policy of ``--config``, the ``FAS_*`` variables, or the built-in one.
 
-    Without ``--config``, the environment is read when a ``FAS_*`` variable
-    that the configuration reads is set (one that changes it); otherwise the
-    built-in policy is simulated.
+    The rule is :func:`~flyautoscaler.cli.simulate._policy.choose_policy`'s.
 
     Raises:
         ConfigError: The configuration is invalid.
         OSError: The file cannot be read.
     """
-    fas = {k: v for k, v in environ.items() if k.startswith(_CONFIG_HINT)}
-    names = sorted(fas)
-    try:
-        if path is None and (
-            not fas or load_config(None, fas) == load_config(None, {})
-        ):
-            return _default_policy()
-        config = load_config(path, environ)
-        config.validate(require_token=False)
-    except FlyAutoscalerError as exc:
-        if path is None:
-            _explain_environment(exc, names)
-        raise
-    for name in config.metric_names():
-        if name in _RESERVED or name.startswith(GATE_METRIC):
-            raise ConfigError(
-                f"metric name {name!r} is a column of simulate's CSV; rename it",
-                field="metric_name",
-            )
-    return Policy(
-        source=path if path is not None else "the FAS_* variables",
-        app_name=WILDCARD_APP if "*" in config.app_name else config.app_name,
-        org=config.org or "personal",
-        process_group=config.process_group,
-        regions=tuple(config.regions),
-        metric_names=tuple(config.metric_names()),
-        started=(config.min_started_expr(), config.max_started_expr()),
-        created=(config.min_created_expr(), config.max_created_expr()),
-        interval=config.interval,
-        new_reconciler=functools.partial(_simulated_reconciler, config),
-    )
-
-
-def _simulated_reconciler(
-    config: Config, collectors: list[MetricCollector]
-) -> Reconciler:
-    """Return the configured reconciler, without its stop metric.
-
-    A simulated fleet has no per-Machine metric to rank by: the Machines to
-    stop are chosen in the default order (lowest id first).
-    """
-    reconciler = config.new_reconciler(collectors)
-    reconciler.stop_metric_collector = None
-    return reconciler
+    return choose_policy(path, environ).policy
 
 
 # --- the plan ---------------------------------------------------------------------
@@ -330,9 +316,13 @@ def _simulated_reconciler(
 def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     """Check the options and prepare the run, before anything starts.
 
+    The values come from ``--from-prometheus`` (fetched here), a ``--metrics``
+    file or the synthetic load.
+
     Raises:
         ValueError: An option is out of range, or the metrics file is invalid.
         ConfigError: The configuration is invalid.
+        MetricCollectionError: A query of ``--from-prometheus`` failed.
         OSError: A file cannot be read.
     """
     policy = _load_policy(args.config, environ)
@@ -347,6 +337,35 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             "--capacity needs a metric (one started Machine serves N units of the "
             f"first metric), and the policy from {policy.source} uses none"
         )
+    timing = Timing.resolve(
+        transition_delay=args.transition_delay,
+        boot=args.boot_time,
+        start=args.start_time,
+        resume=args.resume_time,
+    )
+    if args.from_prometheus:
+        history = load_history(
+            args,
+            environ,
+            source=policy.source,
+            interval=policy.interval,
+            max_ticks=MAX_TICKS,
+            now=time.time() if args.now is None else args.now,
+        )
+        return Plan(
+            policy=evolve(policy, app_name=history.app_name),
+            times=history.span.times,
+            tick=history.span.step,
+            values=history.values,
+            load=history.describe(),
+            machines=args.machines,
+            started=args.started,
+            transition_delay=timing.stop,
+            seed=args.seed,
+            capacity=args.capacity,
+            timing=timing,
+        )
+    refuse_range_options(args)
     tick: float = args.tick or policy.interval
     recording: Recording | None = None
     if args.metrics is not None:
@@ -378,12 +397,6 @@ def _plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             f"synthetic (quiet, ramp, plateau, spike, decay), peak {args.peak:g}, "
             f"seed {args.seed}"
         )
-    timing = Timing.resolve(
-        transition_delay=args.transition_delay,
-        boot=args.boot_time,
-        start=args.start_time,
-        resume=args.resume_time,
-    )
     return Plan(
         policy=policy,
         times=times,
@@ -411,19 +424,42 @@ def _expressions(band: tuple[str, str]) -> str:
     return f"{low or '(none)'} .. {high or '(none)'}"
 
 
-def _header_lines(plan: Plan) -> list[str]:
+def _origin(policy: Policy) -> str:
+    """Return ``"policy from a.yml"`` or ``"the built-in policy"``."""
+    source = policy.source
+    return source if source.startswith("the built-in") else f"policy from {source}"
+
+
+def _header_lines(entries: Sequence[CompareEntry]) -> list[str]:
+    """Return the header: each policy and why it runs, the load, fleet and time."""
+    plan = entries[0].plan
     policy = plan.policy
     count = len(plan.times)
+    fleet = f"{plan.machines} Machines ({plan.started} started)"
+    if len(entries) == 1:
+        lines = [
+            f"flyautoscaler simulate: app {policy.app_name}, {entries[0].why}",
+            f"  started Machines: {_expressions(policy.started)}",
+            f"  created Machines: {_expressions(policy.created)}",
+        ]
+        fleet += f" in group {policy.process_group!r}"
+    else:
+        lines = [f"flyautoscaler simulate: {len(entries)} policies on the same load"]
+        for entry in entries:
+            its = entry.plan.policy
+            lines += [
+                f"  {entry.label}: {entry.why}",
+                f"    app {its.app_name}, group {its.process_group!r}",
+                f"    started Machines: {_expressions(its.started)}",
+                f"    created Machines: {_expressions(its.created)}",
+            ]
+            if entry.note:
+                lines.append(f"    {entry.note}")
+        fleet += " in each policy's group"
     return [
-        f"flyautoscaler simulate: app {policy.app_name}, policy from {policy.source}",
-        f"  started Machines: {_expressions(policy.started)}",
-        f"  created Machines: {_expressions(policy.created)}",
+        *lines,
         f"  metrics: {', '.join(policy.metric_names) or '(none)'}; {plan.load}",
-        (
-            f"  fleet: {plan.machines} Machines ({plan.started} started) in group "
-            f"{policy.process_group!r}; starting or stopping takes "
-            f"{format_seconds(plan.transition_delay)}"
-        ),
+        (f"  fleet: {fleet}; {plan.transitions.describe()}"),
         (
             f"  time: {format_seconds(count * plan.tick)} simulated, a pass every "
             f"{format_seconds(plan.tick)} ({count} ticks)"
@@ -457,19 +493,24 @@ def _table_line(row: TickRow, names: Sequence[str]) -> str:
 
 
 def _out_dir(requested: str | None) -> Path:
-    """Create and return the output folder (a new, dated one by default)."""
+    """Create and return the output folder (a new, dated one by default).
+
+    The default folder holds a ``.gitignore`` that ignores everything in it,
+    itself included, so that a run in a checkout leaves ``git status`` clean.
+    """
     if requested is not None:
         path = Path(requested)
         path.mkdir(parents=True, exist_ok=True)
         return path
     stamp = datetime.now(UTC).astimezone().strftime("%Y%m%d-%H%M%S")
-    base = Path(f"flyautoscaler-sim-{stamp}")
+    base = Path(f"{OUT_PREFIX}{stamp}")
     for i in range(1, 100):
         path = base if i == 1 else Path(f"{base}-{i}")
         try:
             path.mkdir()
         except FileExistsError:
             continue
+        (path / ".gitignore").write_text(_GITIGNORE, encoding="utf-8")
         return path
     raise FileExistsError(f"{base}: 99 folders of that name exist; use --out")
 
@@ -479,12 +520,33 @@ def _one_line(exc: BaseException) -> str:
     return redact(" ".join(" ".join([str(exc), *notes]).split()))
 
 
+def _entries(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> list[CompareEntry]:
+    """Return the policies to run, each with its plan: the first, then --compare's.
+
+    Raises:
+        ValueError: An option is out of range, or the metrics file is invalid.
+        ConfigError: A configuration is invalid, or a compared policy's metrics
+            differ from the first one's.
+        OSError: A file cannot be read.
+    """
+    plan = _plan(args, environ)
+    # The header's words; the plan holds the policy of the same rule.
+    choice = choose_policy(args.config, environ)
+    first = CompareEntry(first_label(args.config, choice), plan, choice.why)
+    return compared_plans(
+        first, args.compare, environ, tick_given=args.tick is not None
+    )
+
+
 def run(
     args: argparse.Namespace,
     *,
     environ: Mapping[str, str],
     stdout: TextIO,
     stderr: TextIO,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Run ``flyautoscaler simulate`` with *args* (from :func:`add_arguments`).
 
@@ -492,39 +554,92 @@ def run(
         args: The parsed options.
         environ: The environment: ``FAS_*`` variables and what the
             configuration refers to.
-        stdout: Where the live view and the summary go.
+        stdout: Where the live view and the summary go; a progress line is
+            rewritten in place when it is a terminal (``isatty()``).
         stderr: Where an error goes, as one ``error: ...`` line.
+        clock: Real seconds, for the progress line.
 
     Returns:
-        0 on success; 1 when the options, the configuration or the metrics
+        0 on success; 1 when the options, a configuration or the metrics
         file are invalid, an output cannot be written, or the run stalled.
     """
     try:
-        plan = _plan(args, environ)
+        entries = _entries(args, environ)
         out = _out_dir(args.out)
     except _USER_ERRORS as exc:
         print(f"error: {_one_line(exc)}", file=stderr)
         return 1
-    names = list(plan.policy.metric_names)
-
-    def show(row: TickRow) -> None:
-        if not args.quiet:
-            print(_table_line(row, names), file=stdout, flush=True)
-
-    for line in _header_lines(plan):
+    header = _header_lines(entries)
+    for line in header:
         print(line, file=stdout)
-    if not args.quiet:
-        print(_table_header(names), file=stdout, flush=True)
     try:
-        outcome = simulate(plan, show)
-        return _report(plan, outcome, out, stdout)
+        outcomes = [
+            _run_one(entry, args, stdout, clock, len(entries)) for entry in entries
+        ]
+        if len(entries) == 1:
+            written = _report(entries[0].plan, outcomes[0], out, stdout, header)
+        else:
+            written = _report_compare(entries, outcomes, out, stdout, header)
     except (*_USER_ERRORS, SimulationError) as exc:
         print(f"error: {_one_line(exc)}", file=stderr)
         return 1
+    _wrote(written, out, stdout, ignored=args.out is None)
+    return 0
 
 
-def _report(plan: Plan, outcome: Outcome, out: Path, stdout: TextIO) -> int:
-    """Write the files and print the summary; return the exit code."""
+def _run_one(
+    entry: CompareEntry,
+    args: argparse.Namespace,
+    stdout: TextIO,
+    clock: Callable[[], float],
+    count: int,
+) -> Outcome:
+    """Run one policy, showing its ticks and its progress."""
+    plan = entry.plan
+    names = list(plan.policy.metric_names)
+    if count > 1 and not args.quiet:
+        print(f"{entry.label}:", file=stdout)
+    view = LiveView(
+        stdout,
+        total=len(plan.times),
+        tick=plan.tick,
+        header=_table_header(names),
+        line=functools.partial(_table_line, names=names),
+        quiet=args.quiet,
+        verbose=args.verbose,
+        label=entry.label if count > 1 else "",
+        clock=clock,
+    )
+    outcome = simulate(plan, view.show)
+    view.finish()
+    return outcome
+
+
+def _wrote(paths: Sequence[Path], out: Path, stdout: TextIO, *, ignored: bool) -> None:
+    """Say which files were written, and where."""
+    names = [p.name for p in paths]
+    listed = f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0]
+    print(f"Wrote {listed} in {out}{os.sep}.", file=stdout)
+    if ignored:
+        print(
+            f"Git ignores {out}{os.sep} (it holds a .gitignore); delete it when "
+            "done, or pass --out DIR to keep the results elsewhere.",
+            file=stdout,
+        )
+    stdout.flush()
+
+
+def _no_chart(stdout: TextIO) -> None:
+    print(
+        f"No chart: matplotlib is not installed; get it with {install_hint('plot')}.",
+        file=stdout,
+    )
+
+
+def _report(
+    plan: Plan, outcome: Outcome, out: Path, stdout: TextIO, header: Sequence[str]
+) -> list[Path]:
+    """Write the files and print the summary; return the files written."""
     names = list(plan.policy.metric_names)
     rows = outcome.rows
 
@@ -538,10 +653,8 @@ def _report(plan: Plan, outcome: Outcome, out: Path, stdout: TextIO) -> int:
         )
 
     numbers = outcome.summary.lines()
-    lines = [*summary(full=False), *numbers]
     csv_path = out / "timeseries.csv"
     write_csv(csv_path, rows, names)
-    header = _header_lines(plan)
     summary_path = out / "summary.txt"
     summary_path.write_text(
         "\n".join([*header, *summary(full=True), *numbers]) + "\n",
@@ -558,28 +671,96 @@ def _report(plan: Plan, outcome: Outcome, out: Path, stdout: TextIO) -> int:
         rows,
         metric_names=names,
         tick=plan.tick,
-        title=f"flyautoscaler simulate: {policy.app_name}",
+        title=f"flyautoscaler simulate: {policy.app_name}, {_origin(policy)}",
         subtitle=f"started = {_expressions(policy.started)}\n"
         f"created = {_expressions(policy.created)}",
+        headline=outcome.summary.headline(),
+        capacity=plan.capacity,
     )
     print(file=stdout)
-    for line in lines:
+    for line in [*summary(full=False), *numbers]:
         print(line, file=stdout)
     print(
-        f"  ran {format_seconds(len(rows) * plan.tick)} of simulated time in "
-        f"{outcome.seconds:.1f} s",
+        f"  It ran {format_seconds(len(rows) * plan.tick)} of simulated time in "
+        f"{outcome.seconds:.1f} s.",
         file=stdout,
     )
-    print(f"wrote {csv_path}", file=stdout)
-    print(f"wrote {summary_path}", file=stdout)
-    print(f"wrote {json_path}", file=stdout)
+    print(file=stdout)
+    written = [csv_path, summary_path, json_path]
     if drawn:
-        print(f"wrote {chart_path}", file=stdout)
+        written.append(chart_path)
     else:
-        print(
-            "no chart: matplotlib is not installed; get it with "
-            "pip install 'flyautoscaler[plot]'",
-            file=stdout,
-        )
-    print(f"results in {out}", file=stdout, flush=True)
-    return 0
+        _no_chart(stdout)
+    return written
+
+
+def _report_compare(
+    entries: Sequence[CompareEntry],
+    outcomes: Sequence[Outcome],
+    out: Path,
+    stdout: TextIO,
+    header: Sequence[str],
+) -> list[Path]:
+    """Write each policy's CSV, summary.txt, compare.json and the chart; return them."""
+    plan = entries[0].plan
+    names = list(plan.policy.metric_names)
+    written: list[Path] = []
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        path = out / entry.csv_name
+        write_csv(path, outcome.rows, names)
+        written.append(path)
+    table = compare_lines(entries, outcomes)
+    intro = (
+        f"Compared on the same load and fleet, {len(plan.times)} passes of "
+        f"{format_seconds(plan.tick)} each:"
+    )
+    details: list[str] = []
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        details += ["", f"{entry.label}: {entry.why}"]
+        details += summarize(
+            outcome.rows,
+            tick=plan.tick,
+            initial_started=plan.started,
+            initial_machines=plan.machines,
+            full=True,
+        )[1:]
+        details += outcome.summary.lines()
+    summary_path = out / "summary.txt"
+    summary_path.write_text(
+        "\n".join([*header, "", intro, *table, *details]) + "\n", encoding="utf-8"
+    )
+    json_path = out / "compare.json"
+    json_path.write_text(
+        json.dumps(compare_data(entries, outcomes), indent=2) + "\n",
+        encoding="utf-8",
+    )
+    written += [summary_path, json_path]
+    chart_path = out / "chart.png"
+    drawn = write_compare_chart(
+        chart_path,
+        [
+            ChartRun(e.label, o.rows, o.summary.headline())
+            for e, o in zip(entries, outcomes, strict=True)
+        ],
+        metric_names=names,
+        tick=plan.tick,
+        title=f"flyautoscaler simulate: {len(entries)} policies on the same load",
+        subtitle=plan.load,
+        capacity=plan.capacity,
+    )
+    print(file=stdout)
+    print(intro, file=stdout)
+    for line in table:
+        print(line, file=stdout)
+    seconds = sum(o.seconds for o in outcomes)
+    print(
+        f"  They ran {format_seconds(len(plan.times) * plan.tick)} of simulated time "
+        f"each in {seconds:.1f} s; summary.txt has each policy's full summary.",
+        file=stdout,
+    )
+    print(file=stdout)
+    if drawn:
+        written.append(chart_path)
+    else:
+        _no_chart(stdout)
+    return written

@@ -1,9 +1,8 @@
-"""What ``flyautoscaler simulate`` shows and writes: lines, summary, CSV and chart.
+"""What ``flyautoscaler simulate`` writes about a run: its rows, CSV and summary.
 
 Everything here works on the list of :class:`TickRow` a run produced; nothing
-here talks to the pool or the server. The chart needs matplotlib (the
-``flyautoscaler[plot]`` extra), imported only when a chart is drawn, with the
-Agg canvas and no pyplot, so no global backend is chosen.
+here talks to the pool or the server. The chart is drawn in
+:mod:`flyautoscaler.cli.simulate._chart`.
 """
 
 from __future__ import annotations
@@ -20,12 +19,12 @@ from flyautoscaler._durations import format_brief as format_seconds
 
 __all__ = [
     "CSV_COLUMNS",
+    "TargetReach",
     "TickRow",
     "format_band",
     "format_clock",
     "format_seconds",
     "summarize",
-    "write_chart",
     "write_csv",
 ]
 
@@ -105,6 +104,18 @@ class TickRow:
     def running(self) -> int:
         """Machines started or starting: the ones that cost compute."""
         return self.started + self.starting
+
+    @property
+    def eventful(self) -> bool:
+        """Whether the pass created, destroyed, started or stopped, or failed."""
+        return bool(
+            self.creates
+            or self.destroys
+            or self.starts
+            or self.stops
+            or self.failures
+            or self.errors
+        )
 
     @property
     def started_band(self) -> Band:
@@ -203,7 +214,7 @@ def write_csv(path: Path, rows: Sequence[TickRow], metric_names: Sequence[str]) 
             )
 
 
-# --- summary ----------------------------------------------------------------------
+# --- summary ---------------------------------------------------------------------
 
 
 @frozen
@@ -229,15 +240,27 @@ class TargetChange:
     reached: float | None
 
     def describe(self, kind: str) -> str:
-        """Return one line: when, from what to what, and how long it took."""
-        outcome = (
-            "not reached by the end"
-            if self.reached is None
-            else f"reached in {format_seconds(self.reached)}"
-        )
-        change = f"{format_band(self.before)} -> {format_band(self.after)}"
-        moved = f" ({self.moves} moves)" if self.moves > 1 else ""
-        return f"{format_clock(self.time):>9}  {kind} {change}{moved}: {outcome}"
+        """Return one sentence: when, from what to what, and how long it took."""
+        moved = f" (after {self.moves} moves)" if self.moves > 1 else ""
+        if self.before == (None, None):
+            change = f"the first {kind} target was {format_band(self.after)}{moved}"
+        elif self.before == self.after:
+            change = (
+                f"the {kind} target moved away from {format_band(self.before)} and "
+                f"back{moved}"
+            )
+        else:
+            change = (
+                f"the {kind} target went from {format_band(self.before)} to "
+                f"{format_band(self.after)}{moved}"
+            )
+        if self.reached is None:
+            outcome = "the fleet had not reached it by the end"
+        elif self.reached == 0:
+            outcome = "the fleet was inside it after that pass"
+        else:
+            outcome = f"the fleet was inside it {format_seconds(self.reached)} later"
+        return f"At {format_clock(self.time)} {change}; {outcome}."
 
 
 def target_changes(
@@ -312,6 +335,93 @@ def _plural(n: int, word: str, plural: str = "") -> str:
     return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
+def _times(n: int) -> str:
+    return {0: "never", 1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+@frozen
+class TargetReach:
+    """How fast the fleet reached the new targets of one kind.
+
+    Attributes:
+        changes: The target changes the fleet was outside of
+            (:func:`target_changes`).
+        median: The median seconds to reach one, of those reached; ``None``
+            when none was.
+        slowest: The most seconds to reach one, of those reached.
+    """
+
+    changes: tuple[TargetChange, ...]
+    median: float | None
+    slowest: float | None
+
+    @property
+    def reached(self) -> int:
+        """How many of the changes the fleet reached before the end."""
+        return sum(1 for c in self.changes if c.reached is not None)
+
+    @classmethod
+    def of(cls, rows: Sequence[TickRow], kind: str, initial: int) -> TargetReach:
+        """Return the reach of *rows*' *kind* targets (see :func:`target_changes`)."""
+        changes = tuple(target_changes(rows, kind, initial))
+        times = sorted(c.reached for c in changes if c.reached is not None)
+        if not times:
+            return cls(changes, None, None)
+        return cls(changes, times[len(times) // 2], times[-1])
+
+    def sentence(self, kind: str) -> str:
+        """Return one sentence: how many new targets, how many reached, how fast."""
+        n = len(self.changes)
+        if not n:
+            return f"No new {kind} target asked the fleet to change."
+        targets = f"The fleet was outside {_plural(n, f'new {kind} target')}"
+        if self.median is None or self.slowest is None:
+            missed = "did not reach it" if n == 1 else "reached none of them"
+            return f"{targets} and {missed} by the end."
+        if n == 1:
+            return f"{targets} and reached it {_how_fast(self.slowest, 'it')}."
+        which = "all of them" if self.reached == n else f"{self.reached} of them"
+        if self.slowest == 0:
+            return f"{targets} and reached {which} {_how_fast(0, 'them')}."
+        return (
+            f"{targets} and reached {which}: half {_how_fast(self.median, 'them')}, "
+            f"the slowest in {format_seconds(self.slowest)}."
+        )
+
+
+def _how_fast(seconds: float, them: str) -> str:
+    if seconds == 0:
+        return f"within the pass that set {them}"
+    return (
+        f"in {format_seconds(seconds)}"
+        if them == "it"
+        else (f"within {format_seconds(seconds)}")
+    )
+
+
+def _reach_lines(reach: TargetReach, kind: str, *, full: bool) -> list[str]:
+    """Return the sentence about *kind* targets, then the changes it lists.
+
+    *full* lists every change; otherwise those that took longest, at most
+    :data:`MAX_LISTED` and none that the fleet met within the pass.
+    """
+    lines = [f"  {reach.sentence(kind)}"]
+    changes = list(reach.changes)
+    if not full:
+        slow = [c for c in changes if c.reached != 0]
+        # The slowest (not reached is slowest), then back in time order.
+        slow.sort(key=lambda c: -math.inf if c.reached is None else -c.reached)
+        shown = sorted(slow[:MAX_LISTED], key=lambda c: c.time)
+        if len(shown) < len(changes):
+            if shown:
+                lines.append(
+                    f"  Those that took longest (summary.txt lists all {len(changes)}):"
+                )
+            changes = shown
+    lines.extend(f"    {c.describe(kind)}" for c in changes)
+    return lines
+
+
 def summarize(
     rows: Sequence[TickRow],
     *,
@@ -320,193 +430,66 @@ def summarize(
     initial_machines: int,
     full: bool = False,
 ) -> list[str]:
-    """Return the summary's lines.
+    """Return the summary's sentences, one a line (the changes indented under theirs).
 
     Args:
         rows: The run, one row per tick.
         tick: Simulated seconds per tick (each row holds for one tick).
         initial_started: Machines started before the first pass.
         initial_machines: Machines before the first pass.
-        full: List every target change, not just the first :data:`MAX_LISTED`.
+        full: List every target change, not only the :data:`MAX_LISTED`
+            slowest of each kind.
     """
-    lines = [f"summary: {_plural(len(rows), 'tick')} of {format_seconds(tick)}"]
-    lines.append("  time to reach each new target the fleet was outside:")
+    first = (
+        f"Summary: {_plural(len(rows), 'pass', 'passes')}, one every "
+        f"{format_seconds(tick)}, over {format_seconds(len(rows) * tick)} of "
+        "simulated time."
+    )
+    lines = [first]
     initial = {"started": initial_started, "created": initial_machines}
     for kind in ("started", "created"):
-        changes = target_changes(rows, kind, initial[kind])
-        if not changes:
-            lines.append(f"{'':13}{kind}: no target asked for a change")
-            continue
-        shown = changes if full else changes[:MAX_LISTED]
-        lines.extend(f"  {c.describe(kind)}" for c in shown)
-        if len(shown) < len(changes):
-            lines.append(
-                f"{'':13}... {len(changes) - len(shown)} more {kind} target "
-                "changes in summary.txt"
-            )
-        times = sorted(c.reached for c in changes if c.reached is not None)
-        if times:
-            lines.append(
-                f"{'':13}{kind}: {len(times)} of {len(changes)} reached; median "
-                f"{format_seconds(times[len(times) // 2])}, slowest "
-                f"{format_seconds(times[-1])}"
-            )
+        reach = TargetReach.of(rows, kind, initial[kind])
+        lines.extend(_reach_lines(reach, kind, full=full))
     used = sum(r.running for r in rows) * tick
     peak = max([initial_started, *(r.running for r in rows)])
     fixed = peak * tick * len(rows)
-    lines.append(
-        f"  Machine-seconds (started or starting): {used:,.0f} = "
-        f"{used / 3600:,.1f} Machine-hours"
+    cost = (
+        f"  The Machines started or starting cost {used:,.0f} Machine-seconds "
+        f"({used / 3600:,.1f} Machine-hours)"
     )
     if fixed:
-        lines.append(
-            f"{'':13}{100 * (1 - used / fixed):.0f}% less than a fleet kept at the "
-            f"peak ({peak} started): {fixed:,.0f}"
+        cost += (
+            f", {100 * (1 - used / fixed):.0f}% less than a fleet kept at the peak "
+            f"of {_plural(peak, 'started Machine')} ({fixed:,.0f})"
         )
-    totals = {
-        "create": sum(r.creates for r in rows),
-        "destroy": sum(r.destroys for r in rows),
-        "start": sum(r.starts for r in rows),
-        "stop": sum(r.stops for r in rows),
-    }
+    lines.append(cost + ".")
+    creates, destroys, starts, stops = (
+        sum(r.creates for r in rows),
+        sum(r.destroys for r in rows),
+        sum(r.starts for r in rows),
+        sum(r.stops for r in rows),
+    )
+    failures, errors = sum(r.failures for r in rows), sum(r.errors for r in rows)
+    failed_actions = (
+        "no action failed" if not failures else f"{_plural(failures, 'action')} failed"
+    )
+    failed_passes = (
+        "no pass failed"
+        if not errors
+        else f"{_plural(errors, 'pass', 'passes')} failed before acting"
+    )
     lines.append(
-        "  actions: "
-        + ", ".join(_plural(n, verb) for verb, n in totals.items())
-        + f"; failed: {_plural(sum(r.failures for r in rows), 'action')}, "
-        + _plural(sum(r.errors for r in rows), "pass", "passes")
+        f"  The autoscaler created {_plural(creates, 'Machine')}, destroyed "
+        f"{destroys}, started {starts} and stopped {stops}; {failed_actions} and "
+        f"{failed_passes}."
     )
     times = [r.time for r in rows]
     started = direction_changes([r.running for r in rows], times, initial_started)
     created = direction_changes([r.machines for r in rows], times, initial_machines)
     lines.append(
-        f"  direction changes: started Machines {started[0]} "
-        f"({_plural(started[1], 'flap')}), created Machines {created[0]} "
-        f"({_plural(created[1], 'flap')})"
-    )
-    lines.append(
-        f"{'':13}(a flap: a reversal within {format_seconds(FLAP_WINDOW)} of the "
-        "move before it)"
+        f"  The started Machines changed direction {_times(started[0])} "
+        f"({_plural(started[1], 'flap')}), the created Machines "
+        f"{_times(created[0])} ({_plural(created[1], 'flap')}); a flap is a "
+        f"reversal within {format_seconds(FLAP_WINDOW)} of the move before it."
     )
     return lines
-
-
-# --- chart ------------------------------------------------------------------------
-
-
-def _steps(values: Sequence[float]) -> list[float]:
-    """Return *values* with the last repeated, to draw the last step to the end."""
-    return [*values, values[-1]] if values else []
-
-
-def _bounds(bands: Sequence[Band]) -> tuple[list[float], list[float]]:
-    nan = math.nan
-    lows = [
-        float(lo) if lo is not None else float(hi) if hi is not None else nan
-        for lo, hi in bands
-    ]
-    highs = [
-        float(hi) if hi is not None else float(lo) if lo is not None else nan
-        for lo, hi in bands
-    ]
-    return lows, highs
-
-
-def write_chart(  # noqa: PLR0913 - the labels, by keyword
-    path: Path,
-    rows: Sequence[TickRow],
-    *,
-    metric_names: Sequence[str],
-    tick: float,
-    title: str,
-    subtitle: str,
-) -> bool:
-    """Draw the metrics, the targets and the Machines over time into a PNG.
-
-    Returns:
-        False when matplotlib is not installed (nothing is written).
-    """
-    try:
-        from matplotlib.figure import Figure  # noqa: PLC0415 - optional extra
-    except ImportError:
-        return False
-    end = rows[-1].time + tick
-    scale, unit = (
-        (1.0, "s")
-        if end <= 180
-        else (60.0, "min")
-        if end <= 3 * 3600
-        else (3600.0, "h")
-    )
-    x = [r.time / scale for r in rows] + [end / scale]
-    fig = Figure(figsize=(10, 6.2), dpi=100, layout="constrained")
-    fig.suptitle(title, fontsize=13, fontweight="bold")
-    if metric_names:
-        top, bottom = fig.subplots(
-            2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.5]}
-        )
-        for name in metric_names:
-            values = [r.metrics.get(name, math.nan) for r in rows]
-            top.step(x, _steps(values), where="post", label=name, lw=1.4)
-        top.set_ylabel("metric value")
-        top.set_title(subtitle, fontsize=9, loc="left", family="monospace")
-        top.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
-        top.grid(visible=True, alpha=0.3)
-    else:
-        bottom = fig.subplots()
-        bottom.set_title(subtitle, fontsize=9, loc="left", family="monospace")
-    low, high = _bounds([r.started_band for r in rows])
-    bottom.fill_between(
-        x,
-        _steps(low),
-        _steps(high),
-        step="post",
-        color="tab:orange",
-        alpha=0.25,
-        lw=0,
-    )
-    bottom.step(x, _steps(low), where="post", color="tab:orange", lw=1.2)
-    bottom.step(
-        x,
-        _steps(high),
-        where="post",
-        color="tab:orange",
-        lw=1.2,
-        label="started target (min..max)",
-    )
-    bottom.step(
-        x,
-        _steps([float(r.started) for r in rows]),
-        where="post",
-        color="tab:blue",
-        lw=2.2,
-        label="started Machines",
-    )
-    low, high = _bounds([r.created_band for r in rows])
-    bottom.step(x, _steps(low), where="post", color="0.55", lw=0.9, ls=":")
-    bottom.step(
-        x,
-        _steps(high),
-        where="post",
-        color="0.55",
-        lw=0.9,
-        ls=":",
-        label="created target (min..max)",
-    )
-    bottom.step(
-        x,
-        _steps([float(r.machines) for r in rows]),
-        where="post",
-        color="0.35",
-        lw=1.4,
-        ls="--",
-        label="created Machines",
-    )
-    bottom.set_ylabel("Machines")
-    bottom.set_xlabel(f"simulated time ({unit})")
-    bottom.set_ylim(bottom=0)
-    bottom.set_xlim(0, end / scale)
-    bottom.yaxis.get_major_locator().set_params(integer=True)
-    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
-    bottom.grid(visible=True, alpha=0.3)
-    fig.savefig(path, format="png")
-    return True

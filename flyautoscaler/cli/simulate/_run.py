@@ -57,7 +57,7 @@ from typing import Final
 from attrs import define, field, frozen
 
 from flyautoscaler._collect import InstantCollector
-from flyautoscaler._errors import describe
+from flyautoscaler._errors import MetricCollectionError, describe
 from flyautoscaler._models import (
     HOST_STATUS_OK,
     ImageRef,
@@ -93,6 +93,7 @@ __all__ = [
     "DEFAULT_TRANSITION_DELAY",
     "GATE_METRIC",
     "TICK_TIMEOUT",
+    "NoValue",
     "Outcome",
     "Plan",
     "Policy",
@@ -264,6 +265,21 @@ class Policy:
 
 
 @frozen
+class NoValue:
+    """A metric without a value at a tick: its collector fails that tick's pass.
+
+    The pass then holds the fleet or falls back, as it does when a real
+    collector fails; the tick's row has no value for the metric.
+
+    Attributes:
+        reason: The collector's error message, such as ``no data at
+            2026-11-23T03:15:00Z``.
+    """
+
+    reason: str
+
+
+@frozen
 class Plan:
     """A validated run: the policy, the ticks and each tick's metric values.
 
@@ -271,7 +287,7 @@ class Plan:
         policy: What to simulate.
         times: Simulated seconds of each tick.
         tick: Simulated seconds between two ticks.
-        values: Each metric's value at each tick.
+        values: Each metric's value at each tick (:class:`NoValue`: none).
         load: Where the values come from, in words.
         machines: Machines seeded.
         started: How many of them are started.
@@ -289,7 +305,7 @@ class Plan:
     policy: Policy
     times: tuple[float, ...]
     tick: float
-    values: Mapping[str, Sequence[float]]
+    values: Mapping[str, Sequence[float | NoValue]]
     load: str
     machines: int
     started: int
@@ -436,9 +452,16 @@ class _TickCollector(InstantCollector):
     engine: _Engine
 
     def collect_metric(self, app_name: str) -> float:
-        """Return this metric's value at the pass's tick."""
+        """Return this metric's value at the pass's tick.
+
+        Raises:
+            MetricCollectionError: The tick has no value for it (:class:`NoValue`).
+        """
         del app_name
-        return self.engine.value(self.name)
+        value = self.engine.value(self.name)
+        if isinstance(value, NoValue):
+            raise MetricCollectionError(self.name, value.reason)
+        return value
 
 
 # --- the run ----------------------------------------------------------------------
@@ -502,14 +525,24 @@ class _Engine:
     _pass_row: int = 0  # the tick of the pass under way
     _samples: dict[int, tuple[int, int, int]] = field(factory=dict)
     _actions: dict[int, Counter[str]] = field(factory=dict)
-    _values: dict[str, float] = field(factory=dict)
+    _values: dict[str, float | NoValue] = field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._values = self._tick_values(0)
 
-    def _tick_values(self, k: int) -> dict[str, float]:
+    def _tick_values(self, k: int) -> dict[str, float | NoValue]:
+        """Return each metric's value at tick *k* (:class:`NoValue`: none)."""
         plan = self.plan
-        return {n: float(plan.values[n][k]) for n in plan.policy.metric_names}
+        return {
+            n: v if isinstance(v := plan.values[n][k], NoValue) else float(v)
+            for n in plan.policy.metric_names
+        }
+
+    def _row_metrics(self, k: int) -> dict[str, float]:
+        """Return the metrics that have a value at tick *k*, for its row."""
+        return {
+            n: v for n, v in self._tick_values(k).items() if not isinstance(v, NoValue)
+        }
 
     @property
     def pass_time(self) -> float:
@@ -518,7 +551,7 @@ class _Engine:
 
     # --- inside a pass ---
 
-    def value(self, name: str) -> float:
+    def value(self, name: str) -> float | NoValue:
         """Return *name*'s value at the tick of the pass under way (collector side)."""
         return self._values[name]
 
@@ -667,7 +700,7 @@ class _Engine:
         min_created, max_created, min_started, max_started = targets
         return TickRow(
             time=self.plan.times[k],
-            metrics=self._tick_values(k),
+            metrics=self._row_metrics(k),
             min_created=min_created,
             max_created=max_created,
             min_started=min_started,

@@ -145,32 +145,56 @@ class SimulationSummary:
 
     def lines(self) -> list[str]:
         """Return the summary's sentences about flaps and, with a capacity, cost."""
-        times = "once" if self.flaps == 1 else f"{self.flaps} times"
+        flapped = (
+            "never flapped"
+            if not self.flaps
+            else "flapped once"
+            if self.flaps == 1
+            else f"flapped {self.flaps} times"
+        )
         span = format_seconds(self.simulated_seconds)
-        rate = f"{self.flaps_per_hour:.1f}"
-        lines = [
-            f"  flaps per hour: {rate} (the started Machines flapped {times} in {span})"
-        ]
+        flaps = (
+            f"  The started Machines {flapped} in {span}: "
+            f"{self.flaps_per_hour:.1f} flaps per hour."
+        )
+        lines = [flaps]
         if self.capacity is None or self.ideal_machine_seconds is None:
             return lines
         metric, capacity = self.capacity_metric, f"{self.capacity:g}"
         ratio = (
             f"{self.machine_seconds_ratio:.2f} times the ideal"
             if self.machine_seconds_ratio is not None
-            else "no ratio: the ideal is 0"
+            else "no ratio, as the ideal is 0"
         )
         used = _amount(self.machine_seconds)
         ideal = _amount(self.ideal_machine_seconds)
         short = _amount(self.under_provisioned_machine_seconds)
         lines.append(
-            f"  capacity: one started Machine serves {capacity} {metric}, so the ideal"
+            f"  One started Machine serves {capacity} {metric} (the capacity), so "
+            f"the ideal fleet is ceil({metric} / {capacity}) Machines at every tick."
         )
-        lines.append(f"{'':13}is ceil({metric} / {capacity}) Machines at every tick")
-        lines.append(f"  Machine-seconds used: {used}, ideal: {ideal} ({ratio})")
         lines.append(
-            f"  under-provisioned: {short} Machine-seconds needed but not started"
+            f"  The run used {used} Machine-seconds against an ideal of {ideal}: "
+            f"{ratio}."
+        )
+        lines.append(
+            f"  The fleet was under-provisioned for {short} Machine-seconds: "
+            "Machines the load needed that were not started."
         )
         return lines
+
+    def headline(self) -> str:
+        """Return the numbers of a chart's title: cost, flaps, under-provisioning."""
+        parts = [
+            f"{self.machine_seconds / 3600:,.1f} Machine-hours",
+            f"{self.flaps_per_hour:.1f} flaps per hour",
+        ]
+        if self.under_provisioned_machine_seconds is not None:
+            parts.append(
+                f"{self.under_provisioned_machine_seconds / 3600:,.2f} "
+                "Machine-hours under-provisioned"
+            )
+        return ", ".join(parts)
 
 
 def _amount(value: float | None) -> str:
