@@ -712,7 +712,7 @@ def test_run_simulation_rejects_bad_arguments(
     [
         (["--started", "11"], "--started (11) cannot exceed --machines (10)"),
         (["--machines", "0", "--started", "0"], "--machines must be at least 1"),
-        (["--duration", "100h", "--tick", "1s"], "at most 10000"),
+        (["--duration", "100h", "--tick", "1s"], "at most 50000"),
     ],
 )
 def test_out_of_range_options_exit_1(argv: list[str], expected: str) -> None:

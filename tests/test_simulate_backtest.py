@@ -526,10 +526,11 @@ def test_other_collector_types_cannot_be_replayed(tmp_path: Path) -> None:
             "no tick: no multiple of --step 15s since the Unix epoch falls between",
         ),
         (
-            ("--start", "-7d", "--step", "15s"),
+            ("--start", "-30d", "--step", "15s"),
             (
-                "40320 ticks of 15s from 2026-11-17T00:00:00Z to 2026-11-24T00:00:00Z: "
-                "at most 10000; lengthen --step or shorten the span"
+                "172800 ticks of 15s from 2026-10-25T00:00:00Z to "
+                "2026-11-24T00:00:00Z: at most 50000; lengthen --step or shorten "
+                "the span"
             ),
         ),
         (

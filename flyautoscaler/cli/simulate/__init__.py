@@ -83,8 +83,9 @@ DEFAULT_DURATION: Final = 3600.0
 OUT_PREFIX: Final = "flyautoscaler-sim-"
 # Written into the default output folder: git ignores it all, itself included.
 _GITIGNORE: Final = "# Written by flyautoscaler simulate: git ignores this folder.\n*\n"
-#: Most ticks one run may have.
-MAX_TICKS: Final = 10_000
+#: Most ticks one run may have: a week at 15 s ticks (40,320) fits, in about a
+#: minute (docs/simulate.md, "Speed").
+MAX_TICKS: Final = 50_000
 _USER_ERRORS: Final = (FlyAutoscalerError, ValueError, OSError)
 
 
