@@ -80,7 +80,7 @@ def bench(session: nox.Session) -> None:
 
     ``benchmarks/expressions.py`` times the expression compiler;
     ``benchmarks/policy.py`` compares scaling policies on four synthetic loads
-    in the simulator (about a minute and a half); ``benchmarks/leases.py``
+    in the simulator (about half a minute); ``benchmarks/leases.py``
     measures what Fly Machine leases cost a pass;
     ``benchmarks/scaling.py`` times reconcile passes against the fake Machines
     API (about three minutes) and exits 1 if a target is missed;

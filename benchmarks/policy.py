@@ -3,7 +3,7 @@
 Run: ``python benchmarks/policy.py`` (or ``nox -s bench``). Every row runs the
 simulator in-process (:func:`flyautoscaler.cli.simulate.run_simulation`: the
 real pool and HTTP client against the fake Machines API, one pass per tick on
-the simulated clock, 5 s to start or stop a Machine) with the same expressions,
+the simulated clock, Fly's timing: 2 s to start, 5 s to stop) with the same expressions,
 ``ceil(jobs / 5)`` for both started bounds, on four seeded synthetic loads:
 
 - **noisy plateau**: 40 jobs with 5 % Gaussian noise, and again with 10 %, for
