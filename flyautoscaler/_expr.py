@@ -15,6 +15,7 @@ import ast
 import functools
 import math
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, NoReturn
 
@@ -673,6 +674,18 @@ class _Evaluator(simpleeval.SimpleEval):  # type: ignore[misc]
         return self._eval(node.body) if test else self._eval(node.orelse)
 
 
+_local = threading.local()
+
+
+def _evaluator() -> _Evaluator:
+    """Return this thread's evaluator (built once: passes evaluate often)."""
+    evaluator: _Evaluator | None = getattr(_local, "evaluator", None)
+    if evaluator is None:
+        evaluator = _Evaluator(operators=_OPERATORS, functions=FUNCTIONS, names={})
+        _local.evaluator = evaluator
+    return evaluator
+
+
 @frozen
 class Expression:
     """A compiled count expression. Build it with :func:`compile_expression`.
@@ -698,8 +711,8 @@ class Expression:
         if missing:
             known = ", ".join(sorted(values)) or "none"
             _fail(f"unknown name {missing[0]!r} (known metrics: {known})", self.source)
-        names = {name: float(values[name]) for name in self.names}
-        evaluator = _Evaluator(operators=_OPERATORS, functions=FUNCTIONS, names=names)
+        evaluator = _evaluator()
+        evaluator.names = {name: float(values[name]) for name in self.names}
         try:
             result = evaluator.eval(self.source, previously_parsed=self._tree)
         except _TypeMismatchError as exc:

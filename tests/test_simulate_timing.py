@@ -417,3 +417,18 @@ def jobs_policy(collectors: list[fas.MetricCollector]) -> fas.Reconciler:
         max_started_machine_n="ceil(jobs / 5)",
         collectors=collectors,
     )
+
+
+def test_the_configured_timeout_is_the_simulated_passes(tmp_path):
+    """FAS_TIMEOUT becomes the timeout of the simulated passes (was 30 s always)."""
+    from flyautoscaler.cli.simulate._policy import choose_policy  # noqa: PLC0415
+
+    env = {
+        "FAS_APP_NAME": "my-app",
+        "FAS_STARTED_MACHINE_COUNT": "jobs",
+        "FAS_TIMEOUT": "7s",
+        "FAS_PROMETHEUS_METRIC_NAME": "jobs",
+        "FAS_PROMETHEUS_ADDRESS": "http://unused",
+        "FAS_PROMETHEUS_QUERY": "unused",
+    }
+    assert choose_policy(None, env).policy.reconcile_timeout == 7.0

@@ -180,6 +180,7 @@ def _configured(config: Config, source: str) -> Policy:
         started=(config.min_started_expr(), config.max_started_expr()),
         created=(config.min_created_expr(), config.max_created_expr()),
         interval=config.interval,
+        reconcile_timeout=config.timeout,
         new_reconciler=functools.partial(_simulated_reconciler, config),
     )
 
