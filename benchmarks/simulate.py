@@ -8,7 +8,7 @@ HTTP clients against :class:`~flyautoscaler.testing.FakeMachinesServer` on
 (``ceil(queue_depth / 10)`` .. ``ceil(queue_depth / 8)`` started Machines) on a
 seeded load that rises and falls every day, with a spike every few hours that
 needs new Machines. The three runs are 1 hour (240 passes), 1 day (5,760) and
-7 days (40,320 passes, the backtest of issue 13, which must take under a
+7 days (40,320 passes, a week's backtest at 15 s, which must take under a
 minute). ``--quick`` skips the 7-day run.
 
 The table gives the real seconds of each run, passes per second, and the
