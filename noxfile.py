@@ -22,6 +22,11 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests", "tests_minimal", "lint", "typecheck", "docs"]
 
 
+# The suite on one worker per core (pytest-xdist): much of it waits on sockets
+# and threads, so two workers on two cores take about 60 % of the time.
+_PARALLEL = ("-n", "auto")
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite; extra arguments go to pytest (``-- -k reconcile``).
@@ -34,7 +39,7 @@ def tests(session: nox.Session) -> None:
     """
     session.install(".[tests,redis,temporal,plot]")
     # pytest exits 5 when it collects no test: that is a failure here too.
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *_PARALLEL, *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -46,7 +51,7 @@ def tests_minimal(session: nox.Session) -> None:
     it checks (imports guarded by extras) does not vary between them.
     """
     session.install(".[tests]")
-    session.run("pytest", *session.posargs, env={"FAS_MINIMAL_TESTS": "1"})
+    session.run("pytest", *_PARALLEL, *session.posargs, env={"FAS_MINIMAL_TESTS": "1"})
 
 
 @nox.session(python=PYTHON)
