@@ -67,6 +67,7 @@ __all__ = [
     "make_sender",
     "parse_retry_after",
     "parse_token",
+    "replica_user_agent",
     "request_headers",
     "request_id",
     "scrub",
@@ -108,6 +109,20 @@ def default_user_agent() -> str:
         return f"flyautoscaler/{version('flyautoscaler')}"
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "flyautoscaler/unknown"
+
+
+# What a comment in a header may not carry (RFC 9110 section 5.6.5): parentheses,
+# backslashes, controls and anything outside visible ASCII.
+_NOT_CTEXT = re.compile(r"[^\x21-\x27\x2a-\x5b\x5d-\x7e]")
+
+
+def replica_user_agent(replica_id: str) -> str:
+    """Return the ``User-Agent`` of a replica: ``flyautoscaler/<version> (replica ID)``.
+
+    So that the API's side (a request log, the fake server's) tells replicas
+    apart. Characters a header comment cannot carry become ``_``.
+    """
+    return f"{default_user_agent()} (replica {_NOT_CTEXT.sub('_', replica_id)})"
 
 
 @frozen

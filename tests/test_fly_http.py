@@ -16,6 +16,7 @@ import urllib3.exceptions
 
 import flyautoscaler as fas
 from flyautoscaler._errors import FlyAPIError
+from flyautoscaler._http import replica_user_agent
 from flyautoscaler.fly import (
     FlapsHTTPClient,
     RetryPolicy,
@@ -263,6 +264,25 @@ def test_common_headers(rsps, client):
     assert headers["Accept"] == "application/json"
     assert "Content-Type" not in headers
     assert "fly-machine-lease-nonce" not in headers
+
+
+@pytest.mark.parametrize(
+    ("replica_id", "comment"),
+    [
+        ("fly-abc-123-x1", "fly-abc-123-x1"),
+        ("a(b)c\\d", "a_b_c_d"),
+        ("répl", "r_pl"),
+    ],
+)
+def test_replica_user_agent(rsps, replica_id, comment):
+    """A replica's User-Agent names it in a comment a header can carry."""
+    rsps.get(MACHINES, json=[])
+    agent = replica_user_agent(replica_id)
+    with FlapsHTTPClient("my-app", "secret", base_url=BASE, user_agent=agent) as flaps:
+        flaps.list()
+    assert rsps.calls[0].request.headers["User-Agent"] == (
+        f"flyautoscaler/{version('flyautoscaler')} (replica {comment})"
+    )
 
 
 def test_content_type_only_with_body(rsps, client):

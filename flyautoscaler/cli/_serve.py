@@ -18,6 +18,7 @@ from attrs import define, field
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from flyautoscaler._http import default_user_agent, replica_user_agent
 from flyautoscaler._log import get_logger
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
@@ -174,9 +175,19 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     host, port = parse_listen_address(config.metrics_address)
     collectors: list[MetricCollector] = config.build_collectors(environ)
     stop_metric = config.build_stop_metric_collector(environ)
-    fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
-    flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
     coordinator = config.build_coordinator()
+    # Each replica's requests say which replica sent them.
+    user_agent = (
+        default_user_agent()
+        if coordinator is None
+        else replica_user_agent(coordinator.replica_id)
+    )
+    fly_client = FlyGraphQLClient(
+        config.api_token, base_url=config.api_base_url, user_agent=user_agent
+    )
+    flaps = new_flaps_client_func(
+        config.api_token, base_url=config.flaps_base_url, user_agent=user_agent
+    )
     pool = ReconcilerPool(
         fly_client,
         concurrency=config.concurrency,
