@@ -59,6 +59,7 @@ class Process:
         )
         self.lines: list[str] = []
         self.stdout = ""
+        self.ended = False  # stderr closed: the process exited
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -77,26 +78,36 @@ class Process:
             if remaining <= 0:
                 pytest.fail(f"timed out; stderr so far:\n{''.join(self.lines)}")
             try:
-                line = self._queue.get(timeout=min(0.1, remaining))
+                line = (
+                    None if self.ended else self._queue.get(timeout=min(0.1, remaining))
+                )
             except queue.Empty:
                 continue
             if line is None:
+                self.ended = True
                 pytest.fail(f"serve exited early:\n{''.join(self.lines)}")
             self.lines.append(line)
 
     def events(self, name: str) -> list[dict[str, object]]:
-        """The JSON log lines whose event is *name*."""
+        """The JSON log lines whose event is *name*, of the lines read so far."""
+        self.drain()
         return [e for e in map(json.loads, self.lines) if e["event"] == name]
+
+    def drain(self) -> None:
+        """Take the lines already read from stderr, without waiting for more."""
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is None:
+                self.ended = True
+            else:
+                self.lines.append(line)
 
     def stop(self, sig: signal.Signals) -> int:
         """Send *sig*, wait for the exit, drain the output; return the status."""
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=WAIT)
         self._reader.join(WAIT)
-        while not self._queue.empty():
-            line = self._queue.get_nowait()
-            if line is not None:
-                self.lines.append(line)
+        self.drain()
         assert self.proc.stdout is not None
         self.stdout = self.proc.stdout.read()
         return code
