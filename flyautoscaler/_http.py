@@ -70,6 +70,7 @@ __all__ = [
     "replica_user_agent",
     "request_headers",
     "request_id",
+    "request_timeouts",
     "scrub",
     "server_message",
     "token_header_problem",
@@ -83,6 +84,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 #: The ``(connect, read)`` timeout every request carries by default.
 DEFAULT_TIMEOUT = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+
 
 #: Statuses worth another try: rate limited, bad gateway, unavailable, gateway timeout.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -100,6 +102,16 @@ _NOT_SENT = (
     urllib3.exceptions.ConnectTimeoutError,
     ConnectionRefusedError,
 )
+
+
+def request_timeouts(total: float) -> tuple[float, float]:
+    """Return the ``(connect, read)`` timeouts of requests that may take *total* s.
+
+    The connect timeout is the smaller of :data:`DEFAULT_CONNECT_TIMEOUT` and
+    half of *total*, the read timeout the rest: 35 s gives the defaults.
+    """
+    connect = min(DEFAULT_CONNECT_TIMEOUT, total / 2)
+    return connect, total - connect
 
 
 @functools.cache

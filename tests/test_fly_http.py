@@ -16,8 +16,9 @@ import urllib3.exceptions
 
 import flyautoscaler as fas
 from flyautoscaler._errors import FlyAPIError
-from flyautoscaler._http import replica_user_agent
+from flyautoscaler._http import replica_user_agent, request_timeouts
 from flyautoscaler.fly import (
+    DEFAULT_TIMEOUT,
     FlapsHTTPClient,
     RetryPolicy,
     new_flaps_client_func,
@@ -283,6 +284,14 @@ def test_replica_user_agent(rsps, replica_id, comment):
     assert rsps.calls[0].request.headers["User-Agent"] == (
         f"flyautoscaler/{version('flyautoscaler')} (replica {comment})"
     )
+
+
+@pytest.mark.parametrize(
+    ("total", "pair"), [(35.0, DEFAULT_TIMEOUT), (2.0, (1.0, 1.0)), (12.0, (5.0, 7.0))]
+)
+def test_request_timeouts_split_a_total(total, pair):
+    """One request timeout: connect gets at most 5 s or half, read the rest."""
+    assert request_timeouts(total) == pair
 
 
 def test_content_type_only_with_body(rsps, client):
