@@ -278,6 +278,27 @@ class Deployment:
         """Whether every app has *target* started Machines."""
         return all(self.started(app) == target for app in apps)
 
+    def changes_logged(
+        self, count: int, *, after: float = float("-inf"), app: str | None = None
+    ) -> list[RequestRecord]:
+        """Wait for *count* Machine changes received after *after*; return them.
+
+        A Machine changes while its request is handled; the request joins
+        the log once answered, so the log may lag the Machines a moment.
+        """
+        found: list[RequestRecord] = []
+
+        def logged() -> bool:
+            found[:] = [
+                r
+                for r in changes(self.fly.requests, after=after)
+                if app is None or app_of(r) == app
+            ]
+            return len(found) >= count
+
+        eventually(logged, deadline=WAIT)
+        return found
+
     def stop_one_machine_each(self, apps: list[str]) -> None:
         """Stop each app's first Machine behind the autoscaler's back."""
         for app in apps:
@@ -318,15 +339,15 @@ def test_every_app_is_reconciled_by_one_replica_at_a_time(deployment):
     eventually(lambda: deployment.at_target(apps, 2), deadline=WAIT)
     # Work again once all three share the apps out: each acts on its own.
     owners = deployment.share_out(apps)
-    shared_out = deployment.fly.requests[-1].answered
+    shared_out = time.monotonic()
     deployment.stop_one_machine_each(apps)
     eventually(lambda: deployment.at_target(apps, 2), deadline=WAIT)
 
+    again = deployment.changes_logged(len(apps), after=shared_out)
     records = deployment.fly.requests
     assert assert_no_overlapping_passes(records) >= 2 * len(apps)
     ids = {r.replica_id for r in replicas}
     assert {replica_of(r) for r in records} <= ids
-    again = changes(records, after=shared_out)
     assert len(again) == len(apps)  # one start per app
     for record in again:
         assert record.action == "start"
@@ -337,7 +358,9 @@ def test_every_app_is_reconciled_by_one_replica_at_a_time(deployment):
 def test_the_check_catches_replicas_that_do_not_coordinate(deployment):
     """Two replicas on separate Redis databases both act: their passes overlap."""
     apps = deployment.add_apps(4, state="started")
-    deployment.fly.latency = 0.05  # passes long enough to meet soon
+    # Lists answered after 0.3 s: each replica is in a pass on each app more
+    # than half of every interval, so two that do not coordinate must meet.
+    deployment.fly.delay_next(100_000, 0.3, method="GET", path="/machines")
     with redis.Redis(
         "127.0.0.1", deployment.redis.port, db=1, password=deployment.redis.password
     ) as client:
@@ -368,9 +391,8 @@ def test_a_killed_replicas_apps_are_taken_over(deployment):
     took = time.monotonic() - killed
     assert took <= bound, f"took {took:.1f} s, more than {bound:.1f} s"
 
-    records = deployment.fly.requests
-    assert_no_overlapping_passes(records)
-    after = changes(records, after=dead)
+    after = deployment.changes_logged(len(apps), after=dead)
+    assert_no_overlapping_passes(deployment.fly.requests)
     assert {app_of(r) for r in after} == set(apps)
     assert victim.replica_id not in {replica_of(r) for r in after}
     taken = {app_of(r) for r in after if app_of(r) in its_apps}
@@ -407,7 +429,7 @@ def test_a_redis_outage_stops_every_action_until_it_returns(deployment):
     eventually(lambda: deployment.at_target(apps, 2), deadline=bound + WAIT)
     took = time.monotonic() - restarted
     assert took <= bound, f"took {took:.1f} s, more than {bound:.1f} s"
-    resumed = changes(deployment.fly.requests, after=down)
+    resumed = deployment.changes_logged(len(apps), after=down)
     assert len(resumed) == len(apps)
     # No lease for one TTL after the store was seen empty, which was after
     # the restart began.
@@ -433,19 +455,20 @@ def test_a_machine_leased_by_another_party_is_never_stopped(deployment):
             for r in deployment.fly.requests
         )
 
+    def skipped() -> float:
+        return sum(r.metric("fas_machine_lease_skipped_total") for r in replicas)
+
     eventually(lambda: refused() >= 4, deadline=WAIT)
+    eventually(lambda: skipped() >= 4, deadline=WAIT)  # counted once answered
     assert deployment.started(held) == 2
-    assert sum(r.metric("fas_machine_lease_skipped_total") for r in replicas) >= 4
 
     released = time.monotonic()
     for machine_id, lease in leases.items():
         table.release_lease(machine_id, lease.nonce)
     eventually(lambda: deployment.at_target(apps, 1), deadline=WAIT)
-    records = deployment.fly.requests
-    stops = [r for r in changes(records) if app_of(r) == held]
-    assert stops
+    stops = deployment.changes_logged(1, app=held)
     assert all(r.received >= released for r in stops)
-    assert_no_overlapping_passes(records)
+    assert_no_overlapping_passes(deployment.fly.requests)
 
 
 def _coordination_failures(replica: Replica) -> list[dict[str, object]]:
