@@ -85,9 +85,13 @@ def bench(session: nox.Session) -> None:
     ``benchmarks/scaling.py`` times reconcile passes against the fake Machines
     API (about three minutes) and exits 1 if a target is missed. Extra
     arguments go to ``scaling.py`` (``-- --full`` also creates 200 Machines).
+    ``benchmarks/replicas.py`` times one round over 2,000 apps with 1, 2 and 4
+    replicas coordinating through Redis (about three minutes; it needs
+    ``redis-server``, and says it skipped without it).
     """
-    session.install(".")
+    session.install(".[redis]")
     session.run("python", "benchmarks/expressions.py")
     session.run("python", "benchmarks/policy.py")
     session.run("python", "benchmarks/leases.py")
     session.run("python", "benchmarks/scaling.py", *session.posargs)
+    session.run("python", "benchmarks/replicas.py")
