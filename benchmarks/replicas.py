@@ -42,34 +42,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from scaling import TOKEN, machine
+
 import flyautoscaler as fas
 from flyautoscaler._http import replica_user_agent
 from flyautoscaler.coordination import RedisCoordinator
 from flyautoscaler.fly import FlyGraphQLClient, new_flaps_client_func
 from flyautoscaler.testing import FakeMachinesServer
 
-TOKEN = "fo1_benchmark-token"  # noqa: S105 - the fake server's token
 ORG = "bench-org"
-IMAGE_REF = fas.ImageRef("registry.fly.io", "bench", "deployment-01", "sha256:abc")
 #: The commands a coordinator sends itself (the rest run inside its scripts).
 _SENT = ("evalsha", "eval", "script|load", "hello", "zrem")
 #: Seconds anything may take before the run is called failed.
 DEADLINE = 600.0
-
-
-def machine(machine_id: str, state: str) -> fas.Machine:
-    """Return a Machine of the default group with a config to clone."""
-    return fas.Machine(
-        id=machine_id,
-        state=state,
-        region="iad",
-        host_status="ok",
-        config=fas.MachineConfig(
-            image="registry.fly.io/bench:old",
-            metadata={"fly_process_group": "app"},
-        ),
-        image_ref=IMAGE_REF,
-    )
 
 
 # --- a replica (a child process) ---------------------------------------------------

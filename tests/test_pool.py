@@ -1130,6 +1130,25 @@ def coordinated_pools(
     return made
 
 
+def one_replica(
+    pools: list[fas.ReconcilerPool],
+    clients: dict[str, FakeFlapsClient] | Callable[[str], fas.FlapsClient],
+    coordinator: InMemoryCoordinator | None = None,
+    **fields: object,
+) -> fas.ReconcilerPool:
+    """A pool of app 'a' (target 1), alone with its *coordinator*."""
+    return make_pool(
+        pools,
+        None,
+        clients,
+        target="1",
+        app_name="a",
+        coordinator=coordinator
+        or InMemoryCoordinator(InMemoryStore(), replica_id="only"),
+        **fields,
+    )
+
+
 def test_replicas_share_the_apps_and_never_overlap(pools):
     """Two replicas: each app is reconciled by its owner only, never at once."""
 
@@ -1206,13 +1225,10 @@ def test_a_lost_lease_sends_no_machine_action(pools):
             return False
 
     clients = {"a": FakeFlapsClient([machine("1", "stopped")])}
-    pool = make_pool(
+    pool = one_replica(
         pools,
-        None,
         clients,
-        target="1",
-        app_name="a",
-        coordinator=Doubting(InMemoryStore(), replica_id="only"),
+        Doubting(InMemoryStore(), replica_id="only"),
         heartbeat_interval=0.01,
     )
     reports: list[fas.PassReport] = []
@@ -1258,15 +1274,8 @@ def test_the_lease_covers_the_request_timeout(pools):
     """The lease's TTL is timeout + request_timeout + 5 s; actions prove the latter."""
     clients = {"a": FakeFlapsClient([machine("1", "stopped")])}
     coordinator = Measuring(InMemoryStore(), "only")
-    pool = make_pool(
-        pools,
-        None,
-        clients,
-        target="1",
-        app_name="a",
-        coordinator=coordinator,
-        reconcile_timeout=1.0,
-        request_timeout=2.0,
+    pool = one_replica(
+        pools, clients, coordinator, reconcile_timeout=1.0, request_timeout=2.0
     )
     pool.open()
     assert wait_until(lambda: clients["a"].count("started") == 1)
@@ -1280,13 +1289,9 @@ def test_a_client_with_long_timeouts_acts_once_the_pool_knows_them(pools):
     with FakeMachinesServer(token=token) as server:
         server.add_app("a", machines=[machine("1", "stopped")])
         factory = new_flaps_client_func(token, base_url=server.url, timeout=(10, 60))
-        pool = make_pool(
+        pool = one_replica(
             pools,
-            None,
             factory,
-            target="1",
-            app_name="a",
-            coordinator=InMemoryCoordinator(InMemoryStore(), replica_id="only"),
             reconcile_timeout=5.0,
             request_timeout=sum(factory.timeout),
         )
@@ -1312,14 +1317,6 @@ def test_a_client_with_long_timeouts_acts_once_the_pool_knows_them(pools):
 )
 def test_request_timeout_and_the_lease_ttl_are_checked(pools, fields, message):
     """A bad request_timeout, or a lease TTL past 24 h, is refused at open()."""
-    pool = make_pool(
-        pools,
-        None,
-        {"a": FakeFlapsClient()},
-        target="1",
-        app_name="a",
-        coordinator=InMemoryCoordinator(InMemoryStore(), replica_id="only"),
-        **fields,
-    )
+    pool = one_replica(pools, {"a": FakeFlapsClient()}, **fields)
     with pytest.raises(fas.ConfigError, match=message):
         pool.open()
