@@ -91,12 +91,16 @@ def bench(session: nox.Session) -> None:
     API (about three minutes) and exits 1 if a target is missed;
     ``benchmarks/simulate.py`` reports the simulator's passes per second for an
     hour, a day and a week of 15 s ticks (about a minute and a half) and exits
-    1 if the week takes a minute or more. Extra arguments go to ``scaling.py``
-    (``-- --full`` also creates 200 Machines).
+    1 if the week takes a minute or more; ``benchmarks/replicas.py`` times one
+    round over 2,000 apps with 1, 2 and 4 replicas coordinating through Redis
+    (about three minutes; it needs ``redis-server``, and says it skipped
+    without it). Extra arguments go to ``scaling.py`` (``-- --full`` also
+    creates 200 Machines).
     """
-    session.install(".")
+    session.install(".[redis]")
     session.run("python", "benchmarks/expressions.py")
     session.run("python", "benchmarks/policy.py")
     session.run("python", "benchmarks/leases.py")
     session.run("python", "benchmarks/scaling.py", *session.posargs)
     session.run("python", "benchmarks/simulate.py")
+    session.run("python", "benchmarks/replicas.py")

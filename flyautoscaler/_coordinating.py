@@ -14,6 +14,14 @@ During the pass every request that changes a Machine first asks
 take (renewed when it would not). A replica that cannot prove it holds
 the lease (the store is unreachable, the lease expired while the process was
 paused, another replica took the app) sends nothing.
+
+How long a request can take is the pool's ``request_timeout``: the Machines
+API client's connect plus read timeouts. The lease's TTL must exceed it (a
+lease shorter than a request could never be proven for one), so it is the
+pass's timeout plus that plus :data:`LEASE_SLACK` (:func:`lease_ttl`). The
+TTL is also how long a dead replica's lease keeps its app from the others:
+shorter request timeouts make takeovers faster, at no cost to safety, since
+every request is still proven against its own client's real timeouts.
 """
 
 from __future__ import annotations
@@ -36,21 +44,24 @@ logger = get_logger("flyautoscaler.pool")
 #: Seconds between two heartbeats (and refreshes of the replica list): a third
 #: of the coordinators' default liveness window (15 s).
 HEARTBEAT_INTERVAL: Final = 5.0
-#: Seconds a lease must still hold before a Machine request is sent: the
-#: longest one request may take (the Machines API client's default connect
-#: and read timeouts).
+#: Seconds a lease must still hold before a Machine request is sent, by
+#: default: the longest one request may take with the Machines API client's
+#: default connect and read timeouts.
 ACTION_MARGIN: Final = ACTION_SECONDS
 #: Seconds of a lease beyond the pass's timeout and the action margin.
 LEASE_SLACK: Final = 5.0
 
 
-def lease_ttl(reconcile_timeout: float) -> float:
+def lease_ttl(
+    reconcile_timeout: float, request_timeout: float = ACTION_MARGIN
+) -> float:
     """Return the TTL of an app's lease for passes of *reconcile_timeout*.
 
-    Longer than a pass may take plus the longest request, so that the last
-    request of a pass can still be proven (and the lease is renewed anyway).
+    Longer than a pass may take plus the longest request (*request_timeout*),
+    so that the last request of a pass can still be proven (and the lease is
+    renewed anyway).
     """
-    return reconcile_timeout + ACTION_MARGIN + LEASE_SLACK
+    return reconcile_timeout + request_timeout + LEASE_SLACK
 
 
 ClaimOutcome = Literal["leased", "not_owner", "held", "unreachable"]

@@ -54,7 +54,7 @@ from flyautoscaler._models import (
 from flyautoscaler._plan import Create, Destroy, Start, Stop
 from flyautoscaler._protocols import FlapsClient, LeasingClient
 from flyautoscaler._results import Action, ActionFailure
-from flyautoscaler._scope import ACTION_SECONDS, Scope
+from flyautoscaler._scope import Scope
 from flyautoscaler._stats import ReconcilerStats
 
 __all__ = ["ActionThreads", "StepOutcome", "Steps", "run_step"]
@@ -583,7 +583,7 @@ def run_step(step: Create | Destroy | Start | Stop, steps: Steps) -> StepOutcome
             if (
                 scope.remaining() <= 0
                 or scope.cancelled
-                or not scope.permitted(ACTION_SECONDS)
+                or not scope.permitted(scope.action_seconds)
             ):
                 run.timed_out = True
                 break

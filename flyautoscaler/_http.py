@@ -67,8 +67,10 @@ __all__ = [
     "make_sender",
     "parse_retry_after",
     "parse_token",
+    "replica_user_agent",
     "request_headers",
     "request_id",
+    "request_timeouts",
     "scrub",
     "server_message",
     "token_header_problem",
@@ -82,6 +84,7 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 #: The ``(connect, read)`` timeout every request carries by default.
 DEFAULT_TIMEOUT = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+
 
 #: Statuses worth another try: rate limited, bad gateway, unavailable, gateway timeout.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -101,6 +104,16 @@ _NOT_SENT = (
 )
 
 
+def request_timeouts(total: float) -> tuple[float, float]:
+    """Return the ``(connect, read)`` timeouts of requests that may take *total* s.
+
+    The connect timeout is the smaller of :data:`DEFAULT_CONNECT_TIMEOUT` and
+    half of *total*, the read timeout the rest: 35 s gives the defaults.
+    """
+    connect = min(DEFAULT_CONNECT_TIMEOUT, total / 2)
+    return connect, total - connect
+
+
 @functools.cache
 def default_user_agent() -> str:
     """Return ``flyautoscaler/<version>``, the default ``User-Agent``."""
@@ -108,6 +121,20 @@ def default_user_agent() -> str:
         return f"flyautoscaler/{version('flyautoscaler')}"
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "flyautoscaler/unknown"
+
+
+# What a comment in a header may not carry (RFC 9110 section 5.6.5): parentheses,
+# backslashes, controls and anything outside visible ASCII.
+_NOT_CTEXT = re.compile(r"[^\x21-\x27\x2a-\x5b\x5d-\x7e]")
+
+
+def replica_user_agent(replica_id: str) -> str:
+    """Return the ``User-Agent`` of a replica: ``flyautoscaler/<version> (replica ID)``.
+
+    So that the API's side (a request log, the fake server's) tells replicas
+    apart. Characters a header comment cannot carry become ``_``.
+    """
+    return f"{default_user_agent()} (replica {_NOT_CTEXT.sub('_', replica_id)})"
 
 
 @frozen

@@ -13,6 +13,7 @@ from attrs import define, field, frozen
 from prometheus_client.registry import CollectorRegistry
 
 from flyautoscaler._coordinating import (
+    ACTION_MARGIN,
     HEARTBEAT_INTERVAL,
     Claim,
     Membership,
@@ -72,6 +73,9 @@ Subscriber = Callable[[PassReport], object]
 logger = get_logger("flyautoscaler.pool")
 
 DEFAULT_RECONCILE_TIMEOUT: Final = 30.0
+#: Seconds one Machines API request may take: the HTTP client's default
+#: connect and read timeouts.
+DEFAULT_REQUEST_TIMEOUT: Final = ACTION_MARGIN
 DEFAULT_RECONCILE_INTERVAL: Final = 15.0
 DEFAULT_APP_LIST_REFRESH_INTERVAL: Final = 60.0
 #: Longest ``close()`` waits for passes in flight, in seconds: well inside the
@@ -159,6 +163,16 @@ class ReconcilerPool:
         heartbeat_interval: Seconds between two heartbeats of this replica
             (each also lists the live replicas), with a coordinator; keep it
             well below the coordinator's liveness window (15 s by default).
+        request_timeout: Seconds one Machines API request may take: the
+            connect plus read timeouts of the clients ``new_flaps_client``
+            builds (35, the default, is the HTTP client's defaults). With a
+            coordinator, each request that changes a Machine is sent only
+            while the app's lease is proven to hold this long, and the
+            lease's TTL is ``reconcile_timeout + request_timeout + 5`` s: how
+            long the app of a replica that died in a pass waits for the
+            others. Set it from the client's ``timeout`` (``serve`` does); a
+            client whose timeouts add up to more than the TTL has every
+            Machine change refused.
         release_timeout: Seconds a release may stay ``running`` and still
             skip its app's passes; after it the app is scaled again (logged as
             ``pool.release_stuck``). 0 (the default) waits for the release
@@ -183,6 +197,7 @@ class ReconcilerPool:
     release_timeout: float = 0.0
     coordinator: Coordinator | None = None
     heartbeat_interval: float = HEARTBEAT_INTERVAL
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     _state: PoolState = field(init=False, default=PoolState.NEW)
@@ -265,7 +280,12 @@ class ReconcilerPool:
         return probe
 
     def _validate_durations(self) -> None:
-        names = ["reconcile_interval", "reconcile_timeout", "close_timeout"]
+        names = [
+            "reconcile_interval",
+            "reconcile_timeout",
+            "close_timeout",
+            "request_timeout",
+        ]
         if self.coordinator is not None:
             names.append("heartbeat_interval")
         if self.is_wildcard:
@@ -273,6 +293,12 @@ class ReconcilerPool:
         for name in names:
             # The bound keeps every wait below threading.TIMEOUT_MAX.
             check_duration(getattr(self, name), name, field=name)
+        if self.coordinator is not None:
+            check_duration(
+                lease_ttl(self.reconcile_timeout, self.request_timeout),
+                "the lease ttl (reconcile_timeout + request_timeout + 5 s)",
+                field="reconcile_timeout",
+            )
         check_window(self.release_timeout, "release_timeout", field="release_timeout")
 
     def open(self) -> None:
@@ -696,7 +722,7 @@ class ReconcilerPool:
         deadline = self.clock() + self.reconcile_timeout
         if self._membership is None:
             return self._checked_pass(app, lag, deadline, None)
-        ttl = lease_ttl(self.reconcile_timeout)
+        ttl = lease_ttl(self.reconcile_timeout, self.request_timeout)
         claim = self._membership.claim(app.name, ttl)
         self._board.owned(app.name, claim.owner, self._membership.replica_id)
         if claim.lease is None:
@@ -764,6 +790,7 @@ class ReconcilerPool:
                 cancel=self._stop,
                 metrics=collection,
                 permit=permit,
+                action_seconds=self.request_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - never kill a worker
             return self._pass_failed(app, exc, metrics)

@@ -59,7 +59,7 @@ from flyautoscaler._protocols import (
     MetricCollector,
 )
 from flyautoscaler._results import ReconcileResult, explain_decision
-from flyautoscaler._scope import Scope
+from flyautoscaler._scope import ACTION_SECONDS, Scope
 from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._validation import (
     check_fallback,
@@ -428,6 +428,7 @@ class Reconciler:
         cancel: threading.Event | None = None,
         metrics: Mapping[str, float] | Collection | None = None,
         permit: Callable[[float], bool] | None = None,
+        action_seconds: float = ACTION_SECONDS,
     ) -> ReconcileResult:
         """Run one pass: evaluate the targets, list the Machines, plan, act.
 
@@ -459,6 +460,11 @@ class Reconciler:
                 the seconds the request may take; when it says ``False`` the
                 request is not sent and the pass ends as ``timed_out`` (the
                 pool passes the app's lease when replicas coordinate).
+            action_seconds: Seconds one Machine action may take: what *permit*
+                is asked for before each action starts (each request the
+                HTTP client sends asks again, for its own connect and read
+                timeouts). The default, 35, is the HTTP client's default
+                timeouts.
 
         Returns:
             What the pass saw, decided and did.
@@ -475,7 +481,7 @@ class Reconciler:
         """
         values, error = self._values(metrics)
         client = self._require_client()
-        scope = Scope(deadline, self.clock, cancel, permit)
+        scope = Scope(deadline, self.clock, cancel, permit, action_seconds)
         behaviour = self._behaviour()
         now = self.clock()
         fleet = self._list(client, scope) if self.uses_machine_counts else None

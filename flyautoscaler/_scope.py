@@ -26,8 +26,8 @@ __all__ = ["ACTION_SECONDS", "Scope", "current_scope", "pause"]
 
 #: Longest single sleep of :func:`pause`: how soon a cancel is noticed.
 PAUSE_SLICE: Final = 0.05
-#: Seconds one Machine action may take, as a permit asks before it starts:
-#: the Machines API client's default connect and read timeouts.
+#: Seconds one Machine action may take, as a permit asks before it starts,
+#: by default: the Machines API client's default connect and read timeouts.
 ACTION_SECONDS: Final = 35.0
 
 _current: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
@@ -48,12 +48,15 @@ class Scope:
             seconds that request may take: ``True`` when the pass may still
             act for that long (when replicas coordinate, the app's lease
             holds). ``None`` always permits.
+        action_seconds: Seconds one Machine action may take: what
+            :attr:`permit` is asked for before each action starts.
     """
 
     deadline: float | None
     clock: Callable[[], float]
     cancel: threading.Event | None = None
     permit: Callable[[float], bool] | None = None
+    action_seconds: float = ACTION_SECONDS
 
     def remaining(self) -> float:
         """Return the seconds left before the deadline (``inf`` without one)."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +35,18 @@ def ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+def eventually(
+    condition: Callable[[], bool], *, deadline: float = 10.0, poll: float = 0.01
+) -> None:
+    """Poll *condition* every *poll* s until it holds; fail after *deadline* s."""
+    end = time.monotonic() + deadline
+    pause = threading.Event()  # never set: a wait that a condition ends, not a sleep
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"not true within {deadline} s: {condition}")
+        pause.wait(poll)
 
 
 def require_binary(name: str, package: str) -> str:

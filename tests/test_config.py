@@ -16,7 +16,11 @@ from flyautoscaler.config import (
     load_config,
     parse_duration,
 )
-from flyautoscaler.fly import DEFAULT_API_BASE_URL, DEFAULT_FLAPS_BASE_URL
+from flyautoscaler.fly import (
+    DEFAULT_API_BASE_URL,
+    DEFAULT_FLAPS_BASE_URL,
+    DEFAULT_TIMEOUT,
+)
 
 DATA = Path(__file__).parent / "data"
 SECRET = "s3cret-value-that-must-not-leak"  # noqa: S105 - a test value
@@ -284,6 +288,7 @@ def test_defaults():
     assert config.initial_machine_state == "started"
     assert config.concurrency == 1
     assert (config.interval, config.timeout) == (15.0, 30.0)
+    assert config.request_timeout == sum(DEFAULT_TIMEOUT) == 35.0
     assert config.app_list_refresh_interval == 60.0
     assert config.metrics_address == DEFAULT_METRICS_ADDRESS == ":9090"
     assert config.flaps_base_url == DEFAULT_FLAPS_BASE_URL
@@ -308,6 +313,7 @@ def test_every_environment_variable():
         "FAS_CONCURRENCY": "4",
         "FAS_INTERVAL": "1m30s",
         "FAS_TIMEOUT": "500ms",
+        "FAS_REQUEST_TIMEOUT": "2s",
         "FAS_APP_LIST_REFRESH_INTERVAL": "2h",
         "FAS_API_TOKEN": SECRET,
         "FAS_VERBOSE": "true",
@@ -331,6 +337,7 @@ def test_every_environment_variable():
     assert config.concurrency == 4
     assert config.interval == 90.0
     assert config.timeout == 0.5
+    assert config.request_timeout == 2.0
     assert config.app_list_refresh_interval == 7200.0
     assert config.api_token == SECRET
     assert config.verbose is True
@@ -500,6 +507,7 @@ def test_every_new_key(tmp_path):
         "org: my-org\n"
         "initial-machine-state: stopped\n"
         "timeout: 10s\n"
+        "request-timeout: 12s\n"
         "app-list-refresh-interval: 1h30m\n"
         "verbose: yes\n"
         "unhealthy-after: 2\n"
@@ -514,6 +522,7 @@ def test_every_new_key(tmp_path):
     assert config.org == "my-org"
     assert config.initial_machine_state == "stopped"
     assert config.timeout == 10.0
+    assert config.request_timeout == 12.0
     assert config.app_list_refresh_interval == 5400.0
     assert config.verbose is True
     assert config.unhealthy_after == 2
@@ -837,6 +846,10 @@ def test_origins_name_each_setting_as_written(tmp_path):
             "FAS_INTERVAL must be at most 24h0m0s, got 99999999999h0m0s",
         ),
         ({"FAS_TIMEOUT": "24h0m0.001s"}, "FAS_TIMEOUT must be at most 24h0m0s"),
+        (
+            {"FAS_REQUEST_TIMEOUT": "0s"},
+            "FAS_REQUEST_TIMEOUT must be a positive duration, got 0s",
+        ),
         (
             {"FAS_APP_LIST_REFRESH_INTERVAL": "1000h"},
             "FAS_APP_LIST_REFRESH_INTERVAL must be at most 24h0m0s, got 1000h0m0s",

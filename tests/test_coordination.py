@@ -33,7 +33,7 @@ from flyautoscaler.coordination import (
     InMemoryStore,
     RedisCoordinator,
 )
-from servers import RedisServer, free_port, import_or_skip
+from servers import RedisServer, eventually, free_port, import_or_skip
 
 #: Real seconds a condition may take to hold before a test fails.
 DEADLINE = 10.0
@@ -42,16 +42,6 @@ LONG = 30.0
 #: A TTL, or a liveness window, that runs out during a test.
 SHORT = 0.3
 APP = "my-app"
-
-
-def eventually(condition: Callable[[], bool], *, deadline: float = DEADLINE) -> None:
-    """Poll *condition* until it holds; fail after *deadline* real seconds."""
-    end = time.monotonic() + deadline
-    poll = threading.Event()  # never set: a wait that a condition ends, not a sleep
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"not true within {deadline} s: {condition}")
-        poll.wait(0.01)
 
 
 class LocalClock:

@@ -795,6 +795,28 @@ def test_latency_is_applied_and_recorded(server):
         server.latency = -1
 
 
+def test_request_log_records_when_each_request_was_handled(server, clock):
+    """Each record says when it was received and answered, on the server's clock."""
+    assert call(server, "GET", APP).ok
+    clock.advance(5)
+    assert call(server, "POST", f"{APP}/m2/start").ok
+    first, second = server.requests
+    assert (first.received, first.answered) == (1000.0, 1000.0)
+    assert (second.received, second.answered) == (1005.0, 1005.0)
+
+
+def test_request_times_span_the_latency():
+    """On the real clock, received comes before the latency and answered after it."""
+    with FakeMachinesServer(token=TOKEN, latency=0.05) as server:
+        server.add_app("my-app")
+        before = time.monotonic()
+        assert call(server, "GET", APP).ok
+        after = time.monotonic()
+    record = server.requests[-1]
+    assert before <= record.received
+    assert record.received + 0.05 <= record.answered <= after
+
+
 def test_close_is_prompt_while_a_slow_request_is_pending():
     """A request held by a long latency does not hold close() up."""
     server = FakeMachinesServer(token=TOKEN, latency=600).start()

@@ -16,7 +16,9 @@ import urllib3.exceptions
 
 import flyautoscaler as fas
 from flyautoscaler._errors import FlyAPIError
+from flyautoscaler._http import replica_user_agent, request_timeouts
 from flyautoscaler.fly import (
+    DEFAULT_TIMEOUT,
     FlapsHTTPClient,
     RetryPolicy,
     new_flaps_client_func,
@@ -263,6 +265,33 @@ def test_common_headers(rsps, client):
     assert headers["Accept"] == "application/json"
     assert "Content-Type" not in headers
     assert "fly-machine-lease-nonce" not in headers
+
+
+@pytest.mark.parametrize(
+    ("replica_id", "comment"),
+    [
+        ("fly-abc-123-x1", "fly-abc-123-x1"),
+        ("a(b)c\\d", "a_b_c_d"),
+        ("répl", "r_pl"),
+    ],
+)
+def test_replica_user_agent(rsps, replica_id, comment):
+    """A replica's User-Agent names it in a comment a header can carry."""
+    rsps.get(MACHINES, json=[])
+    agent = replica_user_agent(replica_id)
+    with FlapsHTTPClient("my-app", "secret", base_url=BASE, user_agent=agent) as flaps:
+        flaps.list()
+    assert rsps.calls[0].request.headers["User-Agent"] == (
+        f"flyautoscaler/{version('flyautoscaler')} (replica {comment})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("total", "pair"), [(35.0, DEFAULT_TIMEOUT), (2.0, (1.0, 1.0)), (12.0, (5.0, 7.0))]
+)
+def test_request_timeouts_split_a_total(total, pair):
+    """One request timeout: connect gets at most 5 s or half, read the rest."""
+    assert request_timeouts(total) == pair
 
 
 def test_content_type_only_with_body(rsps, client):

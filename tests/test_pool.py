@@ -17,11 +17,13 @@ from prometheus_client import REGISTRY, CollectorRegistry
 import flyautoscaler as fas
 from factories import machine
 from flyautoscaler.collectors import PrometheusCollector
-from flyautoscaler.coordination import InMemoryCoordinator, InMemoryStore
+from flyautoscaler.coordination import AppLease, InMemoryCoordinator, InMemoryStore
+from flyautoscaler.fly import new_flaps_client_func
 from flyautoscaler.testing import (
     CallableCollector,
     FakeFlapsClient,
     FakeFlyClient,
+    FakeMachinesServer,
     StaticCollector,
 )
 
@@ -1128,6 +1130,25 @@ def coordinated_pools(
     return made
 
 
+def one_replica(
+    pools: list[fas.ReconcilerPool],
+    clients: dict[str, FakeFlapsClient] | Callable[[str], fas.FlapsClient],
+    coordinator: InMemoryCoordinator | None = None,
+    **fields: object,
+) -> fas.ReconcilerPool:
+    """A pool of app 'a' (target 1), alone with its *coordinator*."""
+    return make_pool(
+        pools,
+        None,
+        clients,
+        target="1",
+        app_name="a",
+        coordinator=coordinator
+        or InMemoryCoordinator(InMemoryStore(), replica_id="only"),
+        **fields,
+    )
+
+
 def test_replicas_share_the_apps_and_never_overlap(pools):
     """Two replicas: each app is reconciled by its owner only, never at once."""
 
@@ -1204,13 +1225,10 @@ def test_a_lost_lease_sends_no_machine_action(pools):
             return False
 
     clients = {"a": FakeFlapsClient([machine("1", "stopped")])}
-    pool = make_pool(
+    pool = one_replica(
         pools,
-        None,
         clients,
-        target="1",
-        app_name="a",
-        coordinator=Doubting(InMemoryStore(), replica_id="only"),
+        Doubting(InMemoryStore(), replica_id="only"),
         heartbeat_interval=0.01,
     )
     reports: list[fas.PassReport] = []
@@ -1233,3 +1251,72 @@ def test_health_and_status_say_who_owns_what(pools):
     assert (status.owner, status.owned) == ("replica-0", True)
     assert pool.replicas == ["replica-0"]
     assert pool.replica_id == "replica-0"
+
+
+class Measuring(InMemoryCoordinator):
+    """An in-memory coordinator that records each TTL asked and margin proven."""
+
+    def __init__(self, store: InMemoryStore, replica_id: str) -> None:
+        super().__init__(store, replica_id=replica_id)
+        self.ttls: list[float] = []
+        self.margins: list[float] = []
+
+    def acquire(self, app_name: str, ttl: float) -> AppLease | None:
+        self.ttls.append(ttl)
+        return super().acquire(app_name, ttl)
+
+    def holds(self, lease: AppLease, margin: float) -> bool:
+        self.margins.append(margin)
+        return super().holds(lease, margin)
+
+
+def test_the_lease_covers_the_request_timeout(pools):
+    """The lease's TTL is timeout + request_timeout + 5 s; actions prove the latter."""
+    clients = {"a": FakeFlapsClient([machine("1", "stopped")])}
+    coordinator = Measuring(InMemoryStore(), "only")
+    pool = one_replica(
+        pools, clients, coordinator, reconcile_timeout=1.0, request_timeout=2.0
+    )
+    pool.open()
+    assert wait_until(lambda: clients["a"].count("started") == 1)
+    assert set(coordinator.ttls) == {8.0}
+    assert coordinator.margins == [2.0]
+
+
+def test_a_client_with_long_timeouts_acts_once_the_pool_knows_them(pools):
+    """HTTP timeouts past the default TTL: request_timeout set to them, it acts."""
+    token = "fo1_pool-test-token"  # noqa: S105 - the fake server's token
+    with FakeMachinesServer(token=token) as server:
+        server.add_app("a", machines=[machine("1", "stopped")])
+        factory = new_flaps_client_func(token, base_url=server.url, timeout=(10, 60))
+        pool = one_replica(
+            pools,
+            factory,
+            reconcile_timeout=5.0,
+            request_timeout=sum(factory.timeout),
+        )
+        pool.open()
+        assert wait_until(lambda: server.machines("a")[0].state == "started")
+        pool.close()
+        factory.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"request_timeout": 0.0}, "request_timeout must be a positive duration"),
+        ({"request_timeout": math.nan}, "request_timeout must be a positive duration"),
+        (
+            {"reconcile_timeout": 86400.0},
+            (
+                r"the lease ttl \(reconcile_timeout \+ request_timeout \+ 5 s\) "
+                "must be at most 24h"
+            ),
+        ),
+    ],
+)
+def test_request_timeout_and_the_lease_ttl_are_checked(pools, fields, message):
+    """A bad request_timeout, or a lease TTL past 24 h, is refused at open()."""
+    pool = one_replica(pools, {"a": FakeFlapsClient()}, **fields)
+    with pytest.raises(fas.ConfigError, match=message):
+        pool.open()

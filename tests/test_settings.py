@@ -35,6 +35,7 @@ def test_top_level_keys_and_variables():
         "concurrency": ("concurrency", "integer"),
         "interval": ("interval", "duration"),
         "timeout": ("timeout", "duration"),
+        "request-timeout": ("request_timeout", "duration"),
         "app-list-refresh-interval": ("app_list_refresh_interval", "duration"),
         "api-token": ("api_token", "secret"),
         "coordination-url": ("coordination_url", "secret"),

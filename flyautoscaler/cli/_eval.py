@@ -73,10 +73,14 @@ def _targets(
 @contextlib.contextmanager
 def _client(reconciler: Reconciler, config: Config) -> Iterator[None]:
     """Give *reconciler* a Machines API client for the block; close it after."""
+    from flyautoscaler._http import request_timeouts  # noqa: PLC0415 - only here
     from flyautoscaler.fly import FlapsHTTPClient  # noqa: PLC0415 - only here
 
     with FlapsHTTPClient(
-        reconciler.app_name, config.api_token, base_url=config.flaps_base_url
+        reconciler.app_name,
+        config.api_token,
+        base_url=config.flaps_base_url,
+        timeout=request_timeouts(config.request_timeout),
     ) as client:
         reconciler.client = client
         try:

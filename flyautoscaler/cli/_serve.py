@@ -18,6 +18,11 @@ from attrs import define, field
 from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from flyautoscaler._http import (
+    default_user_agent,
+    replica_user_agent,
+    request_timeouts,
+)
 from flyautoscaler._log import get_logger
 from flyautoscaler._pool import PoolState, ReconcilerPool
 from flyautoscaler._protocols import MetricCollector
@@ -174,9 +179,22 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     host, port = parse_listen_address(config.metrics_address)
     collectors: list[MetricCollector] = config.build_collectors(environ)
     stop_metric = config.build_stop_metric_collector(environ)
-    fly_client = FlyGraphQLClient(config.api_token, base_url=config.api_base_url)
-    flaps = new_flaps_client_func(config.api_token, base_url=config.flaps_base_url)
     coordinator = config.build_coordinator()
+    # Each replica's requests say which replica sent them.
+    user_agent = (
+        default_user_agent()
+        if coordinator is None
+        else replica_user_agent(coordinator.replica_id)
+    )
+    fly_client = FlyGraphQLClient(
+        config.api_token, base_url=config.api_base_url, user_agent=user_agent
+    )
+    flaps = new_flaps_client_func(
+        config.api_token,
+        base_url=config.flaps_base_url,
+        timeout=request_timeouts(config.request_timeout),
+        user_agent=user_agent,
+    )
     pool = ReconcilerPool(
         fly_client,
         concurrency=config.concurrency,
@@ -193,6 +211,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         unhealthy_after=config.unhealthy_after,
         release_timeout=config.release_timeout,
         coordinator=coordinator,
+        request_timeout=sum(flaps.timeout),
     )
     registry = CollectorRegistry()
     pool.register_prom_metrics(registry)
@@ -222,6 +241,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "org": config.org,
                     "interval": config.interval,
                     "timeout": config.timeout,
+                    "request_timeout": config.request_timeout,
                     "concurrency": config.concurrency,
                     "collectors": config.metric_names(),
                     "regions": config.regions,

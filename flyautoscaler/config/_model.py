@@ -23,6 +23,7 @@ from flyautoscaler._pool import (
     DEFAULT_APP_LIST_REFRESH_INTERVAL,
     DEFAULT_RECONCILE_INTERVAL,
     DEFAULT_RECONCILE_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_UNHEALTHY_AFTER,
 )
 from flyautoscaler._protocols import MachineMetricCollector, MetricCollector
@@ -148,6 +149,9 @@ class Config:
         concurrency: Worker threads (for a wildcard), 1 to 256.
         interval: Seconds between two passes of an app (at most a day).
         timeout: Seconds one pass may take (at most a day).
+        request_timeout: Seconds one Machines API request may take, connect
+            and read timeouts together (at most a day); with
+            :attr:`coordination_url`, it sets how long an app's lease lasts.
         app_list_refresh_interval: Seconds between two refreshes of a
             wildcard's app list (at most a day).
         api_token: The Fly API token; never shown.
@@ -241,6 +245,10 @@ class Config:
     timeout: float = field(
         default=DEFAULT_RECONCILE_TIMEOUT,
         metadata=_setting("timeout", "FAS_TIMEOUT", "duration"),
+    )
+    request_timeout: float = field(
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metadata=_setting("request-timeout", "FAS_REQUEST_TIMEOUT", "duration"),
     )
     app_list_refresh_interval: float = field(
         default=DEFAULT_APP_LIST_REFRESH_INTERVAL,
@@ -457,7 +465,12 @@ class Config:
             low=1,
             high=MAX_CONCURRENCY,
         )
-        for name in ("interval", "timeout", "app_list_refresh_interval"):
+        for name in (
+            "interval",
+            "timeout",
+            "request_timeout",
+            "app_list_refresh_interval",
+        ):
             check_duration(getattr(self, name), self.setting(name), field=name)
         check_range(
             self.unhealthy_after,

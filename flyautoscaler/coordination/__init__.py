@@ -59,7 +59,8 @@ deployments that lose acknowledged writes without losing everything
 (failover to a lagging replica, a restore from an older snapshot, keys
 evicted by an ``allkeys-*`` policy: use ``noeviction``), or whose server
 clock jumps (keys expire by wall-clock time); replicas configured with
-different TTLs (the empty-store pause uses the acquirer's); and tokens
+different TTLs (the empty-store pause uses the acquirer's: give every
+replica the same ``reconcile_timeout`` and ``request_timeout``); and tokens
 after the Redis server's clock went backwards *and* its data was lost.
 
 Keys in Redis

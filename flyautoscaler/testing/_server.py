@@ -119,6 +119,11 @@ class RequestRecord:
             :class:`~flyautoscaler.FlyClient` method names for GraphQL, or
             ``graphql``/``unknown``/``unsupported``.
         latency: Seconds of injected latency applied before answering.
+        received: When the server began handling the request (on its
+            ``clock``), before the latency.
+        answered: When the server had its answer (on its ``clock``): between
+            these two the request was acted on. Requests from several clients
+            (replicas of the autoscaler) are ordered by these times.
     """
 
     method: str
@@ -129,6 +134,8 @@ class RequestRecord:
     status: int | None
     action: str
     latency: float = 0.0
+    received: float = 0.0
+    answered: float = 0.0
 
     @property
     def params(self) -> dict[str, list[str]]:
@@ -649,6 +656,7 @@ class FakeMachinesServer:
         with self._lock:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        received = self._clock()
         latency = self._latency
         route = _Route("unknown")
         try:
@@ -675,6 +683,8 @@ class FakeMachinesServer:
                 status=response.status,
                 action=route.action,
                 latency=latency,
+                received=received,
+                answered=self._clock(),
             )
         with self._lock:
             self._in_flight -= 1
