@@ -85,7 +85,6 @@ DEFAULT_READ_TIMEOUT = 30.0
 #: The ``(connect, read)`` timeout every request carries by default.
 DEFAULT_TIMEOUT = (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
 
-
 #: Statuses worth another try: rate limited, bad gateway, unavailable, gateway timeout.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
