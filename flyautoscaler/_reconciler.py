@@ -62,6 +62,7 @@ from flyautoscaler._results import ReconcileResult, explain_decision
 from flyautoscaler._scope import ACTION_SECONDS, Scope
 from flyautoscaler._stats import ReconcilerStats
 from flyautoscaler._validation import (
+    MACHINE_LEASE_VALUES,
     check_fallback,
     check_initial_machine_state,
     check_machine_leases,
@@ -87,12 +88,20 @@ DEFAULT_MAX_CREATE_ATTEMPTS: Final = 3
 #: How many Machine actions of one bulk step run at the same time.
 DEFAULT_MAX_PARALLEL_ACTIONS: Final = 8
 
-#: Which Machine actions a pass takes under a Fly lease, by ``machine_leases``.
-MACHINE_LEASE_MODES: Final = {
-    "off": frozenset[str](),
-    "scale-down": frozenset({"destroy", "stop"}),
-    "all": frozenset({"destroy", "stop", "start"}),
-}
+#: Which Machine actions a pass takes under a Fly lease, by ``machine_leases``
+#: (the values :data:`~flyautoscaler._validation.MACHINE_LEASE_VALUES` allows:
+#: off, scale-down, all).
+MACHINE_LEASE_MODES: Final = dict(
+    zip(
+        MACHINE_LEASE_VALUES,
+        (
+            frozenset[str](),
+            frozenset({"destroy", "stop"}),
+            frozenset({"destroy", "stop", "start"}),
+        ),
+        strict=True,
+    )
+)
 #: The default ``machine_leases``: off, as the Go original (and a client of the
 #: user's own need not lease); see docs/scaling.md for what leases cost.
 DEFAULT_MACHINE_LEASES: Final = "off"
